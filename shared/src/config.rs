@@ -1,0 +1,290 @@
+//! Our own settings: environment variables prefixed `TCBOT_`, read and validated once at cold
+//! start. Errors name the variable and say what is wrong. The AWS SDK reads its own standard
+//! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that is missing or malformed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var} is required but not set{hint}")]
+    Missing { var: &'static str, hint: &'static str },
+    #[error("{var}={value:?} is not valid: {why}")]
+    Invalid { var: &'static str, value: String, why: String },
+}
+
+/// What to do with an answer longer than one Tencent message can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Finish the message with a short notice and drop the rest.
+    Truncate,
+    /// Finish the message and continue in a follow-up message.
+    Continue,
+}
+
+impl FromStr for OverflowPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "truncate" => Ok(Self::Truncate),
+            "continue" => Ok(Self::Continue),
+            _ => Err("expected truncate or continue".into()),
+        }
+    }
+}
+
+/// Where Tencent's REST API is: a regional domain or an explicit base URL (local emulator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TencentEndpoint(pub String);
+
+impl TencentEndpoint {
+    /// The HTTPS base URL of a data-centre region (tencent-chat-protocol.md §4.1).
+    pub fn for_region(region: &str) -> Result<Self, String> {
+        let domain = match region {
+            "china" => "console.tim.qq.com",
+            "singapore" => "adminapisgp.im.qcloud.com",
+            "seoul" => "adminapikr.im.qcloud.com",
+            "tokyo" => "adminapijpn.im.qcloud.com",
+            "frankfurt" => "adminapiger.im.qcloud.com",
+            "mumbai" => "adminapiind.im.qcloud.com",
+            "siliconvalley" => "adminapiusa.im.qcloud.com",
+            "jakarta" => "adminapiidn.im.qcloud.com",
+            "riyadh" => "adminapiksa.im.qcloud.com",
+            _ => {
+                return Err("expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, \
+                            siliconvalley, jakarta, riyadh"
+                    .into());
+            }
+        };
+        Ok(TencentEndpoint(format!("https://{domain}")))
+    }
+}
+
+/// All settings. Which ones a function needs is checked by the `require_*` accessors in its
+/// `main`, so a missing queue URL fails the cold start of the function that uses it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table_name: String,
+    pub secret_id: Option<String>,
+    pub local_secret_file: Option<String>,
+    pub tencent_endpoint: TencentEndpoint,
+    pub usersig_ttl: Duration,
+    pub rest_timeout: Duration,
+    pub rest_max_attempts: u32,
+    pub sign_window_secs: i64,
+    pub allow_unsigned: bool,
+    pub max_body_bytes: usize,
+    pub c2c_queue_url: Option<String>,
+    pub group_queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    pub max_receives: u32,
+    pub dedup_ttl_secs: u64,
+    pub history_ttl_secs: u64,
+    pub stop_ttl_secs: u64,
+    pub llm: LlmDefaults,
+    pub stream: StreamSettings,
+}
+
+/// The LLM used when a bot has no profile, or its profile leaves a field out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmDefaults {
+    pub base_url: String,
+    pub model: String,
+    pub api_style: String,
+    pub system_prompt: String,
+    pub max_turns: usize,
+    pub max_age_secs: u64,
+    pub token_budget: usize,
+    pub daily_quota: u64,
+    pub connect_timeout: Duration,
+    pub first_token_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub total_timeout: Duration,
+}
+
+/// How answers are chunked on their way to Tencent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    /// Longest a chunk waits after the first one before it is sent.
+    pub interval: Duration,
+    /// A chunk is sent as soon as it holds this many bytes.
+    pub max_chunk_bytes: usize,
+    /// Most bytes one message may carry (Tencent: about 12 KB).
+    pub max_message_bytes: usize,
+    pub overflow: OverflowPolicy,
+    /// Group answers: stream by send-then-modify (true) or send once at the end (false).
+    pub group_streaming: bool,
+    /// Group answers: least time between two modifications of the message.
+    pub group_modify_interval: Duration,
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(|k| vars.get(k).cloned())
+    }
+
+    /// Reads the settings through `get`, which maps a variable name to its value.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&get);
+        let tencent_endpoint = match env.opt("TCBOT_TENCENT_BASE_URL") {
+            Some(url) => {
+                let parsed = url::Url::parse(&url).map_err(|e| ConfigError::Invalid {
+                    var: "TCBOT_TENCENT_BASE_URL",
+                    value: url.clone(),
+                    why: e.to_string(),
+                })?;
+                TencentEndpoint(parsed.as_str().trim_end_matches('/').to_owned())
+            }
+            None => {
+                let region = env.opt("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into());
+                TencentEndpoint::for_region(&region).map_err(|why| ConfigError::Invalid {
+                    var: "TCBOT_TENCENT_REGION",
+                    value: region,
+                    why,
+                })?
+            }
+        };
+        let secret_id = env.opt("TCBOT_SECRET_ID");
+        let local_secret_file = env.opt("TCBOT_LOCAL_SECRET_FILE");
+        if secret_id.is_none() && local_secret_file.is_none() {
+            return Err(ConfigError::Missing {
+                var: "TCBOT_SECRET_ID",
+                hint: " (or TCBOT_LOCAL_SECRET_FILE for local development)",
+            });
+        }
+        let ms = |var, default| env.parse(var, default).map(Duration::from_millis);
+        Ok(Settings {
+            table_name: env.required("TCBOT_TABLE_NAME", "")?,
+            secret_id,
+            local_secret_file,
+            tencent_endpoint,
+            usersig_ttl: Duration::from_secs(env.parse("TCBOT_USERSIG_TTL_SECS", 86_400)?),
+            rest_timeout: ms("TCBOT_REST_TIMEOUT_MS", 3_000)?,
+            rest_max_attempts: env.parse("TCBOT_REST_MAX_ATTEMPTS", 4)?,
+            sign_window_secs: env.parse("TCBOT_SIGN_WINDOW_SECS", 60)?,
+            allow_unsigned: env.parse("TCBOT_ALLOW_UNSIGNED", false)?,
+            max_body_bytes: env.parse("TCBOT_MAX_BODY_BYTES", 64 * 1024)?,
+            c2c_queue_url: env.opt("TCBOT_C2C_QUEUE_URL"),
+            group_queue_url: env.opt("TCBOT_GROUP_QUEUE_URL"),
+            dlq_url: env.opt("TCBOT_DLQ_URL"),
+            max_receives: env.parse("TCBOT_MAX_RECEIVES", 3)?,
+            dedup_ttl_secs: env.parse("TCBOT_DEDUP_TTL_SECS", 86_400)?,
+            history_ttl_secs: env.parse("TCBOT_HISTORY_TTL_SECS", 7 * 86_400)?,
+            stop_ttl_secs: env.parse("TCBOT_STOP_TTL_SECS", 600)?,
+            llm: LlmDefaults {
+                base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+                api_style: env.opt("TCBOT_LLM_API_STYLE").unwrap_or_else(|| "openai".into()),
+                system_prompt: env
+                    .opt("TCBOT_SYSTEM_PROMPT")
+                    .unwrap_or_else(|| "You are a helpful assistant in a chat app. Answer concisely.".into()),
+                max_turns: env.parse("TCBOT_WINDOW_TURNS", 20)?,
+                max_age_secs: env.parse("TCBOT_WINDOW_SECS", 86_400)?,
+                token_budget: env.parse("TCBOT_WINDOW_TOKENS", 3_000)?,
+                daily_quota: env.parse("TCBOT_DAILY_QUOTA", 200)?,
+                connect_timeout: ms("TCBOT_LLM_CONNECT_TIMEOUT_MS", 3_000)?,
+                first_token_timeout: ms("TCBOT_LLM_FIRST_TOKEN_TIMEOUT_MS", 20_000)?,
+                idle_timeout: ms("TCBOT_LLM_IDLE_TIMEOUT_MS", 10_000)?,
+                total_timeout: ms("TCBOT_LLM_TOTAL_TIMEOUT_MS", 120_000)?,
+            },
+            stream: StreamSettings {
+                interval: ms("TCBOT_STREAM_INTERVAL_MS", 400)?,
+                max_chunk_bytes: env.parse("TCBOT_STREAM_MAX_CHUNK_BYTES", 600)?,
+                max_message_bytes: env.parse("TCBOT_MAX_MESSAGE_BYTES", 12_000)?,
+                overflow: env.parse("TCBOT_OVERFLOW_POLICY", OverflowPolicy::Truncate)?,
+                group_streaming: env.parse("TCBOT_GROUP_STREAMING", true)?,
+                group_modify_interval: ms("TCBOT_GROUP_MODIFY_INTERVAL_MS", 1_000)?,
+            },
+        })
+    }
+
+    /// The FIFO queue for chatbot C2C messages (router).
+    pub fn require_c2c_queue(&self) -> Result<&str, ConfigError> {
+        self.c2c_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_C2C_QUEUE_URL", hint: "" })
+    }
+
+    /// The FIFO queue for chatbot group messages (router).
+    pub fn require_group_queue(&self) -> Result<&str, ConfigError> {
+        self.group_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_GROUP_QUEUE_URL", hint: "" })
+    }
+
+    /// The dead-letter queue a worker sends what it gives up on (workers).
+    pub fn require_dlq(&self) -> Result<&str, ConfigError> {
+        self.dlq_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_DLQ_URL", hint: "" })
+    }
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn opt(&self, var: &str) -> Option<String> {
+        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str, hint: &'static str) -> Result<String, ConfigError> {
+        self.opt(var).ok_or(ConfigError::Missing { var, hint })
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.opt(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                var,
+                value: v.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn when_table_is_missing_should_name_the_variable() {
+        let err = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s")])).err();
+        assert_eq!(err, Some(ConfigError::Missing { var: "TCBOT_TABLE_NAME", hint: "" }));
+    }
+
+    #[test]
+    fn when_number_is_malformed_should_say_which_and_why() {
+        let err = Settings::from_lookup(lookup(&[
+            ("TCBOT_SECRET_ID", "s"),
+            ("TCBOT_TABLE_NAME", "t"),
+            ("TCBOT_SIGN_WINDOW_SECS", "a minute"),
+        ]))
+        .err()
+        .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("TCBOT_SIGN_WINDOW_SECS=\"a minute\" is not valid: invalid digit found in string")
+        );
+    }
+
+    #[test]
+    fn region_selects_domain_and_base_url_overrides_it() {
+        let s = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), ("TCBOT_TENCENT_REGION", "china")]));
+        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("https://console.tim.qq.com"));
+        let s = Settings::from_lookup(lookup(&[
+            ("TCBOT_SECRET_ID", "s"),
+            ("TCBOT_TABLE_NAME", "t"),
+            ("TCBOT_TENCENT_BASE_URL", "http://127.0.0.1:9/"),
+        ]));
+        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("http://127.0.0.1:9"));
+        let bad = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), ("TCBOT_TENCENT_REGION", "mars")]));
+        assert!(matches!(bad, Err(ConfigError::Invalid { var: "TCBOT_TENCENT_REGION", .. })));
+    }
+}

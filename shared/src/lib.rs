@@ -1,0 +1,14 @@
+//! The shared crate of the Tencent Cloud Chat chatbot backend.
+//!
+//! Every webhook function is a thin `main` over this crate: the inbound protocol
+//! ([`webhook`]), the outbound protocol ([`tencent`]), storage ([`store`]), the queue
+//! ([`queue`]), the LLM client ([`llm`]), secrets and settings, and the domain logic of each
+//! command ([`router`], [`bot`]).
+
+pub mod config;
+pub mod lenient;
+pub mod msg;
+pub mod secrets;
+pub mod store;
+pub mod tencent;
+pub mod webhook;

@@ -1,0 +1,148 @@
+//! The app's secrets: one JSON secret in Secrets Manager, read once per cold start.
+//!
+//! ```json
+//! {"SdkAppId": 1400000000, "SecretKey": "…", "AdminIdentifier": "administrator",
+//!  "WebhookToken": "…", "LlmApiKey": "…", "LlmApiKeys": {"deepseek": "…"}}
+//! ```
+//! Every secret value is a [`SecretString`], whose `Debug` and `Display` print no secret.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// A string that must never reach a log line. Read it with [`SecretString::expose`].
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(s: impl Into<String>) -> Self {
+        SecretString(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log or format it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The contents of the app secret.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AppSecrets {
+    #[serde(rename = "SdkAppId", deserialize_with = "crate::lenient::u64_lenient")]
+    pub sdk_app_id: u64,
+    #[serde(rename = "SecretKey")]
+    pub secret_key: SecretString,
+    #[serde(rename = "AdminIdentifier", default = "default_admin")]
+    pub admin_identifier: String,
+    /// The webhook authentication token set in the Tencent console; absent when unsigned
+    /// webhooks are explicitly allowed.
+    #[serde(rename = "WebhookToken", default)]
+    pub webhook_token: Option<SecretString>,
+    /// The default LLM API key.
+    #[serde(rename = "LlmApiKey", default)]
+    pub llm_api_key: Option<SecretString>,
+    /// Named LLM API keys, chosen by a bot profile's `api_key_name`.
+    #[serde(rename = "LlmApiKeys", default)]
+    pub llm_api_keys: HashMap<String, SecretString>,
+}
+
+fn default_admin() -> String {
+    "administrator".to_owned()
+}
+
+/// Why the secrets could not be loaded. Never carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("reading secret {id} from Secrets Manager failed: {reason}")]
+    Fetch { id: String, reason: String },
+    #[error("secret {id} has no SecretString")]
+    Empty { id: String },
+    #[error("secret {id} is not the expected JSON ({reason}); see README \"Secrets\"")]
+    Format { id: String, reason: String },
+    #[error("local secret file {path}: {reason}")]
+    LocalFile { path: String, reason: String },
+    #[error("secret {id}: {field} is empty")]
+    Missing { id: String, field: &'static str },
+}
+
+impl AppSecrets {
+    /// Parses the secret JSON. The error names the secret and the JSON problem, not the value:
+    /// serde's messages quote the offending token, so only its category is kept.
+    pub fn parse(id: &str, json: &str) -> Result<Self, SecretsError> {
+        let s: AppSecrets = serde_json::from_str(json).map_err(|e| SecretsError::Format {
+            id: id.to_owned(),
+            reason: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
+        })?;
+        if s.secret_key.is_empty() {
+            return Err(SecretsError::Missing { id: id.to_owned(), field: "SecretKey" });
+        }
+        Ok(s)
+    }
+
+    /// Reads the secret named `id` from Secrets Manager.
+    pub async fn fetch(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Self, SecretsError> {
+        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+            SecretsError::Fetch { id: id.to_owned(), reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string() }
+        })?;
+        let json = out.secret_string().ok_or_else(|| SecretsError::Empty { id: id.to_owned() })?;
+        Self::parse(id, json)
+    }
+
+    /// Reads the secret JSON from a local file, for development without Secrets Manager.
+    pub fn from_file(path: &str) -> Result<Self, SecretsError> {
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| SecretsError::LocalFile { path: path.to_owned(), reason: e.to_string() })?;
+        Self::parse(path, &json)
+    }
+
+    /// The LLM key for a profile: the named one when the profile names one, else the default.
+    pub fn llm_key(&self, name: Option<&str>) -> Option<&SecretString> {
+        match name {
+            Some(n) => self.llm_api_keys.get(n),
+            None => self.llm_api_key.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let s = AppSecrets::parse(
+            "t",
+            r#"{"SdkAppId":"1400000000","SecretKey":"sk-very-secret","WebhookToken":"tok-secret","LlmApiKeys":{"a":"llm-secret"}}"#,
+        );
+        let s = s.map_err(|e| e.to_string());
+        let printed = format!("{s:?}");
+        assert!(printed.contains("1400000000"), "{printed}");
+        for secret in ["sk-very-secret", "tok-secret", "llm-secret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+    }
+
+    #[test]
+    fn format_error_does_not_echo_the_value() {
+        let err = AppSecrets::parse("t", r#"{"SdkAppId":1,"SecretKey":12345678}"#).err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("not the expected JSON"), "{text}");
+        assert!(!text.contains("12345678"), "{text}");
+        assert!(matches!(AppSecrets::parse("t", r#"{"SdkAppId":1,"SecretKey":""}"#), Err(SecretsError::Missing { .. })));
+    }
+}

@@ -1,0 +1,81 @@
+//! Storage: one port ([`Store`]) with a DynamoDB adapter and an in-memory adapter, held to the
+//! same contract by one test suite.
+//!
+//! Everything lives in one table (single-table design) keyed by `pk` and `sk`; items that should
+//! expire carry `expires_at` (unix seconds), which reads filter on because neither DynamoDB (not
+//! promptly) nor the local emulator (never) deletes expired items.
+
+pub mod dynamo;
+pub mod memory;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+
+/// A storage failure. Carries the operation and the cause; never an item's content.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("store {op} failed: {reason}")]
+pub struct StoreError {
+    pub op: &'static str,
+    pub reason: String,
+}
+
+/// Who said a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    /// When the turn was said, unix milliseconds.
+    pub at_ms: u64,
+    pub role: Role,
+    /// The user who said it, in group conversations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
+    pub text: String,
+}
+
+/// The storage port.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Claims `key` for `ttl_secs`: true for the one caller that claimed it, false for every
+    /// other caller until it expires.
+    async fn claim(&self, key: &str, ttl_secs: u64) -> Result<bool, StoreError>;
+    /// Gives a claim back, so that a retry can claim it again.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Stores a small JSON document under `key`, for `ttl_secs` or for good.
+    async fn put_doc(&self, key: &str, doc: &str, ttl_secs: Option<u64>) -> Result<(), StoreError>;
+    /// Reads a document, unless it has expired.
+    async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes a document or a claim.
+    async fn delete_doc(&self, key: &str) -> Result<(), StoreError>;
+    /// Appends a turn to a conversation.
+    async fn append_turn(&self, conv: &str, turn: &Turn, ttl_secs: u64) -> Result<(), StoreError>;
+    /// The newest `limit` turns said at or after `since_ms`, oldest first.
+    async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError>;
+    /// Forgets a conversation; returns how many turns were removed.
+    async fn clear_turns(&self, conv: &str) -> Result<usize, StoreError>;
+    /// Adds `by` to a counter atomically and returns the new value. A TTL, when given, is set
+    /// when the counter is created and not extended after.
+    async fn incr(&self, key: &str, by: i64, ttl_secs: Option<u64>) -> Result<i64, StoreError>;
+    /// A counter's value; 0 when it does not exist or has expired.
+    async fn counter(&self, key: &str) -> Result<i64, StoreError>;
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

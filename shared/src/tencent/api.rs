@@ -1,0 +1,240 @@
+//! Request and response bodies of the REST calls this product makes. Field names are Tencent's
+//! (tencent-chat-protocol.md §3.4, §3.5, §4.2–§4.5, §5).
+
+use crate::msg::MsgElement;
+use serde::{Deserialize, Serialize};
+
+/// `v4/openim/sendmsg`. `MsgSeq` and `MsgRandom` stay the same across retries, so Tencent's
+/// 120 s server-side dedup makes a retried send idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMsg {
+    #[serde(rename = "SyncOtherMachine")]
+    pub sync_other_machine: u8,
+    #[serde(rename = "From_Account", skip_serializing_if = "Option::is_none")]
+    pub from_account: Option<String>,
+    #[serde(rename = "To_Account")]
+    pub to_account: String,
+    #[serde(rename = "MsgSeq")]
+    pub msg_seq: u32,
+    #[serde(rename = "MsgRandom")]
+    pub msg_random: u32,
+    #[serde(rename = "MsgLifeTime", skip_serializing_if = "Option::is_none")]
+    pub msg_life_time: Option<u32>,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<MsgElement>,
+    #[serde(rename = "CloudCustomData", skip_serializing_if = "Option::is_none")]
+    pub cloud_custom_data: Option<String>,
+}
+
+/// The reply to `sendmsg`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SendMsgReply {
+    #[serde(rename = "MsgTime", default)]
+    pub msg_time: Option<u64>,
+    #[serde(rename = "MsgKey", default)]
+    pub msg_key: Option<String>,
+    #[serde(rename = "MsgId", default)]
+    pub msg_id: Option<String>,
+}
+
+/// `v4/openim_robot_http_svc/send_stream_msg`: one piece of a robot's streamed C2C reply.
+/// `chunk` is the new text only; the first call has no `msg_key`, later calls send back the
+/// one Tencent returned; the last call has `finish: Some(1)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendStreamMsg {
+    #[serde(rename = "From_Account")]
+    pub from_account: String,
+    #[serde(rename = "To_Account")]
+    pub to_account: String,
+    #[serde(rename = "Chunk")]
+    pub chunk: String,
+    #[serde(rename = "MsgKey", skip_serializing_if = "Option::is_none")]
+    pub msg_key: Option<String>,
+    #[serde(rename = "Finish", skip_serializing_if = "Option::is_none")]
+    pub finish: Option<u8>,
+}
+
+/// The reply to `send_stream_msg`. Only `MsgKey` is documented (UNCONFIRMED: the full field
+/// table was not found), so everything else is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SendStreamMsgReply {
+    #[serde(rename = "MsgKey", default)]
+    pub msg_key: Option<String>,
+}
+
+/// One `@` in a group message, matched in order to the `@` marks in the text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupAt {
+    #[serde(rename = "GroupAtAllFlag")]
+    pub group_at_all_flag: u8,
+    #[serde(rename = "GroupAt_Account", skip_serializing_if = "Option::is_none")]
+    pub group_at_account: Option<String>,
+}
+
+/// `v4/group_open_http_svc/send_group_msg`. The same `Random` and content within 5 minutes
+/// is dropped by Tencent as a duplicate, which makes retries idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendGroupMsg {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "Random")]
+    pub random: u32,
+    #[serde(rename = "From_Account", skip_serializing_if = "Option::is_none")]
+    pub from_account: Option<String>,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<MsgElement>,
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    #[serde(rename = "GroupAtInfo", skip_serializing_if = "Vec::is_empty", default)]
+    pub group_at_info: Vec<GroupAt>,
+    #[serde(rename = "CloudCustomData", skip_serializing_if = "Option::is_none")]
+    pub cloud_custom_data: Option<String>,
+}
+
+/// The reply to `send_group_msg`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SendGroupMsgReply {
+    #[serde(rename = "MsgTime", default)]
+    pub msg_time: Option<u64>,
+    #[serde(rename = "MsgSeq", default)]
+    pub msg_seq: Option<u64>,
+}
+
+/// `v4/openim/modify_c2c_msg`: replaces the body of a sent C2C message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModifyC2cMsg {
+    #[serde(rename = "From_Account")]
+    pub from_account: String,
+    #[serde(rename = "To_Account")]
+    pub to_account: String,
+    #[serde(rename = "MsgKey")]
+    pub msg_key: String,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<MsgElement>,
+}
+
+/// `v4/openim/modify_group_msg`: replaces the body of a sent group message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModifyGroupMsg {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "MsgSeq")]
+    pub msg_seq: u64,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<MsgElement>,
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+}
+
+/// `v4/openim_robot_http_svc/create_robot`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRobot {
+    #[serde(rename = "UserID")]
+    pub user_id: String,
+    #[serde(rename = "Nick", skip_serializing_if = "Option::is_none")]
+    pub nick: Option<String>,
+    #[serde(rename = "FaceUrl", skip_serializing_if = "Option::is_none")]
+    pub face_url: Option<String>,
+    #[serde(rename = "SelfSignature", skip_serializing_if = "Option::is_none")]
+    pub self_signature: Option<String>,
+}
+
+/// `v4/openim_robot_http_svc/delete_robot`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteRobot {
+    #[serde(rename = "Robot_Account")]
+    pub robot_account: String,
+}
+
+/// The reply to `get_all_robots`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AllRobots {
+    #[serde(rename = "Robot_Account", default)]
+    pub robot_account: Vec<String>,
+}
+
+/// `v4/openim/admin_getroammsg`: C2C history, seen from `operator_account`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminGetRoamMsg {
+    #[serde(rename = "Operator_Account")]
+    pub operator_account: String,
+    #[serde(rename = "Peer_Account")]
+    pub peer_account: String,
+    #[serde(rename = "MaxCnt")]
+    pub max_cnt: u32,
+    #[serde(rename = "MinTime")]
+    pub min_time: u64,
+    #[serde(rename = "MaxTime")]
+    pub max_time: u64,
+    #[serde(rename = "LastMsgKey", skip_serializing_if = "Option::is_none")]
+    pub last_msg_key: Option<String>,
+}
+
+/// A message in a history reply.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HistoryMsg {
+    #[serde(rename = "From_Account", default)]
+    pub from_account: Option<String>,
+    #[serde(rename = "MsgSeq", default)]
+    pub msg_seq: Option<u64>,
+    #[serde(rename = "MsgTimeStamp", default)]
+    pub msg_time_stamp: Option<u64>,
+    #[serde(rename = "MsgKey", default)]
+    pub msg_key: Option<String>,
+    #[serde(rename = "MsgBody", default)]
+    pub msg_body: Vec<MsgElement>,
+}
+
+/// The reply to `admin_getroammsg`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct RoamMsgPage {
+    /// 1 when there is nothing more to pull.
+    #[serde(rename = "Complete", default)]
+    pub complete: u8,
+    #[serde(rename = "LastMsgKey", default)]
+    pub last_msg_key: Option<String>,
+    #[serde(rename = "MsgList", default)]
+    pub msg_list: Vec<HistoryMsg>,
+}
+
+/// `v4/group_open_http_svc/group_msg_get_simple`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMsgGetSimple {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "ReqMsgNumber")]
+    pub req_msg_number: u32,
+    #[serde(rename = "ReqMsgSeq", skip_serializing_if = "Option::is_none")]
+    pub req_msg_seq: Option<u64>,
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+}
+
+/// The reply to `group_msg_get_simple`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct GroupMsgPage {
+    #[serde(rename = "IsFinished", default)]
+    pub is_finished: u8,
+    #[serde(rename = "RspMsgList", default)]
+    pub rsp_msg_list: Vec<HistoryMsg>,
+}
+
+/// `v4/million_group_open_http_svc/create_topic` (Community groups only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "TopicName")]
+    pub topic_name: String,
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+    #[serde(rename = "From_Account", skip_serializing_if = "Option::is_none")]
+    pub from_account: Option<String>,
+}
+
+/// The reply to `create_topic`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct CreateTopicReply {
+    #[serde(rename = "TopicId", default)]
+    pub topic_id: Option<String>,
+}

@@ -1,0 +1,8 @@
+//! The outbound protocol: UserSig, and the REST client that speaks as the app admin.
+
+pub mod api;
+pub mod client;
+pub mod usersig;
+
+pub use api::*;
+pub use client::{ChatApi, RestClient, RestError};
