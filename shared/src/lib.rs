@@ -6,9 +6,14 @@
 //! command ([`router`], [`bot`]).
 
 pub mod config;
+pub mod llm;
 pub mod lenient;
 pub mod msg;
 pub mod secrets;
 pub mod store;
 pub mod tencent;
 pub mod webhook;
+pub mod bot;
+pub mod observe;
+pub mod queue;
+pub mod router;

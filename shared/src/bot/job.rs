@@ -1,0 +1,73 @@
+//! The unit of chatbot work: one inbound message for one robot, as queued by the router.
+
+use crate::webhook::events::{BotGroupMessage, C2cMessage};
+use serde::{Deserialize, Serialize};
+
+/// A queued chatbot message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The router's request id, carried so every log line of one message shares it.
+    pub request_id: String,
+    /// When the router received the webhook, unix milliseconds.
+    pub received_ms: u64,
+    /// The robot that answers.
+    pub bot: String,
+    pub msg: JobMsg,
+}
+
+/// The inbound message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "event", rename_all = "lowercase")]
+pub enum JobMsg {
+    C2c(C2cMessage),
+    Group(BotGroupMessage),
+}
+
+impl Job {
+    pub fn new(request_id: &str, bot: String, msg: JobMsg) -> Self {
+        Job { request_id: request_id.to_owned(), received_ms: crate::store::now_ms(), bot, msg }
+    }
+
+    /// Identifies this message for this robot: the idempotency key of its answer.
+    pub fn key(&self) -> String {
+        match &self.msg {
+            JobMsg::C2c(m) => format!("c2c#{}#{}#{}", self.bot, m.from_account, m.key()),
+            JobMsg::Group(m) => format!("grp#{}#{}#{}", m.group_id, m.msg_seq, self.bot),
+        }
+    }
+
+    /// The router's dedup key for a C2C message.
+    pub fn dedup_key(&self) -> String {
+        format!("dedup#{}", self.key())
+    }
+
+    /// Messages with the same ordering key are answered one at a time, in order.
+    pub fn ordering_key(&self) -> String {
+        match &self.msg {
+            JobMsg::C2c(m) => format!("c2c#{}#{}", self.bot, m.from_account),
+            JobMsg::Group(m) => format!("grp#{}#{}", m.group_id, m.topic_id.as_deref().unwrap_or("")),
+        }
+    }
+
+    /// The scope of "stop generating" requests that apply to this job's answer.
+    pub fn stop_scope(&self) -> String {
+        match &self.msg {
+            JobMsg::C2c(m) => format!("c2c#{}#{}", self.bot, m.from_account),
+            JobMsg::Group(m) => format!("grp#{}#{}", m.group_id, self.bot),
+        }
+    }
+
+    /// The user who wrote.
+    pub fn sender(&self) -> &str {
+        match &self.msg {
+            JobMsg::C2c(m) => &m.from_account,
+            JobMsg::Group(m) => &m.from_account,
+        }
+    }
+}
+
+/// The store key of a stop flag: for one streamed reply (`msg_key`), or for whatever the robot
+/// is streaming in that scope when the client did not say which (`*`).
+pub fn stop_key(scope: &str, msg_key: Option<&str>) -> String {
+    format!("stop#{scope}#{}", msg_key.unwrap_or("*"))
+}

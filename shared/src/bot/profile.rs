@@ -1,0 +1,103 @@
+//! A robot's profile: system prompt, model and provider, conversation window, quota and group
+//! scope. Stored as JSON under `profile#<robot>`; every field is optional and falls back to the
+//! deployment's defaults (`TCBOT_*` settings).
+
+use crate::config::LlmDefaults;
+use serde::{Deserialize, Serialize};
+
+/// Whose conversation a group answer continues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupScope {
+    /// One conversation per group (and topic), each user turn labelled with its sender.
+    #[default]
+    Group,
+    /// One conversation per member of the group.
+    Member,
+}
+
+/// A profile as stored: fields left out take the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// `openai` or `azure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_style: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Which key of the secret's `LlmApiKeys` to use; the default `LlmApiKey` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// The window: at most this many turns …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<usize>,
+    /// … said within this many seconds …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+    /// … within this many (estimated) tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<usize>,
+    /// Messages a user may send this robot per day; 0 for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_scope: Option<GroupScope>,
+}
+
+/// A profile with every field decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub system_prompt: String,
+    pub model: String,
+    pub fallback_models: Vec<String>,
+    pub base_url: String,
+    pub api_style: String,
+    pub api_version: Option<String>,
+    pub api_key_name: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub max_turns: usize,
+    pub max_age_secs: u64,
+    pub token_budget: usize,
+    pub daily_quota: u64,
+    pub group_scope: GroupScope,
+}
+
+impl BotProfile {
+    /// The store key of a robot's profile.
+    pub fn key(bot: &str) -> String {
+        format!("profile#{bot}")
+    }
+
+    /// Fills what the profile leaves out from the defaults.
+    pub fn resolve(self, d: &LlmDefaults) -> Resolved {
+        Resolved {
+            system_prompt: self.system_prompt.unwrap_or_else(|| d.system_prompt.clone()),
+            model: self.model.unwrap_or_else(|| d.model.clone()),
+            fallback_models: self.fallback_models,
+            base_url: self.base_url.unwrap_or_else(|| d.base_url.clone()),
+            api_style: self.api_style.unwrap_or_else(|| d.api_style.clone()),
+            api_version: self.api_version,
+            api_key_name: self.api_key_name,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            max_turns: self.max_turns.unwrap_or(d.max_turns).max(1),
+            max_age_secs: self.max_age_secs.unwrap_or(d.max_age_secs),
+            token_budget: self.token_budget.unwrap_or(d.token_budget),
+            daily_quota: self.daily_quota.unwrap_or(d.daily_quota),
+            group_scope: self.group_scope.unwrap_or_default(),
+        }
+    }
+}

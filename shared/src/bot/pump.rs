@@ -1,0 +1,323 @@
+//! The pump: LLM tokens in, chunks to a [`Sink`] out.
+//!
+//! The first chunk leaves as soon as the first text arrives. After that, text is coalesced and
+//! sent when it reaches `max_chunk_bytes` or when `interval` has passed since the last send,
+//! which keeps the REST call rate within Tencent's limits whatever the token rate. Before each
+//! chunk the stop flag is checked. An answer that outgrows one message is cut or continued in a
+//! new message, as configured.
+
+use super::sink::Sink;
+use crate::config::{OverflowPolicy, StreamSettings};
+use crate::llm::{Delta, DeltaStream, LlmError, Usage};
+use crate::tencent::RestError;
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the pump asks of its caller while it runs.
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Whether the user asked to stop the message `stream_id` (or any message in scope).
+    async fn stop_requested(&self, stream_id: Option<&str>) -> bool;
+    /// A message was opened; record its id before anything else can fail.
+    async fn opened(&self, stream_id: &str);
+}
+
+/// How the answer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    Completed,
+    Stopped,
+    Truncated,
+    /// The LLM failed mid-answer; the open message was finished with the apology.
+    LlmFailed(LlmError),
+}
+
+/// What the pump did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub end: End,
+    /// The text the user was shown (without notices).
+    pub text: String,
+    pub usage: Option<Usage>,
+    /// When the first chunk was sent.
+    pub first_chunk_at: Option<Instant>,
+    pub chunks: u32,
+}
+
+/// The pump's settings.
+#[derive(Debug, Clone)]
+pub struct PumpSettings {
+    pub interval: Duration,
+    pub max_chunk_bytes: usize,
+    pub max_message_bytes: usize,
+    pub overflow: OverflowPolicy,
+}
+
+impl PumpSettings {
+    pub fn from_stream(s: &StreamSettings, min_interval: Duration) -> Self {
+        PumpSettings {
+            interval: s.interval.max(min_interval),
+            max_chunk_bytes: s.max_chunk_bytes.max(1),
+            max_message_bytes: s.max_message_bytes.max(TRUNCATE_ROOM + 16),
+            overflow: s.overflow,
+        }
+    }
+}
+
+const TRUNCATE_ROOM: usize = super::TRUNCATED_NOTICE.len();
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+enum Flow {
+    Go,
+    Done(End),
+}
+
+struct Pumper<'a> {
+    sink: &'a mut dyn Sink,
+    ctl: &'a dyn Control,
+    cfg: &'a PumpSettings,
+    stream_id: Option<String>,
+    report: Report,
+}
+
+impl Pumper<'_> {
+    async fn push(&mut self, text: &str, finish: bool) -> Result<(), RestError> {
+        let opened = self.sink.push(text, finish).await?;
+        self.report.chunks += 1;
+        self.report.first_chunk_at.get_or_insert_with(Instant::now);
+        if let Some(id) = opened {
+            self.ctl.opened(&id).await;
+            self.stream_id = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Sends `text`, applying the message size limit.
+    async fn send(&mut self, mut text: String, finish: bool) -> Result<Flow, RestError> {
+        loop {
+            // With truncation, room for the notice is always kept free.
+            let limit = match self.cfg.overflow {
+                OverflowPolicy::Truncate => self.cfg.max_message_bytes.saturating_sub(TRUNCATE_ROOM),
+                OverflowPolicy::Continue => self.cfg.max_message_bytes,
+            };
+            let room = limit.saturating_sub(self.sink.message_bytes());
+            if text.len() <= room {
+                if !text.is_empty() || finish {
+                    self.report.text.push_str(&text);
+                    self.push(&text, finish).await?;
+                }
+                return Ok(Flow::Go);
+            }
+            match self.cfg.overflow {
+                OverflowPolicy::Truncate => {
+                    let cut = floor_boundary(&text, room);
+                    self.report.text.push_str(&text[..cut]);
+                    let last = format!("{}{}", &text[..cut], super::TRUNCATED_NOTICE);
+                    self.push(&last, true).await?;
+                    return Ok(Flow::Done(End::Truncated));
+                }
+                OverflowPolicy::Continue => {
+                    let cut = floor_boundary(&text, room);
+                    let rest = text.split_off(cut);
+                    self.report.text.push_str(&text);
+                    self.push(&text, true).await?;
+                    self.sink.next_message();
+                    self.stream_id = None;
+                    text = rest;
+                }
+            }
+        }
+    }
+}
+
+/// Streams `first` and then `rest` into `sink` until the LLM finishes, the user stops it, or the
+/// message size policy ends it. A REST failure is returned as an error with the sink possibly
+/// open; an LLM failure mid-answer finishes the message with the apology.
+pub async fn pump(
+    first: String,
+    mut rest: DeltaStream,
+    sink: &mut dyn Sink,
+    ctl: &dyn Control,
+    cfg: &PumpSettings,
+) -> Result<Report, RestError> {
+    let mut p = Pumper {
+        sink,
+        ctl,
+        cfg,
+        stream_id: None,
+        report: Report { end: End::Completed, text: String::new(), usage: None, first_chunk_at: None, chunks: 0 },
+    };
+    // The first text goes out at once: time to first chunk is what the user feels.
+    if let Flow::Done(end) = p.send(first, false).await? {
+        p.report.end = end;
+        return Ok(p.report);
+    }
+    let mut buf = String::new();
+    let mut last_send = Instant::now();
+    loop {
+        let deadline = last_send + cfg.interval;
+        let flush_now = tokio::select! {
+            item = rest.next() => match item {
+                Some(Ok(Delta::Text(t))) => {
+                    buf.push_str(&t);
+                    buf.len() >= cfg.max_chunk_bytes
+                }
+                Some(Ok(Delta::Usage(u))) => {
+                    p.report.usage = Some(u);
+                    false
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "LLM failed mid-answer");
+                    let text = format!("{buf}\n\n{}", super::APOLOGY);
+                    p.report.text.push_str(&buf);
+                    if p.sink.message_bytes() + text.len() <= cfg.max_message_bytes || !p.sink.is_open() {
+                        p.push(&text, true).await?;
+                    } else {
+                        p.push(super::APOLOGY, true).await?;
+                    }
+                    p.report.end = End::LlmFailed(e);
+                    return Ok(p.report);
+                }
+                None => {
+                    let text = std::mem::take(&mut buf);
+                    if let Flow::Done(end) = p.send(text, true).await? {
+                        p.report.end = end;
+                    }
+                    return Ok(p.report);
+                }
+            },
+            _ = tokio::time::sleep_until(deadline), if !buf.is_empty() => true,
+        };
+        if flush_now {
+            if ctl.stop_requested(p.stream_id.as_deref()).await {
+                let text = std::mem::take(&mut buf);
+                p.send(text, true).await?;
+                p.report.end = End::Stopped;
+                return Ok(p.report);
+            }
+            let text = std::mem::take(&mut buf);
+            if let Flow::Done(end) = p.send(text, false).await? {
+                p.report.end = end;
+                return Ok(p.report);
+            }
+            last_send = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct RecSink {
+        pushes: Vec<(String, bool)>,
+        bytes: usize,
+        open: bool,
+    }
+
+    #[async_trait]
+    impl Sink for RecSink {
+        async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, RestError> {
+            let opened = (!self.open).then(|| format!("m{}", self.pushes.len()));
+            self.open = !finish;
+            self.bytes += d.len();
+            self.pushes.push((d.to_owned(), finish));
+            Ok(opened)
+        }
+        fn message_bytes(&self) -> usize {
+            self.bytes
+        }
+        fn is_open(&self) -> bool {
+            self.open
+        }
+        fn next_message(&mut self) {
+            self.bytes = 0;
+            self.open = false;
+        }
+        fn calls(&self) -> u32 {
+            self.pushes.len() as u32
+        }
+    }
+
+    struct Ctl {
+        stop: bool,
+        opened: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Control for Ctl {
+        async fn stop_requested(&self, _: Option<&str>) -> bool {
+            self.stop
+        }
+        async fn opened(&self, id: &str) {
+            self.opened.lock().map(|mut v| v.push(id.to_owned())).ok();
+        }
+    }
+
+    fn deltas(parts: &[&str]) -> DeltaStream {
+        let v: Vec<Result<Delta, LlmError>> = parts.iter().map(|p| Ok(Delta::Text(p.to_string()))).collect();
+        Box::pin(futures_util::stream::iter(v))
+    }
+
+    fn cfg(max_msg: usize, overflow: OverflowPolicy) -> PumpSettings {
+        PumpSettings { interval: Duration::from_millis(50), max_chunk_bytes: 8, max_message_bytes: max_msg, overflow }
+    }
+
+    #[tokio::test]
+    async fn chunks_join_to_the_answer_and_finish_once() {
+        let mut sink = RecSink::default();
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let r = pump("He".into(), deltas(&["llo", ", wor", "ld", "!"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
+        let r = r.map_err(|e| e.to_string());
+        assert_eq!(r.as_ref().map(|r| r.end.clone()), Ok(End::Completed));
+        let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(joined, "Hello, world!");
+        assert_eq!(sink.pushes.iter().filter(|(_, f)| *f).count(), 1);
+        assert_eq!(sink.pushes.first(), Some(&("He".to_owned(), false)));
+        assert_eq!(ctl.opened.lock().map(|v| v.len()).unwrap_or(0), 1);
+    }
+
+    #[tokio::test]
+    async fn overflow_truncates_or_continues() {
+        let long: Vec<String> = (0..20).map(|i| format!("{i:02}-abcdefg ")).collect();
+        let parts: Vec<&str> = long.iter().map(String::as_str).collect();
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let mut sink = RecSink::default();
+        let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Truncate)).await;
+        assert_eq!(r.map(|r| r.end).ok(), Some(End::Truncated));
+        assert!(sink.pushes.last().is_some_and(|(d, f)| *f && d.ends_with(crate::bot::TRUNCATED_NOTICE)));
+        assert!(sink.bytes <= 100);
+
+        let mut sink = RecSink::default();
+        let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Continue)).await;
+        assert_eq!(r.as_ref().map(|r| r.end.clone()).ok(), Some(End::Completed));
+        let finishes = sink.pushes.iter().filter(|(_, f)| *f).count();
+        assert_eq!(finishes, 3, "201 bytes in messages of at most 100 make three messages");
+        let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(joined, format!("x{}", long.concat()));
+    }
+
+    #[tokio::test]
+    async fn stop_flag_finishes_early() {
+        let ctl = Ctl { stop: true, opened: Mutex::new(vec![]) };
+        let mut sink = RecSink::default();
+        let r = pump("a".into(), deltas(&["bbbbbbbbbb", "c", "d"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
+        assert_eq!(r.map(|r| r.end).ok(), Some(End::Stopped));
+        assert_eq!(sink.pushes.last().map(|p| p.1), Some(true));
+        let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
+        assert!(!joined.contains('d'));
+    }
+}

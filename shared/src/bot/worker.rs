@@ -1,0 +1,445 @@
+//! The chatbot worker: the body of `bot-c2c-message` and `bot-group-message`.
+//!
+//! For each queued message: skip it if already answered; load the robot's profile and the
+//! conversation window; check the user's daily quota; ask the LLM (retrying and falling back
+//! only before its first token); stream the answer; remember both turns. A failure that can be
+//! retried without a second answer goes back to the queue; anything else finishes the open
+//! message with a fixed apology and is sent to the dead-letter queue. Every message ends in one
+//! logged outcome.
+
+use super::job::{Job, JobMsg, stop_key};
+use super::profile::{BotProfile, GroupScope, Resolved};
+use super::pump::{Control, End, PumpSettings, pump};
+use super::sink::{C2cStreamSink, GroupSink, Sink};
+use super::window::{self, Limits};
+use super::{APOLOGY, HELP, RESET_DONE, TEXT_ONLY};
+use crate::config::{LlmDefaults, StreamSettings};
+use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
+use crate::msg::joined_text;
+use crate::observe::Metrics;
+use crate::queue::{Queue, QueueMessage, fifo_id};
+use crate::secrets::AppSecrets;
+use crate::store::{Role, Store, Turn, now_ms, now_secs};
+use crate::tencent::ChatApi;
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Everything a worker needs, built once per cold start.
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub chat: Arc<dyn ChatApi>,
+    pub llm: Arc<dyn Llm>,
+    pub queue: Arc<dyn Queue>,
+    pub dlq_url: String,
+    pub secrets: Arc<AppSecrets>,
+    pub defaults: LlmDefaults,
+    pub stream: StreamSettings,
+    pub history_ttl_secs: u64,
+    /// The queue's maxReceiveCount: the attempt that reaches it is the last.
+    pub max_receives: u32,
+    /// LLM attempts per model before the first token.
+    pub llm_attempts: u32,
+}
+
+/// How a queued message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkOutcome {
+    /// Answered by the LLM (completed, stopped by the user, or cut at the size limit).
+    Answered(End),
+    /// A fixed reply: `help`, `reset`, `quota`, `text_only`.
+    Replied(&'static str),
+    /// Already answered; nothing sent.
+    Duplicate,
+    /// Given up: the user saw the apology (when possible) and the message is in the DLQ.
+    DeadLettered(String),
+}
+
+impl WorkOutcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WorkOutcome::Answered(_) => "answered",
+            WorkOutcome::Replied(_) => "replied",
+            WorkOutcome::Duplicate => "duplicate",
+            WorkOutcome::DeadLettered(_) => "dead_lettered",
+        }
+    }
+}
+
+/// The message should be delivered again later (nothing was shown to the user).
+#[derive(Debug, thiserror::Error)]
+#[error("retry later: {0}")]
+pub struct Retry(pub String);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ReplyState {
+    /// `open` while a message is being streamed, `done` when the answer is over.
+    state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream_id: Option<String>,
+}
+
+struct Failure {
+    reason: String,
+    retryable: bool,
+}
+
+struct JobControl<'a> {
+    store: &'a dyn Store,
+    reply_key: String,
+    scope: String,
+    started_ms: u64,
+    ttl: u64,
+}
+
+#[async_trait]
+impl Control for JobControl<'_> {
+    async fn stop_requested(&self, stream_id: Option<&str>) -> bool {
+        if let Some(id) = stream_id
+            && matches!(self.store.get_doc(&stop_key(&self.scope, Some(id))).await, Ok(Some(_)))
+        {
+            return true;
+        }
+        #[derive(Deserialize)]
+        struct At {
+            at_ms: u64,
+        }
+        match self.store.get_doc(&stop_key(&self.scope, None)).await {
+            Ok(Some(doc)) => serde_json::from_str::<At>(&doc).is_ok_and(|a| a.at_ms >= self.started_ms),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the stop flag; streaming on");
+                false
+            }
+        }
+    }
+
+    async fn opened(&self, stream_id: &str) {
+        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()) };
+        if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
+            tracing::error!(error = %e, "could not record the open stream");
+        }
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Removes the @-mentions of robots from a group message. Routing is by `AtRobots_Account`;
+/// the text after `@` is free-form (usually a nickname), so leading `@word` tokens go too.
+pub fn strip_mentions(text: &str, robots: &[String]) -> String {
+    let mut t = text.to_owned();
+    for r in robots {
+        t = t.replace(&format!("@{r}"), "");
+    }
+    let mut rest = t.trim_start();
+    while rest.starts_with('@') {
+        rest = rest.split_once(char::is_whitespace).map(|(_, r)| r.trim_start()).unwrap_or("");
+    }
+    rest.trim().to_owned()
+}
+
+impl Worker {
+    /// The Lambda adapter: an SQS batch in, the failed items out (partial batch response).
+    /// In a FIFO queue, once one message fails the rest of the batch is failed too, unread, so
+    /// that no message overtakes another of its conversation.
+    pub async fn sqs_handler(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut failures = Vec::new();
+        let mut failed = false;
+        for rec in event.records {
+            let id = rec.message_id.clone().unwrap_or_default();
+            if failed {
+                failures.push(id);
+                continue;
+            }
+            let receives = rec.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+            let body = rec.body.unwrap_or_default();
+            if let Err(e) = self.process(&body, receives).await {
+                tracing::warn!(message_id = %id, error = %e, "message will be delivered again");
+                failures.push(id);
+                failed = true;
+            }
+        }
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = failures
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+
+    /// Handles one queued message; `receives` is how often SQS has delivered it.
+    pub async fn process(&self, body: &str, receives: u32) -> Result<WorkOutcome, Retry> {
+        let job: Job = match serde_json::from_str(body) {
+            Ok(j) => j,
+            Err(e) => {
+                let reason = format!("malformed job: {e}");
+                self.dead_letter(body, "malformed", &reason).await?;
+                tracing::error!(outcome = "dead_lettered", reason = %reason, "job dropped");
+                return Ok(WorkOutcome::DeadLettered(reason));
+            }
+        };
+        let span = tracing::info_span!("job", request_id = %job.request_id, bot = %job.bot, receives);
+        async {
+            let result = self.process_job(&job, receives).await;
+            match &result {
+                Ok(o) => tracing::info!(outcome = o.kind(), detail = ?o, "job handled"),
+                Err(e) => tracing::warn!(outcome = "retry", error = %e, "job handled"),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn process_job(&self, job: &Job, receives: u32) -> Result<WorkOutcome, Retry> {
+        let reply_key = format!("reply#{}", job.key());
+        let store_err = |e: crate::store::StoreError| Retry(e.to_string());
+        let state: ReplyState = match self.store.get_doc(&reply_key).await.map_err(store_err)? {
+            Some(doc) => serde_json::from_str(&doc).unwrap_or_default(),
+            None => ReplyState::default(),
+        };
+        if state.state == "done" {
+            return Ok(WorkOutcome::Duplicate);
+        }
+        if state.state == "open" {
+            // An earlier attempt died mid-answer: finish what it opened, never start again.
+            return self.recover(job, &reply_key, state.stream_id).await;
+        }
+        let mut sink = self.sink_for(job, None);
+        let ctl = JobControl {
+            store: self.store.as_ref(),
+            reply_key: reply_key.clone(),
+            scope: job.stop_scope(),
+            started_ms: job.received_ms,
+            ttl: self.history_ttl_secs,
+        };
+        let final_attempt = receives >= self.max_receives;
+        match self.answer(job, sink.as_mut(), &ctl).await {
+            Ok(WorkOutcome::Answered(End::LlmFailed(e))) => {
+                // The pump already finished the open message with the apology.
+                let reason = format!("answer cut: {e}");
+                self.dead_letter(&json(job), &job.key(), &reason).await?;
+                self.mark_done(&reply_key).await;
+                Ok(WorkOutcome::DeadLettered(reason))
+            }
+            Ok(outcome) => {
+                self.mark_done(&reply_key).await;
+                Ok(outcome)
+            }
+            Err(f) if f.retryable && !final_attempt && sink.calls() == 0 => Err(Retry(f.reason)),
+            Err(f) => {
+                self.apologise(sink.as_mut()).await;
+                self.dead_letter(&json(job), &job.key(), &f.reason).await?;
+                self.mark_done(&reply_key).await;
+                Ok(WorkOutcome::DeadLettered(f.reason))
+            }
+        }
+    }
+
+    fn sink_for(&self, job: &Job, open_id: Option<String>) -> Box<dyn Sink> {
+        match &job.msg {
+            JobMsg::C2c(m) => Box::new(C2cStreamSink::new(self.chat.clone(), &job.bot, &m.from_account, open_id)),
+            JobMsg::Group(m) => Box::new(GroupSink::new(
+                self.chat.clone(),
+                &job.bot,
+                &m.group_id,
+                m.topic_id.clone(),
+                &m.from_account,
+                self.stream.group_streaming,
+                &job.key(),
+                None,
+            )),
+        }
+    }
+
+    /// Shows the apology: at the end of the open message, or as a message of its own.
+    async fn apologise(&self, sink: &mut dyn Sink) {
+        let text = if sink.is_open() { format!("\n\n{APOLOGY}") } else { APOLOGY.to_owned() };
+        if sink.message_bytes() + text.len() > self.stream.max_message_bytes {
+            sink.next_message();
+        }
+        if let Err(e) = sink.push(&text, true).await {
+            tracing::error!(error = %e, "could not show the apology");
+        }
+    }
+
+    async fn recover(&self, job: &Job, reply_key: &str, stream_id: Option<String>) -> Result<WorkOutcome, Retry> {
+        // A C2C stream can be finished by its MsgKey; a group message is not rewritten (its text
+        // so far is unknown here), so the apology follows as a message of its own.
+        let open = match &job.msg {
+            JobMsg::C2c(_) => stream_id.filter(|s| !s.is_empty()),
+            JobMsg::Group(_) => None,
+        };
+        let mut sink = self.sink_for(job, open);
+        self.apologise(sink.as_mut()).await;
+        let reason = "an earlier attempt stopped mid-answer".to_owned();
+        self.dead_letter(&json(job), &job.key(), &reason).await?;
+        self.mark_done(reply_key).await;
+        Ok(WorkOutcome::DeadLettered(reason))
+    }
+
+    async fn mark_done(&self, reply_key: &str) {
+        let doc = ReplyState { state: "done".into(), stream_id: None };
+        if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
+            tracing::error!(error = %e, "could not mark the answer done");
+        }
+    }
+
+    async fn dead_letter(&self, body: &str, key: &str, reason: &str) -> Result<(), Retry> {
+        let doc = serde_json::json!({ "reason": reason, "job": body, "at_ms": now_ms() });
+        let msg = QueueMessage {
+            body: doc.to_string(),
+            group_id: Some("dead-letter".into()),
+            dedup_id: Some(fifo_id(&format!("{key}#{reason}"))),
+        };
+        self.queue.send(&self.dlq_url, &msg).await.map_err(|e| Retry(e.to_string()))
+    }
+
+    async fn profile(&self, bot: &str) -> Resolved {
+        let stored = match self.store.get_doc(&BotProfile::key(bot)).await {
+            Ok(Some(doc)) => serde_json::from_str::<BotProfile>(&doc).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the robot's profile is invalid; using the defaults");
+                BotProfile::default()
+            }),
+            Ok(None) => BotProfile::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the robot's profile; using the defaults");
+                BotProfile::default()
+            }
+        };
+        stored.resolve(&self.defaults)
+    }
+
+    async fn answer(&self, job: &Job, sink: &mut dyn Sink, ctl: &JobControl<'_>) -> Result<WorkOutcome, Failure> {
+        let store = self.store.as_ref();
+        let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
+        let rest_fail = |e: crate::tencent::RestError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
+        let profile = self.profile(&job.bot).await;
+        let (text, conv, speaker) = match &job.msg {
+            JobMsg::C2c(m) => (joined_text(&m.msg_body), format!("c2c#{}#{}", job.bot, m.from_account), None),
+            JobMsg::Group(m) => {
+                let topic = m.topic_id.as_deref().unwrap_or("");
+                let conv = match profile.group_scope {
+                    GroupScope::Group => format!("grp#{}#{topic}#{}", m.group_id, job.bot),
+                    GroupScope::Member => format!("grp#{}#{topic}#{}#{}", m.group_id, job.bot, m.from_account),
+                };
+                let text = joined_text(&m.msg_body).map(|t| strip_mentions(&t, &m.at_robots_account));
+                let speaker = (profile.group_scope == GroupScope::Group).then(|| m.from_account.clone());
+                (text, conv, speaker)
+            }
+        };
+        let reply = async |sink: &mut dyn Sink, text: &str, kind: &'static str| {
+            sink.push(text, true).await.map_err(rest_fail)?;
+            Ok(WorkOutcome::Replied(kind))
+        };
+        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+            return reply(sink, TEXT_ONLY, "text_only").await;
+        };
+        match text.trim() {
+            "/reset" => {
+                window::reset(store, &conv).await.map_err(fail(true))?;
+                return reply(sink, RESET_DONE, "reset").await;
+            }
+            "/help" => return reply(sink, HELP, "help").await,
+            _ => {}
+        }
+        if profile.daily_quota > 0 {
+            let day = now_secs() / 86_400;
+            let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
+            let used = store.incr(&key, 1, Some(2 * 86_400)).await.map_err(fail(true))?;
+            if used > profile.daily_quota as i64 {
+                let msg = format!(
+                    "You've reached today's limit of {} messages with me. Please come back tomorrow.",
+                    profile.daily_quota
+                );
+                return reply(sink, &msg, "quota").await;
+            }
+        }
+        let limits =
+            Limits { max_turns: profile.max_turns, max_age_secs: profile.max_age_secs, token_budget: profile.token_budget };
+        let history = window::load(store, &conv, limits, now_ms()).await.map_err(fail(true))?;
+        let label = |t: &Turn| match (&t.role, &t.speaker) {
+            (Role::User, Some(s)) => format!("[{s}] {}", t.text),
+            _ => t.text.clone(),
+        };
+        let user_turn = Turn { at_ms: job.received_ms, role: Role::User, speaker: speaker.clone(), text: text.clone() };
+        let mut messages = vec![ChatMessage::new("system", profile.system_prompt.clone())];
+        for t in history.iter().chain(std::iter::once(&user_turn)) {
+            let role = if t.role == Role::User { "user" } else { "assistant" };
+            messages.push(ChatMessage::new(role, label(t)));
+        }
+        let req = ChatRequest {
+            endpoint: Endpoint {
+                base_url: profile.base_url.clone(),
+                api_style: profile.api_style.clone(),
+                api_version: profile.api_version.clone(),
+                api_key: self.secrets.llm_key(profile.api_key_name.as_deref()).cloned(),
+            },
+            model: profile.model.clone(),
+            messages,
+            temperature: profile.temperature,
+            max_tokens: profile.max_tokens,
+        };
+        let timeouts = Timeouts {
+            first_token: self.defaults.first_token_timeout,
+            idle: self.defaults.idle_timeout,
+            total: self.defaults.total_timeout,
+        };
+        let llm_started = tokio::time::Instant::now();
+        let (first, rest, model) =
+            start_with_fallback(self.llm.as_ref(), &req, &profile.fallback_models, self.llm_attempts, timeouts)
+                .await
+                .map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
+        let first_token_ms = llm_started.elapsed().as_millis() as u64;
+        let min_interval = match job.msg {
+            JobMsg::C2c(_) => Duration::ZERO,
+            JobMsg::Group(_) => self.stream.group_modify_interval,
+        };
+        let cfg = PumpSettings::from_stream(&self.stream, min_interval);
+        let report = pump(first, rest, sink, ctl, &cfg).await.map_err(rest_fail)?;
+        let since_webhook = |at: tokio::time::Instant| {
+            let elapsed_since_first = at.elapsed().as_millis() as u64;
+            now_ms().saturating_sub(job.received_ms).saturating_sub(elapsed_since_first)
+        };
+        Metrics::new("bot")
+            .dim("Kind", if matches!(job.msg, JobMsg::C2c(_)) { "c2c" } else { "group" })
+            .value("LlmFirstTokenMs", first_token_ms as f64, "Milliseconds")
+            .value("LlmTotalMs", llm_started.elapsed().as_millis() as f64, "Milliseconds")
+            .value("WebhookToFirstChunkMs", report.first_chunk_at.map(since_webhook).unwrap_or(0) as f64, "Milliseconds")
+            .value("ChunksPerAnswer", f64::from(report.chunks), "Count")
+            .value("RestCallsPerAnswer", f64::from(sink.calls()), "Count")
+            .value("PromptTokens", report.usage.map(|u| u.prompt_tokens).unwrap_or(0) as f64, "Count")
+            .value("CompletionTokens", report.usage.map(|u| u.completion_tokens).unwrap_or(0) as f64, "Count")
+            .emit();
+        tracing::info!(model = %model, chunks = report.chunks, end = ?report.end, "answer streamed");
+        store.append_turn(&conv, &user_turn, self.history_ttl_secs).await.map_err(fail(false))?;
+        if !report.text.is_empty() {
+            let bot_turn = Turn { at_ms: now_ms().max(job.received_ms + 1), role: Role::Assistant, speaker: None, text: report.text };
+            store.append_turn(&conv, &bot_turn, self.history_ttl_secs).await.map_err(fail(false))?;
+        }
+        Ok(WorkOutcome::Answered(report.end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_stripped() {
+        let robots = vec!["@RBT#001".to_owned()];
+        assert_eq!(strip_mentions("@@RBT#001 hello", &robots), "hello");
+        assert_eq!(strip_mentions("@Jarvis what is 2+2?", &robots), "what is 2+2?");
+        assert_eq!(strip_mentions("tell me @@RBT#001 a joke", &robots), "tell me  a joke");
+        assert_eq!(strip_mentions("@Jarvis", &robots), "");
+    }
+}

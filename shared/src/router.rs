@@ -1,0 +1,240 @@
+//! The callback router: the one public function. It authenticates a webhook, parses it,
+//! deduplicates it, hands chatbot work to the queues, sets stop flags, and acks within
+//! Tencent's 2 s. Every request ends in exactly one logged [`Outcome`].
+
+use crate::bot::job::{Job, JobMsg, stop_key};
+use crate::msg::stop_request;
+use crate::queue::{Queue, QueueMessage, fifo_id};
+use crate::secrets::SecretString;
+use crate::store::{Store, now_ms};
+use crate::webhook::events::{Command, WebhookEvent};
+use crate::webhook::sign::verify_sign;
+use crate::webhook::{Ack, CallbackQuery};
+use std::sync::Arc;
+
+/// The prefix of every chatbot account's UserID.
+pub const ROBOT_PREFIX: &str = "@RBT#";
+
+/// How one webhook ended. `received = queued + duplicate + rejected + ignored + stop`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handed to a worker queue (`jobs` messages, one per robot addressed).
+    Queued { jobs: usize },
+    /// Already received; acked without doing anything again.
+    Duplicate,
+    /// Refused: bad signature, wrong app, malformed body, too large.
+    Rejected(String),
+    /// Accepted but nothing to do (a bot's own message, a command with no handler).
+    Ignored(String),
+    /// A "stop generating" request was recorded.
+    StopRequested,
+}
+
+impl Outcome {
+    /// The outcome's kind, as logged and counted.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Queued { .. } => "queued",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected(_) => "rejected",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::StopRequested => "stop",
+        }
+    }
+
+    fn reason(&self) -> &str {
+        match self {
+            Outcome::Rejected(r) | Outcome::Ignored(r) => r,
+            _ => "",
+        }
+    }
+}
+
+/// Our own infrastructure failed (store or queue): the webhook is answered with an error so
+/// that Tencent's retry, when enabled, can deliver it again.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+}
+
+/// Everything the router needs, built once per cold start.
+pub struct Router {
+    pub sdk_app_id: u64,
+    /// The console's webhook token; `None` only when unsigned webhooks are allowed.
+    pub token: Option<SecretString>,
+    pub sign_window_secs: i64,
+    pub max_body_bytes: usize,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub c2c_queue_url: String,
+    pub group_queue_url: String,
+    pub dedup_ttl_secs: u64,
+    pub stop_ttl_secs: u64,
+}
+
+impl Router {
+    /// Handles one webhook. `now` is unix seconds.
+    pub async fn handle(
+        &self,
+        raw_query: &str,
+        body: &[u8],
+        now: i64,
+        request_id: &str,
+    ) -> Result<(Ack, Outcome), RouterError> {
+        let query = CallbackQuery::parse(raw_query);
+        let command = query.command.clone().unwrap_or_default();
+        let result = self.route(&query, body, now, request_id).await;
+        match &result {
+            Ok((_, outcome)) => tracing::info!(
+                request_id,
+                command = %command,
+                outcome = outcome.kind(),
+                reason = outcome.reason(),
+                "webhook handled"
+            ),
+            Err(e) => tracing::error!(request_id, command = %command, outcome = "error", error = %e, "webhook failed"),
+        }
+        result
+    }
+
+    async fn route(
+        &self,
+        query: &CallbackQuery,
+        body: &[u8],
+        now: i64,
+        request_id: &str,
+    ) -> Result<(Ack, Outcome), RouterError> {
+        let reject = |why: String| Ok((Ack::fail(why.clone()), Outcome::Rejected(why)));
+        if body.len() > self.max_body_bytes {
+            return reject(format!("body of {} bytes exceeds the {} byte limit", body.len(), self.max_body_bytes));
+        }
+        match query.sdk_app_id.as_deref().map(str::parse::<u64>) {
+            Some(Ok(id)) if id == self.sdk_app_id => {}
+            Some(_) => return reject("SdkAppid does not match this app".into()),
+            None => return reject("SdkAppid is missing".into()),
+        }
+        if let Some(token) = &self.token
+            && let Err(e) = verify_sign(
+                token.expose(),
+                query.sign.as_deref(),
+                query.request_time.as_deref(),
+                now,
+                self.sign_window_secs,
+            )
+        {
+            return reject(format!("signature refused: {e}"));
+        }
+        let Some(name) = query.command.as_deref() else {
+            return reject("CallbackCommand is missing".into());
+        };
+        let command = Command::parse(name);
+        let event = match WebhookEvent::parse(&command, body) {
+            Ok(ev) => ev,
+            Err(e) => return reject(e.to_string()),
+        };
+        match event {
+            WebhookEvent::BotC2cMessage(m) => {
+                if m.from_account.starts_with(ROBOT_PREFIX) {
+                    return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
+                }
+                if let Some(stop) = stop_request(&m.msg_body) {
+                    let key = stop_key(&format!("c2c#{}#{}", m.to_account, m.from_account), stop.msg_key.as_deref());
+                    self.set_stop(&key).await?;
+                    return Ok((Ack::ok(), Outcome::StopRequested));
+                }
+                let job = Job::new(request_id, m.to_account.clone(), JobMsg::C2c(m));
+                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url).await
+            }
+            WebhookEvent::BotGroupMessage(m) => {
+                if m.from_account.starts_with(ROBOT_PREFIX) {
+                    return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
+                }
+                let robots: Vec<String> = {
+                    let mut r: Vec<String> =
+                        m.at_robots_account.iter().filter(|a| a.starts_with(ROBOT_PREFIX)).cloned().collect();
+                    r.dedup();
+                    r
+                };
+                if robots.is_empty() {
+                    return Ok((Ack::ok(), Outcome::Ignored("no robot is mentioned".into())));
+                }
+                if let Some(stop) = stop_request(&m.msg_body) {
+                    for bot in &robots {
+                        let key = stop_key(&format!("grp#{}#{bot}", m.group_id), stop.msg_key.as_deref());
+                        self.set_stop(&key).await?;
+                    }
+                    return Ok((Ack::ok(), Outcome::StopRequested));
+                }
+                let dedup = format!("dedup#grp#{}#{}", m.group_id, m.msg_seq);
+                let jobs = robots.into_iter().map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone()))).collect();
+                self.enqueue(&dedup, jobs, &self.group_queue_url).await
+            }
+            WebhookEvent::Unknown { command, .. } => {
+                Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
+            }
+            other => Ok((Ack::ok(), Outcome::Ignored(format!("no handler deployed for {}", command_name(&other))))),
+        }
+    }
+
+    async fn set_stop(&self, key: &str) -> Result<(), RouterError> {
+        let doc = serde_json::json!({ "at_ms": now_ms() }).to_string();
+        self.store.put_doc(key, &doc, Some(self.stop_ttl_secs)).await?;
+        Ok(())
+    }
+
+    /// Claims the dedup key, then enqueues; if enqueueing fails the claim is given back so that
+    /// a redelivery is not mistaken for a duplicate.
+    async fn enqueue(&self, dedup: &str, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
+        if !self.store.claim(dedup, self.dedup_ttl_secs).await? {
+            return Ok((Ack::ok(), Outcome::Duplicate));
+        }
+        let n = jobs.len();
+        for job in &jobs {
+            let msg = QueueMessage {
+                body: serde_json::to_string(job).unwrap_or_default(),
+                group_id: Some(fifo_id(&job.ordering_key())),
+                dedup_id: Some(fifo_id(&job.key())),
+            };
+            if let Err(e) = self.queue.send(queue_url, &msg).await {
+                if let Err(release) = self.store.release(dedup).await {
+                    tracing::error!(error = %release, "could not release dedup claim after enqueue failure");
+                }
+                return Err(e.into());
+            }
+        }
+        Ok((Ack::ok(), Outcome::Queued { jobs: n }))
+    }
+}
+
+fn command_name(ev: &WebhookEvent) -> &'static str {
+    match ev {
+        WebhookEvent::C2cBeforeSendMsg(_) => "C2C.CallbackBeforeSendMsg",
+        WebhookEvent::C2cAfterSendMsg(_) => "C2C.CallbackAfterSendMsg",
+        WebhookEvent::GroupBeforeSendMsg(_) => "Group.CallbackBeforeSendMsg",
+        WebhookEvent::GroupAfterSendMsg(_) => "Group.CallbackAfterSendMsg",
+        WebhookEvent::StateChange(_) => "State.StateChange",
+        WebhookEvent::GroupAfterCreateGroup(_) => "Group.CallbackAfterCreateGroup",
+        WebhookEvent::GroupAfterNewMemberJoin(_) => "Group.CallbackAfterNewMemberJoin",
+        _ => "this command",
+    }
+}
+
+/// The Lambda adapter: API Gateway HTTP API request in, HTTP 200 with the ack out.
+pub async fn http_handler(
+    router: &Router,
+    req: lambda_http::Request,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
+    use lambda_http::RequestExt;
+    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body: &[u8] = req.body().as_ref();
+    let now = crate::store::now_secs() as i64;
+    let (ack, _) = router.handle(&query, body, now, &request_id).await?;
+    Ok(lambda_http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(ack.to_json()))?)
+}
