@@ -13,6 +13,7 @@ pub mod secrets;
 pub mod store;
 pub mod tencent;
 pub mod webhook;
+pub mod boot;
 pub mod bot;
 pub mod observe;
 pub mod queue;

@@ -1,0 +1,192 @@
+//! A local OpenAI-compatible streaming server. It answers every chat completion with a
+//! deterministic text derived from the prompt (so tests can predict it and a person can see the
+//! conversation is remembered), token by token as server-sent events, and can be scripted to
+//! misbehave: an HTTP error, a stall before the first token or mid-answer, a cut stream, a
+//! malformed event.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the next completion behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Script {
+    /// Answer with HTTP `status` and an OpenAI-style error body.
+    Status { status: u16 },
+    /// Send headers, then nothing for `ms` before the first token.
+    StallFirst { ms: u64 },
+    /// Send `after` tokens, then nothing for `ms`.
+    StallAfter { after: usize, ms: u64 },
+    /// Send `after` tokens, then close the stream without `[DONE]`.
+    CutAfter { after: usize },
+    /// Send `after` tokens, then an event that is not JSON.
+    MalformedAfter { after: usize },
+    /// Answer with exactly this text.
+    Answer { text: String },
+}
+
+/// The server's shared state.
+pub struct LlmState {
+    script: Mutex<VecDeque<Script>>,
+    requests: Mutex<Vec<Value>>,
+    token_delay: Mutex<Duration>,
+    api_key: Option<String>,
+}
+
+impl LlmState {
+    pub fn push(&self, s: Script) {
+        self.script.lock().unwrap_or_else(|p| p.into_inner()).push_back(s);
+    }
+    /// Every request body received, in order.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set_token_delay(&self, d: Duration) {
+        *self.token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+    pub fn reset(&self) {
+        self.script.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A running LLM server.
+pub struct LlmEmulator {
+    pub addr: SocketAddr,
+    pub state: Arc<LlmState>,
+}
+
+/// The answer the server gives to a prompt when not scripted otherwise.
+pub fn default_answer(messages: &[Value]) -> String {
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    let earlier = messages.iter().filter(|m| m["role"] == "user").count().saturating_sub(1);
+    format!(
+        "You said: \"{last}\". I remember {earlier} earlier message{} of yours in this conversation. \
+         This answer comes from the local LLM emulator, streamed word by word so that you can see \
+         the chunks arrive.",
+        if earlier == 1 { "" } else { "s" }
+    )
+}
+
+/// Splits text into tokens of a word and its trailing space.
+pub fn tokens(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+impl LlmEmulator {
+    /// Serves on `listener`; with `api_key`, requests must carry it as a Bearer token.
+    pub fn serve(listener: tokio::net::TcpListener, api_key: Option<String>, token_delay: Duration) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(LlmState {
+            script: Mutex::default(),
+            requests: Mutex::default(),
+            token_delay: Mutex::new(token_delay),
+            api_key,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .route("/chat/completions", post(complete))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "LLM emulator stopped");
+            }
+        });
+        Ok(LlmEmulator { addr, state })
+    }
+
+    pub async fn start(api_key: Option<String>, token_delay: Duration) -> std::io::Result<Self> {
+        Self::serve(crate::loopback_listener().await?, api_key, token_delay)
+    }
+
+    /// The base URL to configure (`…/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+fn sse(data: &str) -> Bytes {
+    Bytes::from(format!("data: {data}\n\n"))
+}
+
+fn chunk(model: &str, text: &str) -> Bytes {
+    sse(&json!({"id": "emu", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+    .to_string())
+}
+
+async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
+    if let Some(key) = &s.api_key {
+        let expected = format!("Bearer {key}");
+        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "invalid api key"}}))).into_response();
+        }
+    }
+    s.requests.lock().unwrap_or_else(|p| p.into_inner()).push(req.clone());
+    let script = s.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let model = req["model"].as_str().unwrap_or("emulated").to_owned();
+    let text = match &script {
+        Some(Script::Answer { text }) => text.clone(),
+        _ => default_answer(&messages),
+    };
+    if let Some(Script::Status { status }) = script {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (code, Json(json!({"error": {"message": format!("emulated HTTP {status}")}}))).into_response();
+    }
+    let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
+    let toks = tokens(&text);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+    tokio::spawn(async move {
+        if let Some(Script::StallFirst { ms }) = script {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
+        for (i, t) in toks.iter().enumerate() {
+            match script {
+                Some(Script::StallAfter { after, ms }) if after == i => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Some(Script::CutAfter { after }) if after == i => return,
+                Some(Script::MalformedAfter { after }) if after == i => {
+                    let _ = tx.send(Ok(sse("{not json"))).await;
+                    return;
+                }
+                _ => {}
+            }
+            if tx.send(Ok(chunk(&model, t))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        let usage = json!({"choices": [], "usage": {"prompt_tokens": messages.len() * 10, "completion_tokens": toks.len(), "total_tokens": messages.len() * 10 + toks.len()}});
+        let _ = tx.send(Ok(sse(&usage.to_string()))).await;
+        let _ = tx.send(Ok(sse("[DONE]"))).await;
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+}

@@ -1,0 +1,129 @@
+//! Cold start: settings, AWS clients, secrets and adapters, built once per Lambda instance.
+//! A function's `main` calls [`Boot::load`] and one of the builders; a bad setting or an
+//! unreadable secret fails the cold start with a message naming what is wrong.
+
+use crate::bot::worker::Worker;
+use crate::config::{ConfigError, Settings};
+use crate::llm::OpenAiClient;
+use crate::queue::SqsQueue;
+use crate::router::Router;
+use crate::secrets::{AppSecrets, SecretsError};
+use crate::store::DynamoStore;
+use crate::tencent::client::RestOptions;
+use crate::tencent::RestClient;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] SecretsError),
+    #[error("the secret has no WebhookToken; set one in the Tencent console and the secret, or set TCBOT_ALLOW_UNSIGNED=true to accept unsigned webhooks")]
+    NoWebhookToken,
+    #[error("could not build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// What every function shares after its cold start.
+pub struct Boot {
+    pub settings: Settings,
+    pub secrets: Arc<AppSecrets>,
+    pub aws: aws_config::SdkConfig,
+}
+
+impl Boot {
+    /// Reads settings, loads the AWS configuration from the standard variables, and reads the
+    /// secret (or the local secret file).
+    pub async fn load() -> Result<Self, BootError> {
+        let settings = Settings::from_env()?;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let secrets = match (&settings.local_secret_file, &settings.secret_id) {
+            (Some(path), _) => AppSecrets::from_file(path)?,
+            (None, Some(id)) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
+            (None, None) => unreachable!("Settings requires one of the two"),
+        };
+        tracing::info!(sdk_app_id = secrets.sdk_app_id, table = %settings.table_name, "cold start");
+        Ok(Boot { settings, secrets: Arc::new(secrets), aws })
+    }
+
+    pub fn store(&self) -> Arc<DynamoStore> {
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.aws), &self.settings.table_name))
+    }
+
+    pub fn queue(&self) -> Arc<SqsQueue> {
+        Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&self.aws)))
+    }
+
+    /// An HTTP client for outbound calls.
+    pub fn http(&self) -> Result<reqwest::Client, BootError> {
+        reqwest::Client::builder()
+            .connect_timeout(self.settings.llm.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| BootError::Http(e.to_string()))
+    }
+
+    /// The Tencent REST client, speaking as the app admin.
+    pub fn rest(&self) -> Result<Arc<RestClient>, BootError> {
+        let s = &self.settings;
+        let opts = RestOptions {
+            base_url: s.tencent_endpoint.0.clone(),
+            timeout: s.rest_timeout,
+            max_attempts: s.rest_max_attempts.max(1),
+            usersig_ttl: s.usersig_ttl,
+            ..RestOptions::default()
+        };
+        Ok(Arc::new(RestClient::new(
+            self.http()?,
+            opts,
+            self.secrets.sdk_app_id,
+            self.secrets.admin_identifier.clone(),
+            self.secrets.secret_key.clone(),
+        )))
+    }
+
+    /// The callback router.
+    pub fn router(&self) -> Result<Router, BootError> {
+        let s = &self.settings;
+        let token = self.secrets.webhook_token.clone().filter(|t| !t.is_empty());
+        if token.is_none() && !s.allow_unsigned {
+            return Err(BootError::NoWebhookToken);
+        }
+        if token.is_none() {
+            tracing::warn!("webhook signatures are NOT checked (TCBOT_ALLOW_UNSIGNED=true)");
+        }
+        Ok(Router {
+            sdk_app_id: self.secrets.sdk_app_id,
+            token,
+            sign_window_secs: s.sign_window_secs,
+            max_body_bytes: s.max_body_bytes,
+            store: self.store(),
+            queue: self.queue(),
+            c2c_queue_url: s.require_c2c_queue()?.to_owned(),
+            group_queue_url: s.require_group_queue()?.to_owned(),
+            dedup_ttl_secs: s.dedup_ttl_secs,
+            stop_ttl_secs: s.stop_ttl_secs,
+        })
+    }
+
+    /// A chatbot worker (C2C and group alike).
+    pub fn worker(&self) -> Result<Worker, BootError> {
+        let s = &self.settings;
+        Ok(Worker {
+            store: self.store(),
+            chat: self.rest()?,
+            llm: Arc::new(OpenAiClient::new(self.http()?)),
+            queue: self.queue(),
+            dlq_url: s.require_dlq()?.to_owned(),
+            secrets: self.secrets.clone(),
+            defaults: s.llm.clone(),
+            stream: s.stream.clone(),
+            history_ttl_secs: s.history_ttl_secs,
+            max_receives: s.max_receives,
+            llm_attempts: 2,
+        })
+    }
+}
