@@ -10,7 +10,9 @@ pub async fn local_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "local"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "local",
+        ))
         .load()
         .await
 }
@@ -30,10 +32,22 @@ pub struct Stack {
 pub const MAX_RECEIVES: u32 = 3;
 
 /// Creates a FIFO queue with a FIFO dead-letter queue; returns (queue URL, DLQ URL).
-pub async fn fifo_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, visibility_secs: u32) -> Result<(String, String), String> {
-    let e = |e: aws_sdk_sqs::error::SdkError<_, _>| aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+pub async fn fifo_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_secs: u32,
+) -> Result<(String, String), String> {
+    let e = |e: aws_sdk_sqs::error::SdkError<_, _>| {
+        aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+    };
     let fifo = HashMap::from([(QueueAttributeName::FifoQueue, "true".to_owned())]);
-    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq.fifo")).set_attributes(Some(fifo.clone())).send().await.map_err(e)?;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq.fifo"))
+        .set_attributes(Some(fifo.clone()))
+        .send()
+        .await
+        .map_err(e)?;
     let dlq_url = dlq.queue_url.unwrap_or_default();
     let attrs = sqs
         .get_queue_attributes()
@@ -42,13 +56,19 @@ pub async fn fifo_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, visibility_sec
         .send()
         .await
         .map_err(|x| aws_sdk_sqs::error::DisplayErrorContext(x).to_string())?;
-    let arn = attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).unwrap_or_default();
+    let arn = attrs
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default();
     let mut main = fifo;
     main.insert(
         QueueAttributeName::RedrivePolicy,
         serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string(),
     );
-    main.insert(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string());
+    main.insert(
+        QueueAttributeName::VisibilityTimeout,
+        visibility_secs.to_string(),
+    );
     let q = sqs
         .create_queue()
         .queue_name(format!("{name}.fifo"))
@@ -60,24 +80,47 @@ pub async fn fifo_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, visibility_sec
 }
 
 /// Creates the table, queues and secret under `prefix`. `secret_json` is the secret's value.
-pub async fn create_stack(cfg: &SdkConfig, prefix: &str, secret_json: &str) -> Result<Stack, String> {
+pub async fn create_stack(
+    cfg: &SdkConfig,
+    prefix: &str,
+    secret_json: &str,
+) -> Result<Stack, String> {
     let ddb = aws_sdk_dynamodb::Client::new(cfg);
     let table = format!("{prefix}-table");
-    shared::store::dynamo::ensure_table(&ddb, &table).await.map_err(|e| e.to_string())?;
+    shared::store::dynamo::ensure_table(&ddb, &table)
+        .await
+        .map_err(|e| e.to_string())?;
     let sqs = aws_sdk_sqs::Client::new(cfg);
     let (c2c_queue, c2c_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-c2c"), 30).await?;
     let (group_queue, group_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-group"), 30).await?;
     let sm = aws_sdk_secretsmanager::Client::new(cfg);
     let secret_id = format!("{prefix}/app");
-    let created = sm.create_secret().name(&secret_id).secret_string(secret_json).send().await;
+    let created = sm
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(secret_json)
+        .send()
+        .await;
     if let Err(e) = created {
-        if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) {
-            sm.put_secret_value().secret_id(&secret_id).secret_string(secret_json).send().await.map_err(|x| {
-                aws_sdk_secretsmanager::error::DisplayErrorContext(x).to_string()
-            })?;
+        if e.as_service_error()
+            .is_some_and(|s| s.is_resource_exists_exception())
+        {
+            sm.put_secret_value()
+                .secret_id(&secret_id)
+                .secret_string(secret_json)
+                .send()
+                .await
+                .map_err(|x| aws_sdk_secretsmanager::error::DisplayErrorContext(x).to_string())?;
         } else {
             return Err(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string());
         }
     }
-    Ok(Stack { table, c2c_queue, c2c_dlq, group_queue, group_dlq, secret_id })
+    Ok(Stack {
+        table,
+        c2c_queue,
+        c2c_dlq,
+        group_queue,
+        group_dlq,
+        secret_id,
+    })
 }

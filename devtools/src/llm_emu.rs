@@ -42,22 +42,42 @@ pub struct LlmState {
     requests: Mutex<Vec<Value>>,
     token_delay: Mutex<Duration>,
     api_key: Option<String>,
+    done_ms: Mutex<Vec<u64>>,
 }
 
 impl LlmState {
     pub fn push(&self, s: Script) {
-        self.script.lock().unwrap_or_else(|p| p.into_inner()).push_back(s);
+        self.script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(s);
     }
     /// Every request body received, in order.
     pub fn requests(&self) -> Vec<Value> {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// When each completed answer sent its `[DONE]`, unix milliseconds.
+    pub fn done_ms(&self) -> Vec<u64> {
+        self.done_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn set_token_delay(&self, d: Duration) {
         *self.token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
     pub fn reset(&self) {
-        self.script.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -75,7 +95,11 @@ pub fn default_answer(messages: &[Value]) -> String {
         .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or("");
-    let earlier = messages.iter().filter(|m| m["role"] == "user").count().saturating_sub(1);
+    let earlier = messages
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .count()
+        .saturating_sub(1);
     format!(
         "You said: \"{last}\". I remember {earlier} earlier message{} of yours in this conversation. \
          This answer comes from the local LLM emulator, streamed word by word so that you can see \
@@ -91,13 +115,18 @@ pub fn tokens(text: &str) -> Vec<String> {
 
 impl LlmEmulator {
     /// Serves on `listener`; with `api_key`, requests must carry it as a Bearer token.
-    pub fn serve(listener: tokio::net::TcpListener, api_key: Option<String>, token_delay: Duration) -> std::io::Result<Self> {
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        api_key: Option<String>,
+        token_delay: Duration,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(LlmState {
             script: Mutex::default(),
             requests: Mutex::default(),
             token_delay: Mutex::new(token_delay),
             api_key,
+            done_ms: Mutex::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
@@ -126,20 +155,41 @@ fn sse(data: &str) -> Bytes {
 }
 
 fn chunk(model: &str, text: &str) -> Bytes {
-    sse(&json!({"id": "emu", "object": "chat.completion.chunk", "model": model,
+    sse(
+        &json!({"id": "emu", "object": "chat.completion.chunk", "model": model,
                 "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-    .to_string())
+        .to_string(),
+    )
 }
 
-async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
+async fn complete(
+    State(s): State<Arc<LlmState>>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
     if let Some(key) = &s.api_key {
         let expected = format!("Bearer {key}");
-        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "invalid api key"}}))).into_response();
+        if headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(expected.as_str())
+        {
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": {"message": "invalid api key"}})),
+            )
+                .into_response();
         }
     }
-    s.requests.lock().unwrap_or_else(|p| p.into_inner()).push(req.clone());
-    let script = s.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    s.requests
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(req.clone());
+    let script = s
+        .script
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pop_front();
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let model = req["model"].as_str().unwrap_or("emulated").to_owned();
     let text = match &script {
@@ -148,19 +198,30 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
     };
     if let Some(Script::Status { status }) = script {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (code, Json(json!({"error": {"message": format!("emulated HTTP {status}")}}))).into_response();
+        return (
+            code,
+            Json(json!({"error": {"message": format!("emulated HTTP {status}")}})),
+        )
+            .into_response();
     }
     let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
     let toks = tokens(&text);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+    let state = s.clone();
     tokio::spawn(async move {
         if let Some(Script::StallFirst { ms }) = script {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
+        let _ = tx
+            .send(Ok(sse(
+                &json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string(),
+            )))
+            .await;
         for (i, t) in toks.iter().enumerate() {
             match script {
-                Some(Script::StallAfter { after, ms }) if after == i => tokio::time::sleep(Duration::from_millis(ms)).await,
+                Some(Script::StallAfter { after, ms }) if after == i => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await
+                }
                 Some(Script::CutAfter { after }) if after == i => return,
                 Some(Script::MalformedAfter { after }) if after == i => {
                     let _ = tx.send(Ok(sse("{not json"))).await;
@@ -176,6 +237,11 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         let usage = json!({"choices": [], "usage": {"prompt_tokens": messages.len() * 10, "completion_tokens": toks.len(), "total_tokens": messages.len() * 10 + toks.len()}});
         let _ = tx.send(Ok(sse(&usage.to_string()))).await;
         let _ = tx.send(Ok(sse("[DONE]"))).await;
+        state
+            .done_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(shared::store::now_ms());
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder()

@@ -9,8 +9,8 @@ use crate::queue::SqsQueue;
 use crate::router::Router;
 use crate::secrets::{AppSecrets, SecretsError};
 use crate::store::DynamoStore;
-use crate::tencent::client::RestOptions;
 use crate::tencent::RestClient;
+use crate::tencent::client::RestOptions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,9 @@ pub enum BootError {
     Config(#[from] ConfigError),
     #[error("secrets: {0}")]
     Secrets(#[from] SecretsError),
-    #[error("the secret has no WebhookToken; set one in the Tencent console and the secret, or set TCBOT_ALLOW_UNSIGNED=true to accept unsigned webhooks")]
+    #[error(
+        "the secret has no WebhookToken; set one in the Tencent console and the secret, or set TCBOT_ALLOW_UNSIGNED=true to accept unsigned webhooks"
+    )]
     NoWebhookToken,
     #[error("could not build the HTTP client: {0}")]
     Http(String),
@@ -39,18 +41,29 @@ impl Boot {
     /// secret (or the local secret file).
     pub async fn load() -> Result<Self, BootError> {
         let settings = Settings::from_env()?;
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         let secrets = match (&settings.local_secret_file, &settings.secret_id) {
             (Some(path), _) => AppSecrets::from_file(path)?,
-            (None, Some(id)) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
+            (None, Some(id)) => {
+                AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?
+            }
             (None, None) => unreachable!("Settings requires one of the two"),
         };
         tracing::info!(sdk_app_id = secrets.sdk_app_id, table = %settings.table_name, "cold start");
-        Ok(Boot { settings, secrets: Arc::new(secrets), aws })
+        Ok(Boot {
+            settings,
+            secrets: Arc::new(secrets),
+            aws,
+        })
     }
 
     pub fn store(&self) -> Arc<DynamoStore> {
-        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.aws), &self.settings.table_name))
+        Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&self.aws),
+            &self.settings.table_name,
+        ))
     }
 
     pub fn queue(&self) -> Arc<SqsQueue> {

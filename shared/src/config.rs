@@ -10,9 +10,16 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var} is required but not set{hint}")]
-    Missing { var: &'static str, hint: &'static str },
+    Missing {
+        var: &'static str,
+        hint: &'static str,
+    },
     #[error("{var}={value:?} is not valid: {why}")]
-    Invalid { var: &'static str, value: String, why: String },
+    Invalid {
+        var: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 /// What to do with an answer longer than one Tencent message can carry.
@@ -53,9 +60,11 @@ impl TencentEndpoint {
             "jakarta" => "adminapiidn.im.qcloud.com",
             "riyadh" => "adminapiksa.im.qcloud.com",
             _ => {
-                return Err("expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, \
+                return Err(
+                    "expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, \
                             siliconvalley, jakarta, riyadh"
-                    .into());
+                        .into(),
+                );
             }
         };
         Ok(TencentEndpoint(format!("https://{domain}")))
@@ -140,7 +149,9 @@ impl Settings {
                 TencentEndpoint(parsed.as_str().trim_end_matches('/').to_owned())
             }
             None => {
-                let region = env.opt("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into());
+                let region = env
+                    .opt("TCBOT_TENCENT_REGION")
+                    .unwrap_or_else(|| "singapore".into());
                 TencentEndpoint::for_region(&region).map_err(|why| ConfigError::Invalid {
                     var: "TCBOT_TENCENT_REGION",
                     value: region,
@@ -176,12 +187,18 @@ impl Settings {
             history_ttl_secs: env.parse("TCBOT_HISTORY_TTL_SECS", 7 * 86_400)?,
             stop_ttl_secs: env.parse("TCBOT_STOP_TTL_SECS", 600)?,
             llm: LlmDefaults {
-                base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
-                api_style: env.opt("TCBOT_LLM_API_STYLE").unwrap_or_else(|| "openai".into()),
-                system_prompt: env
-                    .opt("TCBOT_SYSTEM_PROMPT")
-                    .unwrap_or_else(|| "You are a helpful assistant in a chat app. Answer concisely.".into()),
+                base_url: env
+                    .opt("TCBOT_LLM_BASE_URL")
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                model: env
+                    .opt("TCBOT_LLM_MODEL")
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+                api_style: env
+                    .opt("TCBOT_LLM_API_STYLE")
+                    .unwrap_or_else(|| "openai".into()),
+                system_prompt: env.opt("TCBOT_SYSTEM_PROMPT").unwrap_or_else(|| {
+                    "You are a helpful assistant in a chat app. Answer concisely.".into()
+                }),
                 max_turns: env.parse("TCBOT_WINDOW_TURNS", 20)?,
                 max_age_secs: env.parse("TCBOT_WINDOW_SECS", 86_400)?,
                 token_budget: env.parse("TCBOT_WINDOW_TOKENS", 3_000)?,
@@ -204,17 +221,26 @@ impl Settings {
 
     /// The FIFO queue for chatbot C2C messages (router).
     pub fn require_c2c_queue(&self) -> Result<&str, ConfigError> {
-        self.c2c_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_C2C_QUEUE_URL", hint: "" })
+        self.c2c_queue_url.as_deref().ok_or(ConfigError::Missing {
+            var: "TCBOT_C2C_QUEUE_URL",
+            hint: "",
+        })
     }
 
     /// The FIFO queue for chatbot group messages (router).
     pub fn require_group_queue(&self) -> Result<&str, ConfigError> {
-        self.group_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_GROUP_QUEUE_URL", hint: "" })
+        self.group_queue_url.as_deref().ok_or(ConfigError::Missing {
+            var: "TCBOT_GROUP_QUEUE_URL",
+            hint: "",
+        })
     }
 
     /// The dead-letter queue a worker sends what it gives up on (workers).
     pub fn require_dlq(&self) -> Result<&str, ConfigError> {
-        self.dlq_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_DLQ_URL", hint: "" })
+        self.dlq_url.as_deref().ok_or(ConfigError::Missing {
+            var: "TCBOT_DLQ_URL",
+            hint: "",
+        })
     }
 }
 
@@ -222,7 +248,9 @@ struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
 
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     fn opt(&self, var: &str) -> Option<String> {
-        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn required(&self, var: &'static str, hint: &'static str) -> Result<String, ConfigError> {
@@ -249,14 +277,23 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn when_table_is_missing_should_name_the_variable() {
         let err = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s")])).err();
-        assert_eq!(err, Some(ConfigError::Missing { var: "TCBOT_TABLE_NAME", hint: "" }));
+        assert_eq!(
+            err,
+            Some(ConfigError::Missing {
+                var: "TCBOT_TABLE_NAME",
+                hint: ""
+            })
+        );
     }
 
     #[test]
@@ -276,15 +313,35 @@ mod tests {
 
     #[test]
     fn region_selects_domain_and_base_url_overrides_it() {
-        let s = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), ("TCBOT_TENCENT_REGION", "china")]));
-        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("https://console.tim.qq.com"));
+        let s = Settings::from_lookup(lookup(&[
+            ("TCBOT_SECRET_ID", "s"),
+            ("TCBOT_TABLE_NAME", "t"),
+            ("TCBOT_TENCENT_REGION", "china"),
+        ]));
+        assert_eq!(
+            s.map(|s| s.tencent_endpoint.0).ok().as_deref(),
+            Some("https://console.tim.qq.com")
+        );
         let s = Settings::from_lookup(lookup(&[
             ("TCBOT_SECRET_ID", "s"),
             ("TCBOT_TABLE_NAME", "t"),
             ("TCBOT_TENCENT_BASE_URL", "http://127.0.0.1:9/"),
         ]));
-        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("http://127.0.0.1:9"));
-        let bad = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), ("TCBOT_TENCENT_REGION", "mars")]));
-        assert!(matches!(bad, Err(ConfigError::Invalid { var: "TCBOT_TENCENT_REGION", .. })));
+        assert_eq!(
+            s.map(|s| s.tencent_endpoint.0).ok().as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        let bad = Settings::from_lookup(lookup(&[
+            ("TCBOT_SECRET_ID", "s"),
+            ("TCBOT_TABLE_NAME", "t"),
+            ("TCBOT_TENCENT_REGION", "mars"),
+        ]));
+        assert!(matches!(
+            bad,
+            Err(ConfigError::Invalid {
+                var: "TCBOT_TENCENT_REGION",
+                ..
+            })
+        ));
     }
 }

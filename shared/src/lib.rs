@@ -5,16 +5,16 @@
 //! ([`queue`]), the LLM client ([`llm`]), secrets and settings, and the domain logic of each
 //! command ([`router`], [`bot`]).
 
+pub mod boot;
+pub mod bot;
 pub mod config;
-pub mod llm;
 pub mod lenient;
+pub mod llm;
 pub mod msg;
+pub mod observe;
+pub mod queue;
+pub mod router;
 pub mod secrets;
 pub mod store;
 pub mod tencent;
 pub mod webhook;
-pub mod boot;
-pub mod bot;
-pub mod observe;
-pub mod queue;
-pub mod router;

@@ -56,7 +56,10 @@ impl TryFrom<RawElement> for MsgElement {
             "TIMCustomElem" => serde_json::from_value(raw.content)
                 .map(MsgElement::Custom)
                 .map_err(|e| format!("TIMCustomElem: {e}")),
-            _ => Ok(MsgElement::Other { msg_type: raw.msg_type, content: raw.content }),
+            _ => Ok(MsgElement::Other {
+                msg_type: raw.msg_type,
+                content: raw.content,
+            }),
         }
     }
 }
@@ -115,7 +118,10 @@ pub fn stop_request(body: &[MsgElement]) -> Option<StopRequest> {
         msg_key: Option<String>,
     }
     body.iter().find_map(|e| {
-        let MsgElement::Custom(CustomElem { data: Some(data), .. }) = e else {
+        let MsgElement::Custom(CustomElem {
+            data: Some(data), ..
+        }) = e
+        else {
             return None;
         };
         let p: Plugin = serde_json::from_str(data).ok()?;
@@ -123,7 +129,9 @@ pub fn stop_request(body: &[MsgElement]) -> Option<StopRequest> {
         matches!(p.plugin, Some(1 | 2))
             .then_some(())
             .filter(|_| p.src == Some(22))
-            .map(|_| StopRequest { msg_key: p.msg_key.filter(|k| !k.is_empty()) })
+            .map(|_| StopRequest {
+                msg_key: p.msg_key.filter(|k| !k.is_empty()),
+            })
     })
 }
 
@@ -148,8 +156,16 @@ mod tests {
     fn stop_request_is_recognised_in_both_plugin_versions() {
         for v in [1, 2] {
             let data = format!(r#"{{"chatbotPlugin":{v},"src":22,"msgKey":"1_2_3"}}"#);
-            let body = vec![MsgElement::Custom(CustomElem { data: Some(data), ..Default::default() })];
-            assert_eq!(stop_request(&body), Some(StopRequest { msg_key: Some("1_2_3".into()) }));
+            let body = vec![MsgElement::Custom(CustomElem {
+                data: Some(data),
+                ..Default::default()
+            })];
+            assert_eq!(
+                stop_request(&body),
+                Some(StopRequest {
+                    msg_key: Some("1_2_3".into())
+                })
+            );
         }
         let not_stop = vec![MsgElement::Custom(CustomElem {
             data: Some(r#"{"chatbotPlugin":2,"src":2}"#.into()),
@@ -161,7 +177,9 @@ mod tests {
 
     #[test]
     fn text_element_with_wrong_type_is_an_error() {
-        let r = serde_json::from_str::<MsgElement>(r#"{"MsgType":"TIMTextElem","MsgContent":{"Text":5}}"#);
+        let r = serde_json::from_str::<MsgElement>(
+            r#"{"MsgType":"TIMTextElem","MsgContent":{"Text":5}}"#,
+        );
         assert!(r.is_err());
     }
 }

@@ -95,7 +95,9 @@ impl Router {
                 reason = outcome.reason(),
                 "webhook handled"
             ),
-            Err(e) => tracing::error!(request_id, command = %command, outcome = "error", error = %e, "webhook failed"),
+            Err(e) => {
+                tracing::error!(request_id, command = %command, outcome = "error", error = %e, "webhook failed")
+            }
         }
         result
     }
@@ -109,7 +111,11 @@ impl Router {
     ) -> Result<(Ack, Outcome), RouterError> {
         let reject = |why: String| Ok((Ack::fail(why.clone()), Outcome::Rejected(why)));
         if body.len() > self.max_body_bytes {
-            return reject(format!("body of {} bytes exceeds the {} byte limit", body.len(), self.max_body_bytes));
+            return reject(format!(
+                "body of {} bytes exceeds the {} byte limit",
+                body.len(),
+                self.max_body_bytes
+            ));
         }
         match query.sdk_app_id.as_deref().map(str::parse::<u64>) {
             Some(Ok(id)) if id == self.sdk_app_id => {}
@@ -141,20 +147,28 @@ impl Router {
                     return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
                 }
                 if let Some(stop) = stop_request(&m.msg_body) {
-                    let key = stop_key(&format!("c2c#{}#{}", m.to_account, m.from_account), stop.msg_key.as_deref());
+                    let key = stop_key(
+                        &format!("c2c#{}#{}", m.to_account, m.from_account),
+                        stop.msg_key.as_deref(),
+                    );
                     self.set_stop(&key).await?;
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
                 let job = Job::new(request_id, m.to_account.clone(), JobMsg::C2c(m));
-                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url).await
+                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url)
+                    .await
             }
             WebhookEvent::BotGroupMessage(m) => {
                 if m.from_account.starts_with(ROBOT_PREFIX) {
                     return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
                 }
                 let robots: Vec<String> = {
-                    let mut r: Vec<String> =
-                        m.at_robots_account.iter().filter(|a| a.starts_with(ROBOT_PREFIX)).cloned().collect();
+                    let mut r: Vec<String> = m
+                        .at_robots_account
+                        .iter()
+                        .filter(|a| a.starts_with(ROBOT_PREFIX))
+                        .cloned()
+                        .collect();
                     r.dedup();
                     r
                 };
@@ -163,31 +177,48 @@ impl Router {
                 }
                 if let Some(stop) = stop_request(&m.msg_body) {
                     for bot in &robots {
-                        let key = stop_key(&format!("grp#{}#{bot}", m.group_id), stop.msg_key.as_deref());
+                        let key = stop_key(
+                            &format!("grp#{}#{bot}", m.group_id),
+                            stop.msg_key.as_deref(),
+                        );
                         self.set_stop(&key).await?;
                     }
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
                 let dedup = format!("dedup#grp#{}#{}", m.group_id, m.msg_seq);
-                let jobs = robots.into_iter().map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone()))).collect();
+                let jobs = robots
+                    .into_iter()
+                    .map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone())))
+                    .collect();
                 self.enqueue(&dedup, jobs, &self.group_queue_url).await
             }
-            WebhookEvent::Unknown { command, .. } => {
-                Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
-            }
-            other => Ok((Ack::ok(), Outcome::Ignored(format!("no handler deployed for {}", command_name(&other))))),
+            WebhookEvent::Unknown { command, .. } => Ok((
+                Ack::ok(),
+                Outcome::Ignored(format!("unknown command {command}")),
+            )),
+            other => Ok((
+                Ack::ok(),
+                Outcome::Ignored(format!("no handler deployed for {}", command_name(&other))),
+            )),
         }
     }
 
     async fn set_stop(&self, key: &str) -> Result<(), RouterError> {
         let doc = serde_json::json!({ "at_ms": now_ms() }).to_string();
-        self.store.put_doc(key, &doc, Some(self.stop_ttl_secs)).await?;
+        self.store
+            .put_doc(key, &doc, Some(self.stop_ttl_secs))
+            .await?;
         Ok(())
     }
 
     /// Claims the dedup key, then enqueues; if enqueueing fails the claim is given back so that
     /// a redelivery is not mistaken for a duplicate.
-    async fn enqueue(&self, dedup: &str, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
+    async fn enqueue(
+        &self,
+        dedup: &str,
+        jobs: Vec<Job>,
+        queue_url: &str,
+    ) -> Result<(Ack, Outcome), RouterError> {
         if !self.store.claim(dedup, self.dedup_ttl_secs).await? {
             return Ok((Ack::ok(), Outcome::Duplicate));
         }
@@ -228,7 +259,10 @@ pub async fn http_handler(
     req: lambda_http::Request,
 ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
     use lambda_http::RequestExt;
-    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id = req
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
     let query = req.uri().query().unwrap_or("").to_owned();
     let body: &[u8] = req.body().as_ref();
     let now = crate::store::now_secs() as i64;

@@ -25,7 +25,12 @@ pub enum JobMsg {
 
 impl Job {
     pub fn new(request_id: &str, bot: String, msg: JobMsg) -> Self {
-        Job { request_id: request_id.to_owned(), received_ms: crate::store::now_ms(), bot, msg }
+        Job {
+            request_id: request_id.to_owned(),
+            received_ms: crate::store::now_ms(),
+            bot,
+            msg,
+        }
     }
 
     /// Identifies this message for this robot: the idempotency key of its answer.
@@ -45,7 +50,9 @@ impl Job {
     pub fn ordering_key(&self) -> String {
         match &self.msg {
             JobMsg::C2c(m) => format!("c2c#{}#{}", self.bot, m.from_account),
-            JobMsg::Group(m) => format!("grp#{}#{}", m.group_id, m.topic_id.as_deref().unwrap_or("")),
+            JobMsg::Group(m) => {
+                format!("grp#{}#{}", m.group_id, m.topic_id.as_deref().unwrap_or(""))
+            }
         }
     }
 

@@ -45,9 +45,14 @@ pub fn parse_event(data: &str) -> Result<Option<Vec<Delta>>, LlmError> {
     if data == "[DONE]" {
         return Ok(None);
     }
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
+    let chunk: Chunk =
+        serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
     if let Some(err) = chunk.error {
-        let msg = err.get("message").and_then(|m| m.as_str()).map(str::to_owned).unwrap_or_else(|| err.to_string());
+        let msg = err
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| err.to_string());
         return Err(LlmError::Provider(msg));
     }
     let mut out: Vec<Delta> = chunk
@@ -102,66 +107,88 @@ impl Llm for OpenAiClient {
             .map_err(|_| LlmError::FirstTokenTimeout(t.first_token))?
             .map_err(|e| {
                 let e = e.without_url();
-                if e.is_connect() && e.is_timeout() { LlmError::ConnectTimeout } else { LlmError::Network(e.to_string()) }
+                if e.is_connect() && e.is_timeout() {
+                    LlmError::ConnectTimeout
+                } else {
+                    LlmError::Network(e.to_string())
+                }
             })?;
         let status = res.status();
         if !status.is_success() {
             let text = res.text().await.unwrap_or_default();
             let message = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
-                .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+                .and_then(|v| {
+                    v.pointer("/error/message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_owned)
+                })
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(LlmError::Http { status: status.as_u16(), message });
+            return Err(LlmError::Http {
+                status: status.as_u16(),
+                message,
+            });
         }
         let events = res.bytes_stream().eventsource();
         let deadline = started + t.total;
         // State: the event stream, pending deltas, whether text has arrived, and done.
-        let state = (Box::pin(events), std::collections::VecDeque::<Delta>::new(), false, false);
-        let s = futures_util::stream::unfold(state, move |(mut events, mut pending, mut got_text, done)| async move {
-            loop {
-                if let Some(d) = pending.pop_front() {
-                    if matches!(d, Delta::Text(_)) {
-                        got_text = true;
+        let state = (
+            Box::pin(events),
+            std::collections::VecDeque::<Delta>::new(),
+            false,
+            false,
+        );
+        let s = futures_util::stream::unfold(
+            state,
+            move |(mut events, mut pending, mut got_text, done)| async move {
+                loop {
+                    if let Some(d) = pending.pop_front() {
+                        if matches!(d, Delta::Text(_)) {
+                            got_text = true;
+                        }
+                        return Some((Ok(d), (events, pending, got_text, done)));
                     }
-                    return Some((Ok(d), (events, pending, got_text, done)));
+                    if done {
+                        return None;
+                    }
+                    let limit = if got_text { t.idle } else { t.first_token };
+                    let wait = limit.min(deadline.saturating_duration_since(Instant::now()));
+                    let next = match tokio::time::timeout(wait, events.next()).await {
+                        Err(_) => {
+                            let e = if Instant::now() >= deadline {
+                                LlmError::TotalTimeout(t.total)
+                            } else if got_text {
+                                LlmError::IdleTimeout(t.idle)
+                            } else {
+                                LlmError::FirstTokenTimeout(t.first_token)
+                            };
+                            return Some((Err(e), (events, pending, got_text, true)));
+                        }
+                        Ok(n) => n,
+                    };
+                    match next {
+                        // The provider closed the stream without `[DONE]`: the answer was cut.
+                        None => {
+                            return Some((
+                                Err(LlmError::Network("stream ended before [DONE]".into())),
+                                (events, pending, got_text, true),
+                            ));
+                        }
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(LlmError::Network(e.to_string())),
+                                (events, pending, got_text, true),
+                            ));
+                        }
+                        Some(Ok(ev)) => match parse_event(&ev.data) {
+                            Ok(None) => return None,
+                            Ok(Some(ds)) => pending.extend(ds),
+                            Err(e) => return Some((Err(e), (events, pending, got_text, true))),
+                        },
+                    }
                 }
-                if done {
-                    return None;
-                }
-                let limit = if got_text { t.idle } else { t.first_token };
-                let wait = limit.min(deadline.saturating_duration_since(Instant::now()));
-                let next = match tokio::time::timeout(wait, events.next()).await {
-                    Err(_) => {
-                        let e = if Instant::now() >= deadline {
-                            LlmError::TotalTimeout(t.total)
-                        } else if got_text {
-                            LlmError::IdleTimeout(t.idle)
-                        } else {
-                            LlmError::FirstTokenTimeout(t.first_token)
-                        };
-                        return Some((Err(e), (events, pending, got_text, true)));
-                    }
-                    Ok(n) => n,
-                };
-                match next {
-                    // The provider closed the stream without `[DONE]`: the answer was cut.
-                    None => {
-                        return Some((
-                            Err(LlmError::Network("stream ended before [DONE]".into())),
-                            (events, pending, got_text, true),
-                        ));
-                    }
-                    Some(Err(e)) => {
-                        return Some((Err(LlmError::Network(e.to_string())), (events, pending, got_text, true)));
-                    }
-                    Some(Ok(ev)) => match parse_event(&ev.data) {
-                        Ok(None) => return None,
-                        Ok(Some(ds)) => pending.extend(ds),
-                        Err(e) => return Some((Err(e), (events, pending, got_text, true))),
-                    },
-                }
-            }
-        });
+            },
+        );
         Ok(Box::pin(s))
     }
 }
@@ -174,12 +201,26 @@ mod tests {
     fn parses_content_usage_done_and_errors() {
         let d = parse_event(r#"{"choices":[{"delta":{"content":"Hel"}}]}"#);
         assert_eq!(d, Ok(Some(vec![Delta::Text("Hel".into())])));
-        let u = parse_event(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#);
-        assert_eq!(u, Ok(Some(vec![Delta::Usage(Usage { prompt_tokens: 3, completion_tokens: 5 })])));
+        let u = parse_event(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#,
+        );
+        assert_eq!(
+            u,
+            Ok(Some(vec![Delta::Usage(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 5
+            })]))
+        );
         assert_eq!(parse_event(" [DONE] "), Ok(None));
         assert!(matches!(parse_event("{oops"), Err(LlmError::Malformed(_))));
-        assert_eq!(parse_event(r#"{"error":{"message":"overloaded"}}"#), Err(LlmError::Provider("overloaded".into())));
-        assert_eq!(parse_event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#), Ok(Some(vec![])));
+        assert_eq!(
+            parse_event(r#"{"error":{"message":"overloaded"}}"#),
+            Err(LlmError::Provider("overloaded".into()))
+        );
+        assert_eq!(
+            parse_event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            Ok(Some(vec![]))
+        );
     }
 
     #[test]

@@ -5,11 +5,14 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+/// A conversation's turns by (time, insertion order), each with its expiry.
+type Turns = BTreeMap<(u64, u64), (Turn, u64)>;
+
 #[derive(Default)]
 struct Inner {
     docs: HashMap<String, (String, Option<u64>)>,
     counters: HashMap<String, (i64, Option<u64>)>,
-    turns: HashMap<String, BTreeMap<(u64, u64), (Turn, u64)>>,
+    turns: HashMap<String, Turns>,
     seq: u64,
 }
 
@@ -41,7 +44,8 @@ impl Store for MemoryStore {
         match g.docs.get(key) {
             Some((_, exp)) if live(*exp, now) => Ok(false),
             _ => {
-                g.docs.insert(key.to_owned(), (String::new(), Some(now + ttl_secs)));
+                g.docs
+                    .insert(key.to_owned(), (String::new(), Some(now + ttl_secs)));
                 Ok(true)
             }
         }
@@ -54,13 +58,20 @@ impl Store for MemoryStore {
 
     async fn put_doc(&self, key: &str, doc: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
         let exp = ttl_secs.map(|t| now_secs() + t);
-        self.lock().docs.insert(key.to_owned(), (doc.to_owned(), exp));
+        self.lock()
+            .docs
+            .insert(key.to_owned(), (doc.to_owned(), exp));
         Ok(())
     }
 
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = now_secs();
-        Ok(self.lock().docs.get(key).filter(|(_, e)| live(*e, now)).map(|(d, _)| d.clone()))
+        Ok(self
+            .lock()
+            .docs
+            .get(key)
+            .filter(|(_, e)| live(*e, now))
+            .map(|(d, _)| d.clone()))
     }
 
     async fn delete_doc(&self, key: &str) -> Result<(), StoreError> {
@@ -79,10 +90,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError> {
+    async fn recent_turns(
+        &self,
+        conv: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Turn>, StoreError> {
         let now = now_secs();
         let g = self.lock();
-        let Some(turns) = g.turns.get(conv) else { return Ok(Vec::new()) };
+        let Some(turns) = g.turns.get(conv) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<Turn> = turns
             .range((since_ms, 0)..)
             .rev()
@@ -101,7 +119,10 @@ impl Store for MemoryStore {
     async fn incr(&self, key: &str, by: i64, ttl_secs: Option<u64>) -> Result<i64, StoreError> {
         let now = now_secs();
         let mut g = self.lock();
-        let entry = g.counters.entry(key.to_owned()).or_insert((0, ttl_secs.map(|t| now + t)));
+        let entry = g
+            .counters
+            .entry(key.to_owned())
+            .or_insert((0, ttl_secs.map(|t| now + t)));
         if !live(entry.1, now) {
             *entry = (0, ttl_secs.map(|t| now + t));
         }
@@ -111,6 +132,12 @@ impl Store for MemoryStore {
 
     async fn counter(&self, key: &str) -> Result<i64, StoreError> {
         let now = now_secs();
-        Ok(self.lock().counters.get(key).filter(|(_, e)| live(*e, now)).map(|(v, _)| *v).unwrap_or(0))
+        Ok(self
+            .lock()
+            .counters
+            .get(key)
+            .filter(|(_, e)| live(*e, now))
+            .map(|(v, _)| *v)
+            .unwrap_or(0))
     }
 }

@@ -18,7 +18,11 @@ pub struct Ack {
     #[serde(rename = "MsgBody", default, skip_serializing_if = "Option::is_none")]
     pub msg_body: Option<Vec<MsgElement>>,
     /// Before-send only: replacement custom data.
-    #[serde(rename = "CloudCustomData", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "CloudCustomData",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_custom_data: Option<String>,
 }
 
@@ -62,9 +66,15 @@ mod tests {
 
     #[test]
     fn ok_ack_has_tencent_shape() {
-        assert_eq!(Ack::ok().to_json(), r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#);
+        assert_eq!(
+            Ack::ok().to_json(),
+            r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#
+        );
         let mut a = Ack::ok();
         a.msg_body = Some(vec![MsgElement::text("x")]);
-        assert!(a.to_json().contains(r#""MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]"#));
+        assert!(
+            a.to_json()
+                .contains(r#""MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]"#)
+        );
     }
 }

@@ -1,0 +1,10 @@
+//! Integration tests: the real handlers against moto server (DynamoDB, SQS, Secrets Manager
+//! through the AWS SDK) and local HTTP servers playing Tencent and the LLM, all on loopback.
+
+mod common;
+mod e2e;
+mod rest;
+mod router;
+mod secrets;
+mod store_contract;
+mod usersig_interop;
