@@ -1,0 +1,366 @@
+//! The local run: the real function binaries under `cargo lambda watch`, moto server for
+//! DynamoDB, SQS and Secrets Manager, a poller playing the SQS event source mapping, the Tencent
+//! REST emulator printing what the bot sends as it streams, and the LLM emulator (or a real LLM
+//! when `LLM_BASE_URL` and `LLM_API_KEY` are set). Then you chat.
+//!
+//! ```text
+//! local-run                      chat interactively as user1 with @RBT#001
+//! local-run --say "hi" --say "/reset"   a scripted conversation; exit 0 when every line was answered
+//! ```
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use devtools::aws::{Stack, create_stack, local_config};
+use devtools::llm_emu::LlmEmulator;
+use devtools::tencent_emu::{Seen, TencentEmulator};
+use shared::webhook::CallbackQuery;
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+use tokio::sync::broadcast::error::RecvError;
+
+const APP_ID: u64 = 1_400_000_000;
+const KEY: &str = "local-dev-secret-key";
+const TOKEN: &str = "local-dev-token";
+const BOT: &str = "@RBT#001";
+const USER: &str = "user1";
+const GROUP: &str = "@TGS#local-group";
+const FUNCTIONS: [&str; 3] = ["callback-router", "bot-c2c-message", "bot-group-message"];
+
+fn say(msg: &str) {
+    eprintln!("\x1b[2m[local] {msg}\x1b[0m");
+}
+
+struct Options {
+    script: Vec<String>,
+    answer_timeout: Duration,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options { script: Vec::new(), answer_timeout: Duration::from_secs(120) };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--say" => o.script.push(args.next().ok_or("--say needs a line of text")?),
+            "--timeout" => {
+                let secs: u64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout needs seconds")?;
+                o.answer_timeout = Duration::from_secs(secs);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}; see --help")),
+        }
+    }
+    Ok(o)
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+async fn wait_listening(port: u16, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+struct Local {
+    http: reqwest::Client,
+    invoke: String,
+    stack: Stack,
+    tencent: TencentEmulator,
+    seq: AtomicU64,
+}
+
+impl Local {
+    async fn send_webhook(&self, command: &str, body: serde_json::Value) -> Result<String, String> {
+        let now = shared::store::now_secs() as i64;
+        let q = CallbackQuery::encode(APP_ID, command, Some((TOKEN, now)));
+        let url = format!("{}/lambda-url/callback-router/webhook?{q}", self.invoke);
+        let res = self.http.post(url).json(&body).send().await.map_err(|e| e.to_string())?;
+        res.text().await.map_err(|e| e.to_string())
+    }
+
+    async fn chat_line(&self, line: &str) -> Result<String, String> {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        let t = shared::store::now_secs();
+        if let Some(text) = line.strip_prefix('@') {
+            let body = serde_json::json!({
+                "CallbackCommand": "Bot.OnGroupMessage", "GroupId": GROUP, "Type": "Public",
+                "From_Account": USER, "Operator_Account": USER, "Random": n, "MsgSeq": n, "MsgTime": t,
+                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": format!("@{BOT} {}", text.trim())}}],
+                "AtRobots_Account": [BOT], "EventTime": t * 1000
+            });
+            self.send_webhook("Bot.OnGroupMessage", body).await
+        } else {
+            let body = serde_json::json!({
+                "CallbackCommand": "Bot.OnC2CMessage", "From_Account": USER, "To_Account": BOT,
+                "MsgSeq": n, "MsgRandom": n * 7 + 1, "MsgTime": t, "MsgKey": format!("{n}_{}_{t}", n * 7 + 1),
+                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": line}}], "EventTime": t * 1000
+            });
+            self.send_webhook("Bot.OnC2CMessage", body).await
+        }
+    }
+}
+
+/// Plays the SQS event source mapping for one queue: poll, invoke the function through
+/// cargo-lambda's Invoke API, settle the batch.
+async fn poll_forever(local: Arc<Local>, sqs: aws_sdk_sqs::Client, queue: String, function: &'static str) {
+    loop {
+        let handler = |ev: SqsEvent| {
+            let url = format!("{}/2015-03-31/functions/{function}/invocations", local.invoke);
+            let http = local.http.clone();
+            async move {
+                let res = http.post(url).json(&ev).send().await.map_err(|e| e.to_string())?;
+                let status = res.status();
+                let text = res.text().await.map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("{function} answered {status}: {text}"));
+                }
+                serde_json::from_str::<SqsBatchResponse>(&text).map_err(|e| format!("{function}: {e}: {text}"))
+            }
+        };
+        if let Err(e) = devtools::esm::poll_once(&sqs, &queue, 1, 1, handler).await {
+            say(&format!("poller for {function}: {e}"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Prints what the bot sends, live, and reports when an answer is complete.
+async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tokio::sync::mpsc::UnboundedSender<()>) {
+    let mut open_streams = std::collections::HashSet::<String>::new();
+    let mut group_shown = std::collections::HashMap::<u64, usize>::new();
+    let mut out = std::io::stdout();
+    loop {
+        match rx.recv().await {
+            Ok(Seen::StreamChunk { msg_key, from, to, chunk, finish }) => {
+                if open_streams.insert(msg_key.clone()) {
+                    let _ = write!(out, "\x1b[1;36m{from} → {to}:\x1b[0m ");
+                }
+                let _ = write!(out, "{chunk}");
+                let _ = out.flush();
+                if finish {
+                    let _ = writeln!(out);
+                    open_streams.remove(&msg_key);
+                    let _ = done.send(());
+                }
+            }
+            Ok(Seen::C2cMessage { from, to, text }) => {
+                let _ = writeln!(out, "\x1b[1;36m{from} → {to}:\x1b[0m {text}");
+                let _ = done.send(());
+            }
+            Ok(Seen::GroupMessage { group_id, msg_seq, text, .. }) => {
+                let shown = group_shown.entry(msg_seq).or_insert_with(|| {
+                    let _ = write!(out, "\x1b[1;35m{BOT} in {group_id}:\x1b[0m ");
+                    0
+                });
+                let _ = write!(out, "{}", text.get(*shown..).unwrap_or(""));
+                let _ = out.flush();
+                *shown = text.len();
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn wait_answer(
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    group: bool,
+    tencent: &TencentEmulator,
+    limit: Duration,
+) -> bool {
+    if !group {
+        return tokio::time::timeout(limit, done.recv()).await.is_ok();
+    }
+    // A group answer has no finish marker: it is complete when it stops changing.
+    let before = tencent.state.group_messages().len();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::new();
+    let mut stable_since = tokio::time::Instant::now();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let msgs = tencent.state.group_messages();
+        if msgs.len() > before {
+            let text = msgs.last().map(|m| m.text.clone()).unwrap_or_default();
+            if text != last {
+                last = text;
+                stable_since = tokio::time::Instant::now();
+            } else if stable_since.elapsed() > Duration::from_millis(2500) {
+                println!();
+                return true;
+            }
+        }
+    }
+    false
+}
+
+async fn start_functions(port: u16, env: &[(String, String)]) -> Result<Child, String> {
+    say("building the function binaries (debug; the first build takes a few minutes)…");
+    let status = Command::new("cargo")
+        .args(["build", "--quiet"])
+        .args(FUNCTIONS.iter().flat_map(|f| ["-p", f]))
+        .status()
+        .await
+        .map_err(|e| format!("cargo build: {e}"))?;
+    if !status.success() {
+        return Err("building the functions failed".into());
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()]);
+    for (k, v) in env {
+        cmd.arg("--env-var").arg(format!("{k}={v}"));
+    }
+    let log = std::fs::File::create(".local/cargo-lambda-watch.log").map_err(|e| e.to_string())?;
+    cmd.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?)).stderr(Stdio::from(log)).kill_on_drop(true);
+    let child = cmd.spawn().map_err(|e| format!("cargo lambda watch: {e} (pip install cargo-lambda)"))?;
+    if !wait_listening(port, Duration::from_secs(60)).await {
+        return Err("cargo lambda watch did not start; see .local/cargo-lambda-watch.log".into());
+    }
+    Ok(child)
+}
+
+async fn run() -> Result<bool, String> {
+    let opts = parse_args()?;
+    std::fs::create_dir_all(".local").map_err(|e| e.to_string())?;
+    say("starting moto server (DynamoDB, SQS, Secrets Manager)…");
+    let moto = devtools::moto::moto()?;
+    let aws = local_config(&moto.endpoint).await;
+    let tencent = TencentEmulator::start(APP_ID, KEY).await.map_err(|e| e.to_string())?;
+    say(&format!("Tencent Chat REST emulator on {}", tencent.base_url()));
+    let (llm_base, llm_key, llm_model, _llm) = match (std::env::var("LLM_BASE_URL"), std::env::var("LLM_API_KEY")) {
+        (Ok(base), Ok(key)) => {
+            let model = std::env::var("LLM_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
+            say(&format!("using the real LLM at {base}, model {model}"));
+            (base, key, model, None)
+        }
+        _ => {
+            let emu = LlmEmulator::start(Some("local-llm-key".into()), Duration::from_millis(40)).await.map_err(|e| e.to_string())?;
+            say(&format!("LLM emulator on {} (set LLM_BASE_URL and LLM_API_KEY for a real one)", emu.base_url()));
+            (emu.base_url(), "local-llm-key".to_owned(), "emulated".to_owned(), Some(emu))
+        }
+    };
+    let secret = serde_json::json!({
+        "SdkAppId": APP_ID, "SecretKey": KEY, "AdminIdentifier": "administrator",
+        "WebhookToken": TOKEN, "LlmApiKey": llm_key,
+    })
+    .to_string();
+    let prefix = format!("local{}", std::process::id());
+    let stack = create_stack(&aws, &prefix, &secret).await?;
+    say(&format!("created table {}, FIFO queues with DLQs, secret {}", stack.table, stack.secret_id));
+    let port = free_port().map_err(|e| e.to_string())?;
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("RUST_LOG", "warn"),
+        ("TCBOT_TABLE_NAME", &stack.table),
+        ("TCBOT_SECRET_ID", &stack.secret_id),
+        ("TCBOT_TENCENT_BASE_URL", &tencent.base_url()),
+        ("TCBOT_C2C_QUEUE_URL", &stack.c2c_queue),
+        ("TCBOT_GROUP_QUEUE_URL", &stack.group_queue),
+        // Locally both workers share the C2C dead-letter queue (one environment for all).
+        ("TCBOT_DLQ_URL", &stack.c2c_dlq),
+        ("TCBOT_LLM_BASE_URL", &llm_base),
+        ("TCBOT_LLM_MODEL", &llm_model),
+        ("TCBOT_DAILY_QUOTA", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let _watch = start_functions(port, &env).await?;
+    say(&format!("functions under cargo lambda watch on 127.0.0.1:{port} (log: .local/cargo-lambda-watch.log)"));
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let local = Arc::new(Local {
+        http: reqwest::Client::new(),
+        invoke: format!("http://127.0.0.1:{port}"),
+        stack,
+        tencent,
+        seq: AtomicU64::new(1),
+    });
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(print_answers(local.tencent.state.subscribe(), done_tx));
+    tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.c2c_queue.clone(), "bot-c2c-message"));
+    tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.group_queue.clone(), "bot-group-message"));
+
+    if !opts.script.is_empty() {
+        let mut ok = true;
+        for line in &opts.script {
+            println!("\x1b[1m{USER}:\x1b[0m {line}");
+            let ack = local.chat_line(line).await?;
+            if !ack.contains("\"ActionStatus\":\"OK\"") {
+                say(&format!("the router refused the message: {ack}"));
+                ok = false;
+                break;
+            }
+            if !wait_answer(&mut done_rx, line.starts_with('@'), &local.tencent, opts.answer_timeout).await {
+                say("no complete answer in time");
+                ok = false;
+                break;
+            }
+        }
+        let dlq = devtools::esm::depth(&sqs, &local.stack.c2c_dlq).await.map(|(v, i)| v + i).unwrap_or(0);
+        if dlq > 0 {
+            say(&format!("{dlq} message(s) ended in the dead-letter queue"));
+            ok = false;
+        }
+        return Ok(ok);
+    }
+
+    println!("\nChat with {BOT} as {USER}. Plain text: one-to-one. '@ text': @-mention in a group.\n/reset forgets the conversation, /help, /quit or Ctrl-C to leave.\n");
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        print!("\x1b[1m{USER}>\x1b[0m ");
+        let _ = std::io::stdout().flush();
+        let line = tokio::select! {
+            l = lines.next_line() => l.map_err(|e| e.to_string())?,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        let Some(line) = line else { break };
+        let line = line.trim().to_owned();
+        match line.as_str() {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            _ => {}
+        }
+        let ack = local.chat_line(&line).await?;
+        if !ack.contains("\"ActionStatus\":\"OK\"") {
+            say(&format!("the router refused the message: {ack}"));
+            continue;
+        }
+        tokio::select! {
+            answered = wait_answer(&mut done_rx, line.starts_with('@'), &local.tencent, opts.answer_timeout) => {
+                if !answered { say("no complete answer in time; see .local/cargo-lambda-watch.log"); }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    say("stopping (cargo lambda watch, emulators and moto server stop with this process)");
+    Ok(true)
+}
+
+#[tokio::main]
+async fn main() {
+    match run().await {
+        Ok(true) => std::process::exit(0),
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("local-run: {e}");
+            std::process::exit(2);
+        }
+    }
+}
