@@ -266,7 +266,17 @@ pub async fn http_handler(
     let query = req.uri().query().unwrap_or("").to_owned();
     let body: &[u8] = req.body().as_ref();
     let now = crate::store::now_secs() as i64;
-    let (ack, _) = router.handle(&query, body, now, &request_id).await?;
+    let started = std::time::Instant::now();
+    let (ack, outcome) = router.handle(&query, body, now, &request_id).await?;
+    crate::observe::Metrics::new("router")
+        .dim("Outcome", outcome.kind())
+        .value(
+            "AckMs",
+            started.elapsed().as_secs_f64() * 1000.0,
+            "Milliseconds",
+        )
+        .value("Webhooks", 1.0, "Count")
+        .emit();
     Ok(lambda_http::Response::builder()
         .status(200)
         .header("content-type", "application/json")

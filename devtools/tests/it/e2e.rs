@@ -452,3 +452,28 @@ async fn the_daily_quota_is_enforced_politely() {
     assert!(texts[1].contains("today's limit of 1"), "{texts:?}");
     assert_eq!(env.llm.state.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_fallback_model_answers_when_the_primary_fails_before_its_first_token() {
+    let env = Env::new().await;
+    use shared::store::Store;
+    let profile = r#"{"model": "primary", "fallback_models": ["backup"]}"#;
+    env.store
+        .put_doc(&shared::bot::profile::BotProfile::key(BOT), profile, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.llm.state.push(Script::Status { status: 500 });
+    env.llm.state.push(Script::Status { status: 429 });
+    env.webhook("Bot.OnC2CMessage", &c2c_body("quinn", "hi", 1))
+        .await;
+    env.drain().await;
+    let models: Vec<String> = env
+        .llm
+        .state
+        .requests()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(models, ["primary", "primary", "backup"]);
+    assert!(only_stream(&env).text().starts_with("You said"));
+}

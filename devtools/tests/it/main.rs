@@ -3,6 +3,7 @@
 
 mod common;
 mod e2e;
+mod events;
 mod rest;
 mod router;
 mod secrets;
