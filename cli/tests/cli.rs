@@ -1,0 +1,319 @@
+//! Every `tcbot` command against the local servers: moto server for AWS, the Tencent emulator,
+//! and the router handler behind a local HTTP server for `send`.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use devtools::aws::{Stack, create_stack, local_config};
+use devtools::tencent_emu::TencentEmulator;
+use shared::queue::SqsQueue;
+use shared::router::Router;
+use shared::secrets::SecretString;
+use shared::store::{DynamoStore, Role, Store, Turn};
+use std::sync::Arc;
+
+const APP: u64 = 1_400_000_077;
+const KEY: &str = "cli-test-key";
+const TOKEN: &str = "cli-test-token";
+
+struct Setup {
+    stack: Stack,
+    tencent: TencentEmulator,
+    secret_file: std::path::PathBuf,
+    moto: String,
+    store: DynamoStore,
+    sqs: aws_sdk_sqs::Client,
+}
+
+async fn setup(name: &str) -> Setup {
+    let moto = devtools::moto::moto()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .endpoint
+        .clone();
+    let cfg = local_config(&moto).await;
+    let secret =
+        serde_json::json!({"SdkAppId": APP, "SecretKey": KEY, "WebhookToken": TOKEN}).to_string();
+    let prefix = format!("cli{}{name}", std::process::id());
+    let stack = create_stack(&cfg, &prefix, &secret)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secret_file = std::env::temp_dir().join(format!("{prefix}.json"));
+    std::fs::write(&secret_file, &secret).unwrap_or_else(|e| panic!("{e}"));
+    let tencent = TencentEmulator::start(APP, KEY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), &stack.table);
+    Setup {
+        stack,
+        tencent,
+        secret_file,
+        moto,
+        store,
+        sqs: aws_sdk_sqs::Client::new(&cfg),
+    }
+}
+
+impl Setup {
+    async fn tcbot(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
+            .args(args)
+            .env("TCBOT_LOCAL_SECRET_FILE", &self.secret_file)
+            .env("TCBOT_TABLE_NAME", &self.stack.table)
+            .env("TCBOT_TENCENT_BASE_URL", self.tencent.base_url())
+            .env("AWS_ENDPOINT_URL", &self.moto)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+}
+
+#[tokio::test]
+async fn usersig_is_valid_for_the_app() {
+    let s = setup("sig").await;
+    let (code, out, _) = s
+        .tcbot(&["usersig", "--identifier", "alice", "--expire", "3600"])
+        .await;
+    assert_eq!(code, 0);
+    let doc = shared::tencent::usersig::verify(
+        APP,
+        KEY.as_bytes(),
+        "alice",
+        out.trim(),
+        shared::store::now_secs(),
+    );
+    assert_eq!(doc.map(|d| d.expire), Ok(3600));
+}
+
+#[tokio::test]
+async fn robots_are_created_listed_and_deleted() {
+    let s = setup("robot").await;
+    assert_eq!(
+        s.tcbot(&["robot", "create", "@RBT#001", "--nick", "Jarvis"])
+            .await
+            .0,
+        0
+    );
+    let (code, out, _) = s.tcbot(&["robot", "list"]).await;
+    assert_eq!((code, out.trim()), (0, "@RBT#001"));
+    assert_eq!(s.tcbot(&["robot", "delete", "@RBT#001"]).await.0, 0);
+    assert!(s.tencent.state.robots().is_empty());
+    let (code, _, err) = s.tcbot(&["robot", "delete", "@RBT#001"]).await;
+    assert_eq!(code, 1, "Tencent's refusal is exit code 1");
+    assert!(err.contains("10004"), "{err}");
+    let (code, _, err) = s.tcbot(&["robot", "create", "jarvis"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("@RBT#"), "{err}");
+}
+
+#[tokio::test]
+async fn profiles_are_validated_saved_and_shown() {
+    let s = setup("profile").await;
+    let (code, _, _) = s
+        .tcbot(&[
+            "profile",
+            "set",
+            "@RBT#001",
+            "--json",
+            r#"{"system_prompt":"Be brief.","max_turns":6}"#,
+        ])
+        .await;
+    assert_eq!(code, 0);
+    let (_, out, _) = s.tcbot(&["profile", "show", "@RBT#001"]).await;
+    assert!(
+        out.contains("Be brief.") && out.contains("\"max_turns\":6"),
+        "{out}"
+    );
+    let (code, _, err) = s
+        .tcbot(&["profile", "set", "@RBT#001", "--json", r#"{"max_turn":6}"#])
+        .await;
+    assert_eq!(code, 2, "a misspelt field is refused");
+    assert!(err.contains("invalid profile"), "{err}");
+}
+
+async fn route(State(r): State<Arc<Router>>, RawQuery(q): RawQuery, body: Bytes) -> String {
+    match r
+        .handle(
+            &q.unwrap_or_default(),
+            &body,
+            shared::store::now_secs() as i64,
+            "cli-send",
+        )
+        .await
+    {
+        Ok((ack, _)) => ack.to_json(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn send_signs_an_event_file_that_the_router_accepts() {
+    let s = setup("send").await;
+    let cfg = local_config(&s.moto).await;
+    let router = Arc::new(Router {
+        sdk_app_id: APP,
+        token: Some(SecretString::new(TOKEN)),
+        sign_window_secs: 60,
+        max_body_bytes: 65_536,
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&cfg),
+            &s.stack.table,
+        )),
+        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
+        c2c_queue_url: s.stack.c2c_queue.clone(),
+        group_queue_url: s.stack.group_queue.clone(),
+        dedup_ttl_secs: 60,
+        stop_ttl_secs: 60,
+    });
+    let app = axum::Router::new()
+        .route("/webhook", axum::routing::post(route))
+        .with_state(router);
+    let listener = devtools::loopback_listener()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/webhook",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let event = format!(
+        "{}/../events/callback-router.bot-c2c-message.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out, err) = s.tcbot(&["send", &url, "--event", &event]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(r#""ActionStatus":"OK""#), "{out}");
+    let (visible, _) = devtools::esm::depth(&s.sqs, &s.stack.c2c_queue)
+        .await
+        .unwrap_or_default();
+    assert_eq!(visible, 1, "the signed webhook was queued");
+    // A bare body with a wrong secret is refused: exit code 1.
+    let bad_secret = std::env::temp_dir().join(format!("cli-bad-{}.json", std::process::id()));
+    std::fs::write(
+        &bad_secret,
+        format!(r#"{{"SdkAppId":{APP},"SecretKey":"k","WebhookToken":"wrong"}}"#),
+    )
+    .unwrap_or_default();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
+        .args(["send", &url, "--event", &event])
+        .env("TCBOT_LOCAL_SECRET_FILE", &bad_secret)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn conversations_are_shown_and_cleared() {
+    let s = setup("conv").await;
+    let t = Turn {
+        at_ms: shared::store::now_ms(),
+        role: Role::User,
+        speaker: None,
+        text: "remember me".into(),
+    };
+    s.store
+        .append_turn("c2c#@RBT#001#alice", &t, 3600)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, _) = s
+        .tcbot(&[
+            "conversation",
+            "show",
+            "--bot",
+            "@RBT#001",
+            "--user",
+            "alice",
+        ])
+        .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("user: remember me"), "{out}");
+    assert_eq!(
+        s.tcbot(&[
+            "conversation",
+            "clear",
+            "--bot",
+            "@RBT#001",
+            "--user",
+            "alice"
+        ])
+        .await
+        .0,
+        0
+    );
+    assert_eq!(
+        s.store
+            .recent_turns("c2c#@RBT#001#alice", 0, 10)
+            .await
+            .map(|t| t.len()),
+        Ok(0)
+    );
+    assert_eq!(
+        s.tcbot(&["conversation", "show"]).await.0,
+        2,
+        "no selector is a usage error"
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven() {
+    let s = setup("dlq").await;
+    let job = serde_json::json!({"request_id": "r1", "received_ms": 1, "bot": "@RBT#001", "msg": {"kind": "c2c", "event": {
+        "From_Account": "alice", "To_Account": "@RBT#001", "MsgSeq": 1, "MsgRandom": 2, "MsgTime": 3, "MsgBody": []}}});
+    let record = serde_json::json!({"reason": "LLM down", "job": job.to_string()}).to_string();
+    s.sqs
+        .send_message()
+        .queue_url(&s.stack.c2c_dlq)
+        .message_body(record)
+        .message_group_id("g")
+        .message_deduplication_id("d")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.store
+        .put_doc(
+            "reply#c2c#@RBT#001#alice#1_2_3",
+            r#"{"state":"done"}"#,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, _) = s.tcbot(&["dlq", "list", &s.stack.c2c_dlq]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("c2c#@RBT#001#alice#1_2_3") && out.contains("LLM down"),
+        "{out}"
+    );
+    let (code, out, _) = s
+        .tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue])
+        .await;
+    assert_eq!((code, out.trim()), (0, "redrove 1 job(s)"));
+    assert_eq!(
+        devtools::esm::depth(&s.sqs, &s.stack.c2c_queue)
+            .await
+            .map(|d| d.0),
+        Ok(1)
+    );
+    assert_eq!(
+        s.store.get_doc("reply#c2c#@RBT#001#alice#1_2_3").await,
+        Ok(None),
+        "the job will be answered again"
+    );
+}
+
+#[tokio::test]
+async fn help_and_bad_usage() {
+    let s = setup("help").await;
+    let (code, out, _) = s.tcbot(&["help"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("tcbot robot create"));
+    assert_eq!(s.tcbot(&["frobnicate"]).await.0, 2);
+    assert_eq!(s.tcbot(&["robot", "list", "--bogus", "x"]).await.0, 2);
+}
