@@ -171,6 +171,7 @@ async fn send_signs_an_event_file_that_the_router_accepts() {
         group_queue_url: s.stack.group_queue.clone(),
         dedup_ttl_secs: 60,
         stop_ttl_secs: 60,
+        routes: shared::router::Routes::default(),
     });
     let app = axum::Router::new()
         .route("/webhook", axum::routing::post(route))

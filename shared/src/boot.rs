@@ -3,14 +3,21 @@
 //! unreadable secret fails the cold start with a message naming what is wrong.
 
 use crate::bot::worker::Worker;
+use crate::community::Community;
 use crate::config::{ConfigError, Settings};
-use crate::llm::OpenAiClient;
+use crate::invoke::{Invoker, LambdaInvoker};
+use crate::llm::{Endpoint, Llm, OpenAiClient};
+use crate::moderation::{Moderator, Verdict};
+use crate::presence::Presence;
 use crate::queue::SqsQueue;
-use crate::router::Router;
+use crate::router::{Router, Routes};
 use crate::secrets::{AppSecrets, SecretsError};
+use crate::stats::Stats;
 use crate::store::DynamoStore;
 use crate::tencent::RestClient;
 use crate::tencent::client::RestOptions;
+use crate::webhook::Ack;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,6 +126,101 @@ impl Boot {
             group_queue_url: s.require_group_queue()?.to_owned(),
             dedup_ttl_secs: s.dedup_ttl_secs,
             stop_ttl_secs: s.stop_ttl_secs,
+            routes: self.routes(),
+        })
+    }
+
+    /// Where the router sends the other commands, from the `TCBOT_*_FUNCTION` and
+    /// `TCBOT_*_QUEUE_URL` settings.
+    fn routes(&self) -> Routes {
+        let e = &self.settings.events;
+        let pairs = |v: &[(&str, &Option<String>)]| -> HashMap<String, String> {
+            v.iter()
+                .filter_map(|(k, u)| u.as_ref().map(|u| (k.to_string(), u.clone())))
+                .collect()
+        };
+        let sync_functions = pairs(&[
+            ("Group.CallbackBeforeSendMsg", &e.group_moderation_function),
+            ("C2C.CallbackBeforeSendMsg", &e.c2c_moderation_function),
+        ]);
+        let invoker: Option<Arc<dyn Invoker>> = (!sync_functions.is_empty()).then(|| {
+            Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&self.aws))) as Arc<dyn Invoker>
+        });
+        Routes {
+            sync_functions,
+            invoker,
+            sync_deadline: e.sync_deadline,
+            sync_fallback: Some(if e.fail_closed {
+                Ack::verdict(1, "")
+            } else {
+                Ack::ok()
+            }),
+            event_queues: pairs(&[
+                ("Group.CallbackAfterSendMsg", &e.stats_queue_url),
+                ("State.StateChange", &e.presence_queue_url),
+                ("Group.CallbackAfterCreateGroup", &e.group_created_queue_url),
+                (
+                    "Group.CallbackAfterNewMemberJoin",
+                    &e.member_joined_queue_url,
+                ),
+            ]),
+        }
+    }
+
+    /// The before-send moderation service.
+    pub fn moderator(&self) -> Result<Moderator, BootError> {
+        let s = &self.settings;
+        let endpoint = Endpoint {
+            base_url: s.llm.base_url.clone(),
+            api_style: s.llm.api_style.clone(),
+            api_version: None,
+            api_key: self.secrets.llm_key(None).cloned(),
+        };
+        let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(self.http()?));
+        let fallback = if s.events.fail_closed {
+            Verdict::Refuse {
+                code: 1,
+                text: String::new(),
+            }
+        } else {
+            Verdict::Allow
+        };
+        Ok(Moderator::new(
+            self.store(),
+            Some((llm, endpoint, s.llm.model.clone())),
+            s.events.classifier_deadline,
+            fallback,
+            Duration::from_secs(60),
+        ))
+    }
+
+    /// The statistics service (`group-after-send-msg`).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            store: self.store(),
+            kind_field: self.settings.events.stats_kind_field.clone(),
+            ttl_secs: 7 * 86_400,
+        }
+    }
+
+    /// The presence service (`state-change`).
+    pub fn presence(&self) -> Presence {
+        Presence {
+            store: self.store(),
+            ttl_secs: 7 * 86_400,
+        }
+    }
+
+    /// The community service (`group-after-create-group`, `group-after-new-member-join`).
+    pub fn community(&self) -> Result<Community, BootError> {
+        let e = &self.settings.events;
+        Ok(Community {
+            store: self.store(),
+            chat: self.rest()?,
+            default_topics: e.default_topics.clone(),
+            welcome_from: e.welcome_from.clone(),
+            welcome_text: e.welcome_text.clone(),
+            ttl_secs: 7 * 86_400,
         })
     }
 

@@ -94,6 +94,31 @@ pub struct Settings {
     pub stop_ttl_secs: u64,
     pub llm: LlmDefaults,
     pub stream: StreamSettings,
+    pub events: EventSettings,
+}
+
+/// The commands other than the chatbot's: where the router sends them and how their functions
+/// behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSettings {
+    pub group_moderation_function: Option<String>,
+    pub c2c_moderation_function: Option<String>,
+    /// How long the router waits for a before-send verdict (Tencent allows 2 s in all).
+    pub sync_deadline: Duration,
+    /// `true`: refuse when moderation fails or is late; `false` (default): deliver.
+    pub fail_closed: bool,
+    pub classifier_deadline: Duration,
+    pub stats_queue_url: Option<String>,
+    pub presence_queue_url: Option<String>,
+    pub group_created_queue_url: Option<String>,
+    pub member_joined_queue_url: Option<String>,
+    /// The field of a custom message's `Data` JSON that names its kind (`like`, `gift`).
+    pub stats_kind_field: String,
+    /// Topics created in every new Community group.
+    pub default_topics: Vec<String>,
+    /// Who greets new members, and with what (`{members}` is replaced by their IDs).
+    pub welcome_from: Option<String>,
+    pub welcome_text: String,
 }
 
 /// The LLM used when a bot has no profile, or its profile leaves a field out.
@@ -215,6 +240,41 @@ impl Settings {
                 overflow: env.parse("TCBOT_OVERFLOW_POLICY", OverflowPolicy::Truncate)?,
                 group_streaming: env.parse("TCBOT_GROUP_STREAMING", true)?,
                 group_modify_interval: ms("TCBOT_GROUP_MODIFY_INTERVAL_MS", 1_000)?,
+            },
+            events: EventSettings {
+                group_moderation_function: env.opt("TCBOT_GROUP_MODERATION_FUNCTION"),
+                c2c_moderation_function: env.opt("TCBOT_C2C_MODERATION_FUNCTION"),
+                sync_deadline: ms("TCBOT_SYNC_DEADLINE_MS", 1_500)?,
+                fail_closed: match env.opt("TCBOT_MODERATION_FALLBACK").as_deref() {
+                    None | Some("allow") => false,
+                    Some("refuse") => true,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
+                            var: "TCBOT_MODERATION_FALLBACK",
+                            value: other.to_owned(),
+                            why: "expected allow or refuse".into(),
+                        });
+                    }
+                },
+                classifier_deadline: ms("TCBOT_CLASSIFIER_DEADLINE_MS", 800)?,
+                stats_queue_url: env.opt("TCBOT_STATS_QUEUE_URL"),
+                presence_queue_url: env.opt("TCBOT_PRESENCE_QUEUE_URL"),
+                group_created_queue_url: env.opt("TCBOT_GROUP_CREATED_QUEUE_URL"),
+                member_joined_queue_url: env.opt("TCBOT_MEMBER_JOINED_QUEUE_URL"),
+                stats_kind_field: env
+                    .opt("TCBOT_STATS_KIND_FIELD")
+                    .unwrap_or_else(|| "type".into()),
+                default_topics: env
+                    .opt("TCBOT_DEFAULT_TOPICS")
+                    .unwrap_or_else(|| "General,Announcements".into())
+                    .split(',')
+                    .map(|t| t.trim().to_owned())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+                welcome_from: env.opt("TCBOT_WELCOME_FROM"),
+                welcome_text: env
+                    .opt("TCBOT_WELCOME_TEXT")
+                    .unwrap_or_else(|| "Welcome, {members}! Say hello to everyone.".into()),
             },
         })
     }

@@ -7,14 +7,20 @@
 
 pub mod boot;
 pub mod bot;
+pub mod community;
 pub mod config;
+pub mod event_worker;
+pub mod invoke;
 pub mod lenient;
 pub mod llm;
+pub mod moderation;
 pub mod msg;
 pub mod observe;
+pub mod presence;
 pub mod queue;
 pub mod router;
 pub mod secrets;
+pub mod stats;
 pub mod store;
 pub mod tencent;
 pub mod webhook;

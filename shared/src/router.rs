@@ -3,6 +3,7 @@
 //! Tencent's 2 s. Every request ends in exactly one logged [`Outcome`].
 
 use crate::bot::job::{Job, JobMsg, stop_key};
+use crate::invoke::Invoker;
 use crate::msg::stop_request;
 use crate::queue::{Queue, QueueMessage, fifo_id};
 use crate::secrets::SecretString;
@@ -10,7 +11,9 @@ use crate::store::{Store, now_ms};
 use crate::webhook::events::{Command, WebhookEvent};
 use crate::webhook::sign::verify_sign;
 use crate::webhook::{Ack, CallbackQuery};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The prefix of every chatbot account's UserID.
 pub const ROBOT_PREFIX: &str = "@RBT#";
@@ -28,6 +31,9 @@ pub enum Outcome {
     Ignored(String),
     /// A "stop generating" request was recorded.
     StopRequested,
+    /// A before-send command was judged by its function (or by the fallback verdict when the
+    /// function failed or was late); the text is the verdict's ErrorCode.
+    Judged { error_code: i64, fallback: bool },
 }
 
 impl Outcome {
@@ -39,6 +45,7 @@ impl Outcome {
             Outcome::Rejected(_) => "rejected",
             Outcome::Ignored(_) => "ignored",
             Outcome::StopRequested => "stop",
+            Outcome::Judged { .. } => "judged",
         }
     }
 
@@ -60,6 +67,21 @@ pub enum RouterError {
     Queue(#[from] crate::queue::QueueError),
 }
 
+/// Where the commands other than the chatbot's go. Empty by default: such a command is acked
+/// `OK` and logged as ignored, which for before-send means "deliver".
+#[derive(Default)]
+pub struct Routes {
+    /// Before-send commands: command name → function to invoke synchronously.
+    pub sync_functions: HashMap<String, String>,
+    pub invoker: Option<Arc<dyn Invoker>>,
+    /// How long a before-send function may take; Tencent allows 2 s in all.
+    pub sync_deadline: Duration,
+    /// The reply when the function fails or is late (fail-open by default).
+    pub sync_fallback: Option<Ack>,
+    /// After-event commands: command name → standard SQS queue of their function.
+    pub event_queues: HashMap<String, String>,
+}
+
 /// Everything the router needs, built once per cold start.
 pub struct Router {
     pub sdk_app_id: u64,
@@ -73,6 +95,7 @@ pub struct Router {
     pub group_queue_url: String,
     pub dedup_ttl_secs: u64,
     pub stop_ttl_secs: u64,
+    pub routes: Routes,
 }
 
 impl Router {

@@ -130,6 +130,7 @@ impl Env {
             group_queue_url: stack.group_queue.clone(),
             dedup_ttl_secs: 3600,
             stop_ttl_secs: 600,
+            routes: shared::router::Routes::default(),
         };
         let http = reqwest::Client::new();
         let chat = Arc::new(RestClient::new(

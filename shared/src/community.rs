@@ -1,0 +1,117 @@
+//! Community set-up: default topics for every new Community group
+//! (`Group.CallbackAfterCreateGroup`), and an optional welcome message when members join
+//! (`Group.CallbackAfterNewMemberJoin`). Both are idempotent: topic IDs are derived from the
+//! group and topic name, and the welcome message's `Random` from the event, so a redelivered
+//! event creates nothing twice (Tencent also drops a repeated `Random` within 5 minutes).
+
+use crate::event_worker::{EventError, EventHandler, parse};
+use crate::msg::MsgElement;
+use crate::store::Store;
+use crate::tencent::{ChatApi, CreateTopic, SendGroupMsg};
+use crate::webhook::events::{GroupAfterCreateGroup, GroupAfterNewMemberJoin};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Tencent's answer when a topic ID is taken. UNCONFIRMED: the topic API's error table was not
+/// read; this is the group API's "already exists" code.
+const TOPIC_EXISTS: i64 = 10021;
+
+/// A topic ID of the documented form `<GroupId>@TOPIC#_<suffix>`, stable for a name.
+pub fn topic_id(group: &str, name: &str) -> String {
+    let h = Sha256::digest(name.as_bytes());
+    format!("{group}@TOPIC#_{}", hex::encode(&h[..6]))
+}
+
+/// The community function's service (both commands).
+pub struct Community {
+    pub store: Arc<dyn Store>,
+    pub chat: Arc<dyn ChatApi>,
+    pub default_topics: Vec<String>,
+    pub welcome_from: Option<String>,
+    pub welcome_text: String,
+    pub ttl_secs: u64,
+}
+
+impl Community {
+    async fn create_topics(&self, g: &GroupAfterCreateGroup) -> Result<&'static str, EventError> {
+        if g.group_type.as_deref() != Some("Community") {
+            return Ok("not_community");
+        }
+        for name in &self.default_topics {
+            let done = format!("topic#{}#{name}", g.group_id);
+            if self.store.get_doc(&done).await?.is_some() {
+                continue;
+            }
+            let req = CreateTopic {
+                group_id: g.group_id.clone(),
+                topic_name: name.clone(),
+                topic_id: Some(topic_id(&g.group_id, name)),
+                from_account: g.owner_account.clone(),
+            };
+            match self.chat.create_topic(&req).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(TOPIC_EXISTS) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.store.put_doc(&done, "{}", Some(self.ttl_secs)).await?;
+        }
+        Ok("topics_created")
+    }
+
+    async fn welcome(&self, j: &GroupAfterNewMemberJoin) -> Result<&'static str, EventError> {
+        let Some(from) = &self.welcome_from else {
+            return Ok("welcome_off");
+        };
+        let members: Vec<&str> = j
+            .new_member_list
+            .iter()
+            .map(|m| m.member_account.as_str())
+            .collect();
+        if members.is_empty() {
+            return Ok("no_members");
+        }
+        let seed = format!(
+            "{}#{}#{}",
+            j.group_id,
+            members.join(","),
+            j.event_time.unwrap_or(0)
+        );
+        let h = Sha256::digest(seed.as_bytes());
+        if !self
+            .store
+            .claim(&format!("welcome#{}", hex::encode(&h[..12])), self.ttl_secs)
+            .await?
+        {
+            return Ok("duplicate");
+        }
+        let req = SendGroupMsg {
+            group_id: j.group_id.clone(),
+            random: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
+            from_account: Some(from.clone()),
+            msg_body: vec![MsgElement::text(
+                self.welcome_text.replace("{members}", &members.join(", ")),
+            )],
+            topic_id: None,
+            group_at_info: vec![],
+            cloud_custom_data: None,
+        };
+        self.chat.send_group_msg(&req).await?;
+        Ok("welcomed")
+    }
+}
+
+#[async_trait]
+impl EventHandler for Community {
+    async fn handle(
+        &self,
+        command: &str,
+        body: &serde_json::Value,
+    ) -> Result<&'static str, EventError> {
+        match command {
+            "Group.CallbackAfterCreateGroup" => self.create_topics(&parse(body)?).await,
+            "Group.CallbackAfterNewMemberJoin" => self.welcome(&parse(body)?).await,
+            other => Err(EventError::Malformed(format!("community got {other}"))),
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! Moderation before a message is delivered (`Group.CallbackBeforeSendMsg`,
+//! `C2C.CallbackBeforeSendMsg`).
+//!
+//! A policy is a list of rules, each a set of words and patterns with an action: allow, refuse,
+//! refuse with a custom code and text, silently drop, or mask the matched text and deliver the
+//! rewritten body. Matching ignores case, full-width/half-width forms and spacing, so `b a d`,
+//! `ＢＡＤ` and `bad` match alike. All words of all rules go into one Aho-Corasick automaton and
+//! all patterns into one `RegexSet`, so a verdict costs one pass over the text however many rules
+//! there are. Policies live in the store (`modpolicy#app`, `modpolicy#group#<id>`), both apply,
+//! and the most severe verdict wins. An optional LLM classifier runs under a hard deadline; when
+//! it fails or is late, the configured fallback verdict applies.
+
+use crate::llm::{ChatMessage, ChatRequest, Delta, Endpoint, Llm, Timeouts};
+use crate::msg::MsgElement;
+use crate::webhook::Ack;
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Deliver (the match is only logged).
+    Allow,
+    /// Refuse: the sender gets Tencent's refusal error (group 10016, C2C 20006).
+    Refuse,
+    /// Refuse with a code and text passed to the sender: group codes 10100–10200; C2C codes
+    /// 120001–130000 (UNCONFIRMED: read from the group page only; outside its range the plain
+    /// refusal is used).
+    RefuseWith { code: i64, text: String },
+    /// Deliver nothing but tell the sender it was sent (group only; C2C falls back to a plain
+    /// refusal because a C2C silent discard is UNCONFIRMED).
+    Drop,
+    /// Replace the matched text with `*` and deliver the rewritten body.
+    Mask,
+}
+
+impl Action {
+    fn severity(&self) -> u8 {
+        match self {
+            Action::Allow => 0,
+            Action::Mask => 1,
+            Action::Drop => 2,
+            Action::Refuse | Action::RefuseWith { .. } => 3,
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Regular expressions, matched against the normalised text.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    pub action: Action,
+}
+
+/// A moderation policy, as stored and as edited with `tcbot moderation set`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Ask the LLM too, when no rule refused or dropped the message.
+    #[serde(default)]
+    pub classify: bool,
+}
+
+impl Policy {
+    pub fn app_key() -> String {
+        "modpolicy#app".into()
+    }
+    pub fn group_key(group_id: &str) -> String {
+        format!("modpolicy#group#{group_id}")
+    }
+}
+
+/// A policy that cannot be compiled.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("rule {rule}: pattern {pattern:?} is not a valid regular expression: {why}")]
+    Pattern {
+        rule: usize,
+        pattern: String,
+        why: String,
+    },
+    #[error(
+        "rule {rule}: custom refusal code {code} is outside 10100-10200 (group) and 120001-130000 (C2C)"
+    )]
+    Code { rule: usize, code: i64 },
+    #[error("rule {rule}: a rule needs at least one word or pattern")]
+    Empty { rule: usize },
+    #[error("the automaton could not be built: {0}")]
+    Build(String),
+}
+
+/// Where the message is going; decides which refusal codes apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Group,
+    C2c,
+}
+
+/// The outcome of moderation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow,
+    Refuse { code: i64, text: String },
+    Drop,
+    Rewrite(Vec<MsgElement>),
+}
+
+impl Verdict {
+    /// The webhook reply that carries this verdict.
+    pub fn ack(&self) -> Ack {
+        match self {
+            Verdict::Allow => Ack::ok(),
+            Verdict::Refuse { code, text } => Ack::verdict(*code, text.clone()),
+            Verdict::Drop => Ack::verdict(2, ""),
+            Verdict::Rewrite(body) => {
+                let mut a = Ack::ok();
+                a.msg_body = Some(body.clone());
+                a
+            }
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Refuse { .. } => "refuse",
+            Verdict::Drop => "drop",
+            Verdict::Rewrite(_) => "mask",
+        }
+    }
+}
+
+/// Folds case, full-width forms and spacing. Returns the normalised text and, for each of its
+/// bytes, the byte range of the original character it came from.
+pub fn normalize(text: &str) -> (String, Vec<(usize, usize)>) {
+    let mut out = String::with_capacity(text.len());
+    let mut map = Vec::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let c = match c {
+            '\u{3000}' => ' ',
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        };
+        if c.is_whitespace() {
+            continue;
+        }
+        let orig = (
+            i,
+            i + text[i..].chars().next().map(char::len_utf8).unwrap_or(1),
+        );
+        for l in c.to_lowercase() {
+            out.push(l);
+            map.extend(std::iter::repeat_n(orig, l.len_utf8()));
+        }
+    }
+    (out, map)
+}
+
+/// A compiled policy (or several merged).
+pub struct Engine {
+    words: Option<AhoCorasick>,
+    word_rule: Vec<usize>,
+    patterns: RegexSet,
+    pattern_regex: Vec<Regex>,
+    pattern_rule: Vec<usize>,
+    actions: Vec<Action>,
+    pub classify: bool,
+}
+
+impl Engine {
+    /// Compiles policies into one automaton.
+    pub fn compile(policies: &[Policy]) -> Result<Engine, PolicyError> {
+        let (mut words, mut word_rule, mut pats, mut pattern_rule, mut actions) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        let mut classify = false;
+        for p in policies {
+            classify |= p.classify;
+            for r in &p.rules {
+                let idx = actions.len();
+                if r.words.iter().all(|w| normalize(w).0.is_empty()) && r.patterns.is_empty() {
+                    return Err(PolicyError::Empty { rule: idx });
+                }
+                if let Action::RefuseWith { code, .. } = r.action
+                    && !(10_100..=10_200).contains(&code)
+                    && !(120_001..=130_000).contains(&code)
+                {
+                    return Err(PolicyError::Code { rule: idx, code });
+                }
+                for w in &r.words {
+                    let n = normalize(w).0;
+                    if !n.is_empty() {
+                        words.push(n);
+                        word_rule.push(idx);
+                    }
+                }
+                for pat in &r.patterns {
+                    Regex::new(pat).map_err(|e| PolicyError::Pattern {
+                        rule: idx,
+                        pattern: pat.clone(),
+                        why: e.to_string(),
+                    })?;
+                    pats.push(pat.clone());
+                    pattern_rule.push(idx);
+                }
+                actions.push(r.action.clone());
+            }
+        }
+        let words_ac = if words.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(&words)
+                    .map_err(|e| PolicyError::Build(e.to_string()))?,
+            )
+        };
+        let patterns = RegexSet::new(&pats).map_err(|e| PolicyError::Build(e.to_string()))?;
+        let pattern_regex = pats.iter().filter_map(|p| Regex::new(p).ok()).collect();
+        Ok(Engine {
+            words: words_ac,
+            word_rule,
+            patterns,
+            pattern_regex,
+            pattern_rule,
+            actions,
+            classify,
+        })
+    }
+
+    /// The rules that match `text`, as (rule index, original byte range) pairs.
+    fn matches(&self, text: &str) -> Vec<(usize, (usize, usize))> {
+        let (norm, map) = normalize(text);
+        let span = |s: usize, e: usize| (map[s].0, map[e - 1].1);
+        let mut out = Vec::new();
+        if let Some(ac) = &self.words {
+            for m in ac.find_iter(&norm) {
+                out.push((
+                    self.word_rule[m.pattern().as_usize()],
+                    span(m.start(), m.end()),
+                ));
+            }
+        }
+        for i in self.patterns.matches(&norm).iter() {
+            for m in self.pattern_regex[i]
+                .find_iter(&norm)
+                .filter(|m| !m.is_empty())
+            {
+                out.push((self.pattern_rule[i], span(m.start(), m.end())));
+            }
+        }
+        out
+    }
+
+    /// Judges a message body.
+    pub fn judge(&self, body: &[MsgElement], scope: Scope) -> Verdict {
+        let mut worst: Option<&Action> = None;
+        let mut rewritten = Vec::with_capacity(body.len());
+        let mut masked = false;
+        for el in body {
+            let MsgElement::Text { text } = el else {
+                rewritten.push(el.clone());
+                continue;
+            };
+            let found = self.matches(text);
+            let mut out = text.clone();
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            for (rule, span) in found {
+                let action = &self.actions[rule];
+                if worst.is_none_or(|w| action.severity() > w.severity()) {
+                    worst = Some(action);
+                }
+                if *action == Action::Mask {
+                    spans.push(span);
+                }
+            }
+            spans.sort_unstable();
+            for (s, e) in spans.into_iter().rev() {
+                if e <= out.len() && out.is_char_boundary(s) && out.is_char_boundary(e) {
+                    let stars =
+                        "*".repeat(out[s..e].chars().filter(|c| !c.is_whitespace()).count());
+                    out.replace_range(s..e, &stars);
+                    masked = true;
+                }
+            }
+            rewritten.push(MsgElement::text(out));
+        }
+        match worst {
+            None | Some(Action::Allow) => Verdict::Allow,
+            Some(Action::Mask) if masked => Verdict::Rewrite(rewritten),
+            Some(Action::Mask) => Verdict::Allow,
+            Some(Action::Drop) if scope == Scope::Group => Verdict::Drop,
+            Some(Action::RefuseWith { code, text })
+                if (scope == Scope::Group && (10_100..=10_200).contains(code))
+                    || (scope == Scope::C2c && (120_001..=130_000).contains(code)) =>
+            {
+                Verdict::Refuse {
+                    code: *code,
+                    text: text.clone(),
+                }
+            }
+            Some(_) => Verdict::Refuse {
+                code: 1,
+                text: String::new(),
+            },
+        }
+    }
+}
+
+/// Asks the LLM whether a message should be blocked, within `deadline`. `Ok(true)` to block.
+pub async fn classify(
+    llm: &dyn Llm,
+    endpoint: Endpoint,
+    model: &str,
+    text: &str,
+    deadline: Duration,
+) -> Result<bool, String> {
+    use futures_util::StreamExt;
+    let req = ChatRequest {
+        endpoint,
+        model: model.to_owned(),
+        messages: vec![
+            ChatMessage::new(
+                "system",
+                "You moderate a chat app. Reply with exactly one word: BLOCK if the user's message is abusive, \
+                 hateful, sexual, violent or spam, otherwise ALLOW.",
+            ),
+            ChatMessage::new("user", text),
+        ],
+        temperature: Some(0.0),
+        max_tokens: Some(3),
+    };
+    let t = Timeouts {
+        first_token: deadline,
+        idle: deadline,
+        total: deadline,
+    };
+    let run = async {
+        let mut s = llm.stream(&req, t).await.map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        while let Some(d) = s.next().await {
+            match d {
+                Ok(Delta::Text(x)) => answer.push_str(&x),
+                Ok(Delta::Usage(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(answer.trim().to_ascii_uppercase().starts_with("BLOCK"))
+    };
+    tokio::time::timeout(deadline, run)
+        .await
+        .map_err(|_| format!("classifier gave no verdict within {deadline:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(rules: Vec<(Vec<&str>, Vec<&str>, Action)>) -> Policy {
+        Policy {
+            rules: rules
+                .into_iter()
+                .map(|(w, p, action)| Rule {
+                    words: w.into_iter().map(str::to_owned).collect(),
+                    patterns: p.into_iter().map(str::to_owned).collect(),
+                    action,
+                })
+                .collect(),
+            classify: false,
+        }
+    }
+
+    fn text(s: &str) -> Vec<MsgElement> {
+        vec![MsgElement::text(s)]
+    }
+
+    #[test]
+    fn verdicts_and_rewrites_table() {
+        let p = policy(vec![
+            (vec!["bad"], vec![], Action::Mask),
+            (vec!["scam"], vec![], Action::Refuse),
+            (vec!["spam"], vec![], Action::Drop),
+            (
+                vec!["vip only"],
+                vec![],
+                Action::RefuseWith {
+                    code: 10_150,
+                    text: "VIPs only".into(),
+                },
+            ),
+            (vec![], vec![r"\d{11}"], Action::Mask),
+            (vec!["hello"], vec![], Action::Allow),
+        ]);
+        let e = Engine::compile(&[p]).unwrap_or_else(|e| panic!("{e}"));
+        let cases: Vec<(&str, Scope, Verdict)> = vec![
+            ("hello there", Scope::Group, Verdict::Allow),
+            ("nothing to see", Scope::Group, Verdict::Allow),
+            (
+                "that is bad",
+                Scope::Group,
+                Verdict::Rewrite(text("that is ***")),
+            ),
+            (
+                "b a d idea",
+                Scope::Group,
+                Verdict::Rewrite(text("*** idea")),
+            ),
+            ("ＢＡＤ", Scope::Group, Verdict::Rewrite(text("***"))),
+            (
+                "BaD and bad",
+                Scope::C2c,
+                Verdict::Rewrite(text("*** and ***")),
+            ),
+            (
+                "call 13800138000 now",
+                Scope::Group,
+                Verdict::Rewrite(text("call *********** now")),
+            ),
+            (
+                "a scam!",
+                Scope::Group,
+                Verdict::Refuse {
+                    code: 1,
+                    text: String::new(),
+                },
+            ),
+            (
+                "bad scam",
+                Scope::Group,
+                Verdict::Refuse {
+                    code: 1,
+                    text: String::new(),
+                },
+            ),
+            ("buy spam", Scope::Group, Verdict::Drop),
+            (
+                "buy spam",
+                Scope::C2c,
+                Verdict::Refuse {
+                    code: 1,
+                    text: String::new(),
+                },
+            ),
+            (
+                "VIP ONLY room",
+                Scope::Group,
+                Verdict::Refuse {
+                    code: 10_150,
+                    text: "VIPs only".into(),
+                },
+            ),
+            (
+                "vip only room",
+                Scope::C2c,
+                Verdict::Refuse {
+                    code: 1,
+                    text: String::new(),
+                },
+            ),
+        ];
+        for (input, scope, want) in cases {
+            assert_eq!(e.judge(&text(input), scope), want, "{input:?} {scope:?}");
+        }
+    }
+
+    #[test]
+    fn other_elements_survive_a_rewrite() {
+        let e = Engine::compile(&[policy(vec![(vec!["bad"], vec![], Action::Mask)])])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let img = MsgElement::Other {
+            msg_type: "TIMImageElem".into(),
+            content: serde_json::json!({"UUID": "x"}),
+        };
+        let v = e.judge(&[MsgElement::text("bad"), img.clone()], Scope::Group);
+        assert_eq!(v, Verdict::Rewrite(vec![MsgElement::text("***"), img]));
+        assert_eq!(v.ack().msg_body.map(|b| b.len()), Some(2));
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_reasons() {
+        let bad_pattern = policy(vec![(vec![], vec!["("], Action::Refuse)]);
+        assert!(matches!(
+            Engine::compile(&[bad_pattern]),
+            Err(PolicyError::Pattern { rule: 0, .. })
+        ));
+        let bad_code = policy(vec![(
+            vec!["x"],
+            vec![],
+            Action::RefuseWith {
+                code: 5,
+                text: String::new(),
+            },
+        )]);
+        assert_eq!(
+            Engine::compile(&[bad_code]).err(),
+            Some(PolicyError::Code { rule: 0, code: 5 })
+        );
+        let empty = policy(vec![(vec![" "], vec![], Action::Refuse)]);
+        assert_eq!(
+            Engine::compile(&[empty]).err(),
+            Some(PolicyError::Empty { rule: 0 })
+        );
+    }
+
+    #[test]
+    fn normalisation_maps_back_to_the_original() {
+        let (n, map) = normalize("Ａ b\u{3000}C");
+        assert_eq!(n, "abc");
+        assert_eq!(map[0], (0, 3));
+        assert_eq!(map[2], (8, 9));
+    }
+}
+
+/// The moderation function's service: policies from the store, compiled and cached, the
+/// optional classifier, and the fallback verdict.
+pub struct Moderator {
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    pub llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+    pub classifier_deadline: Duration,
+    /// Applied when the classifier fails or is late (and by the router when this function is).
+    pub fallback: Verdict,
+    pub cache_ttl: Duration,
+    cache:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Policy>)>>,
+}
+
+impl Moderator {
+    pub fn new(
+        store: std::sync::Arc<dyn crate::store::Store>,
+        llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+        classifier_deadline: Duration,
+        fallback: Verdict,
+        cache_ttl: Duration,
+    ) -> Self {
+        Moderator {
+            store,
+            llm,
+            classifier_deadline,
+            fallback,
+            cache_ttl,
+            cache: Default::default(),
+        }
+    }
+
+    /// A policy from the cache or the store. A policy that does not parse is logged and
+    /// ignored, so one bad edit cannot block every message.
+    async fn policy(&self, key: &str) -> Option<Policy> {
+        let now = std::time::Instant::now();
+        if let Some((at, p)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            && now.duration_since(*at) < self.cache_ttl
+        {
+            return p.clone();
+        }
+        let p = match self.store.get_doc(key).await {
+            Ok(Some(doc)) => serde_json::from_str::<Policy>(&doc)
+                .map_err(|e| tracing::error!(policy = key, error = %e, "moderation policy is invalid; ignored"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(policy = key, error = %e, "could not read the moderation policy");
+                return None;
+            }
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), (now, p.clone()));
+        p
+    }
+
+    /// Judges one before-send webhook body.
+    pub async fn moderate(
+        &self,
+        scope: Scope,
+        group_id: Option<&str>,
+        body: &[MsgElement],
+    ) -> Verdict {
+        let mut policies: Vec<Policy> = Vec::new();
+        policies.extend(self.policy(&Policy::app_key()).await);
+        if let Some(g) = group_id {
+            policies.extend(self.policy(&Policy::group_key(g)).await);
+        }
+        let engine = match Engine::compile(&policies) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "moderation policies do not compile; fallback verdict");
+                return self.fallback.clone();
+            }
+        };
+        let verdict = engine.judge(body, scope);
+        if !engine.classify || matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
+            return verdict;
+        }
+        let Some((llm, endpoint, model)) = &self.llm else {
+            return verdict;
+        };
+        let Some(text) = crate::msg::joined_text(body) else {
+            return verdict;
+        };
+        match classify(
+            llm.as_ref(),
+            endpoint.clone(),
+            model,
+            &text,
+            self.classifier_deadline,
+        )
+        .await
+        {
+            Ok(true) => Verdict::Refuse {
+                code: 1,
+                text: String::new(),
+            },
+            Ok(false) => verdict,
+            Err(e) => {
+                tracing::warn!(error = %e, fallback = self.fallback.kind(), "classifier failed; fallback verdict");
+                self.fallback.clone()
+            }
+        }
+    }
+
+    /// The function's handler: a before-send webhook body in, the ack out.
+    pub async fn handle(&self, body: &serde_json::Value) -> Ack {
+        use crate::webhook::events::{Command, WebhookEvent};
+        let name = body
+            .get("CallbackCommand")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default();
+        let bytes = body.to_string();
+        let verdict = match WebhookEvent::parse(&Command::parse(name), bytes.as_bytes()) {
+            Ok(WebhookEvent::GroupBeforeSendMsg(m)) => {
+                self.moderate(Scope::Group, Some(&m.group_id), &m.msg_body)
+                    .await
+            }
+            Ok(WebhookEvent::C2cBeforeSendMsg(m)) => {
+                self.moderate(Scope::C2c, None, &m.msg_body).await
+            }
+            Ok(_) => return Ack::fail(format!("{name} is not a before-send command")),
+            Err(e) => return Ack::fail(e.to_string()),
+        };
+        tracing::info!(command = name, verdict = verdict.kind(), "moderated");
+        verdict.ack()
+    }
+}
