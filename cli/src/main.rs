@@ -60,10 +60,7 @@ struct Args {
 
 impl Args {
     fn parse(raw: Vec<String>) -> Res<Args> {
-        let mut a = Args {
-            pos: Vec::new(),
-            opts: Vec::new(),
-        };
+        let mut a = Args { pos: Vec::new(), opts: Vec::new() };
         let mut it = raw.into_iter();
         while let Some(x) = it.next() {
             if let Some(name) = x.strip_prefix("--") {
@@ -78,24 +75,13 @@ impl Args {
         Ok(a)
     }
     fn opt(&self, name: &str) -> Option<&str> {
-        self.opts
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.opts.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
     fn pos(&self, i: usize, what: &str) -> Res<&str> {
-        self.pos
-            .get(i)
-            .map(String::as_str)
-            .ok_or_else(|| Fail::Usage(format!("missing {what}")))
+        self.pos.get(i).map(String::as_str).ok_or_else(|| Fail::Usage(format!("missing {what}")))
     }
     fn check(&self, allowed: &[&str]) -> Res<()> {
-        match self
-            .opts
-            .iter()
-            .find(|(k, _)| !allowed.contains(&k.as_str()))
-        {
+        match self.opts.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
             Some((k, _)) => usage(format!("unknown option --{k}")),
             None => Ok(()),
         }
@@ -107,9 +93,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 async fn aws() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
 async fn secrets(cfg: &aws_config::SdkConfig) -> Res<AppSecrets> {
@@ -119,9 +103,7 @@ async fn secrets(cfg: &aws_config::SdkConfig) -> Res<AppSecrets> {
     let Some(id) = env("TCBOT_SECRET_ID") else {
         return usage("set TCBOT_SECRET_ID (or TCBOT_LOCAL_SECRET_FILE) to the app secret");
     };
-    AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(cfg), &id)
-        .await
-        .map_err(op)
+    AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(cfg), &id).await.map_err(op)
 }
 
 async fn store(cfg: &aws_config::SdkConfig) -> Res<DynamoStore> {
@@ -136,24 +118,13 @@ async fn rest(cfg: &aws_config::SdkConfig) -> Res<RestClient> {
     let base = match env("TCBOT_TENCENT_BASE_URL") {
         Some(b) => b.trim_end_matches('/').to_owned(),
         None => {
-            TencentEndpoint::for_region(
-                &env("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into()),
-            )
-            .map_err(|e| Fail::Usage(format!("TCBOT_TENCENT_REGION: {e}")))?
-            .0
+            TencentEndpoint::for_region(&env("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into()))
+                .map_err(|e| Fail::Usage(format!("TCBOT_TENCENT_REGION: {e}")))?
+                .0
         }
     };
-    let opts = RestOptions {
-        base_url: base,
-        ..RestOptions::default()
-    };
-    Ok(RestClient::new(
-        reqwest::Client::new(),
-        opts,
-        s.sdk_app_id,
-        s.admin_identifier.clone(),
-        s.secret_key.clone(),
-    ))
+    let opts = RestOptions { base_url: base, ..RestOptions::default() };
+    Ok(RestClient::new(reqwest::Client::new(), opts, s.sdk_app_id, s.admin_identifier.clone(), s.secret_key.clone()))
 }
 
 fn conversation_id(a: &Args) -> Res<String> {
@@ -162,14 +133,10 @@ fn conversation_id(a: &Args) -> Res<String> {
     }
     match (a.opt("bot"), a.opt("user"), a.opt("group")) {
         (Some(bot), Some(user), None) => Ok(format!("c2c#{bot}#{user}")),
-        (Some(bot), None, Some(group)) => Ok(format!(
-            "grp#{group}#{}#{bot}",
-            a.opt("topic").unwrap_or("")
-        )),
-        (Some(bot), Some(user), Some(group)) => Ok(format!(
-            "grp#{group}#{}#{bot}#{user}",
-            a.opt("topic").unwrap_or("")
-        )),
+        (Some(bot), None, Some(group)) => Ok(format!("grp#{group}#{}#{bot}", a.opt("topic").unwrap_or(""))),
+        (Some(bot), Some(user), Some(group)) => {
+            Ok(format!("grp#{group}#{}#{bot}#{user}", a.opt("topic").unwrap_or("")))
+        }
         _ => usage("name the conversation: --bot and --user, --bot and --group, or --id"),
     }
 }
@@ -189,15 +156,9 @@ async fn run(raw: Vec<String>) -> Res<()> {
         ["usersig", ..] => {
             a.check(&["identifier", "expire"])?;
             let s = secrets(&aws().await).await?;
-            let id = a
-                .opt("identifier")
-                .unwrap_or(&s.admin_identifier)
-                .to_owned();
-            let expire: u64 = a
-                .opt("expire")
-                .unwrap_or("86400")
-                .parse()
-                .map_err(|_| Fail::Usage("--expire takes seconds".into()))?;
+            let id = a.opt("identifier").unwrap_or(&s.admin_identifier).to_owned();
+            let expire: u64 =
+                a.opt("expire").unwrap_or("86400").parse().map_err(|_| Fail::Usage("--expire takes seconds".into()))?;
             let sig = usersig::generate(
                 s.sdk_app_id,
                 s.secret_key.expose().as_bytes(),
@@ -220,21 +181,13 @@ async fn run(raw: Vec<String>) -> Res<()> {
                 face_url: a.opt("face-url").map(str::to_owned),
                 self_signature: a.opt("signature").map(str::to_owned),
             };
-            rest(&aws().await)
-                .await?
-                .create_robot(&req)
-                .await
-                .map_err(op)?;
+            rest(&aws().await).await?.create_robot(&req).await.map_err(op)?;
             println!("created robot {id}");
             Ok(())
         }
         ["robot", "list"] => {
             a.check(&[])?;
-            let robots = rest(&aws().await)
-                .await?
-                .get_all_robots()
-                .await
-                .map_err(op)?;
+            let robots = rest(&aws().await).await?.get_all_robots().await.map_err(op)?;
             for r in robots.robot_account {
                 println!("{r}");
             }
@@ -243,13 +196,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
         ["robot", "delete"] => {
             a.check(&[])?;
             let id = a.pos(2, "the robot's UserID")?;
-            rest(&aws().await)
-                .await?
-                .delete_robot(&DeleteRobot {
-                    robot_account: id.to_owned(),
-                })
-                .await
-                .map_err(op)?;
+            rest(&aws().await).await?.delete_robot(&DeleteRobot { robot_account: id.to_owned() }).await.map_err(op)?;
             println!("deleted robot {id}");
             Ok(())
         }
@@ -261,26 +208,17 @@ async fn run(raw: Vec<String>) -> Res<()> {
                 (None, Some(j)) => j.to_owned(),
                 _ => return usage("give the profile with --file PATH or --json JSON"),
             };
-            let profile: BotProfile = serde_json::from_str(&json)
-                .map_err(|e| Fail::Usage(format!("invalid profile: {e}")))?;
+            let profile: BotProfile =
+                serde_json::from_str(&json).map_err(|e| Fail::Usage(format!("invalid profile: {e}")))?;
             let doc = serde_json::to_string(&profile).map_err(op)?;
-            store(&aws().await)
-                .await?
-                .put_doc(&BotProfile::key(bot), &doc, None)
-                .await
-                .map_err(op)?;
+            store(&aws().await).await?.put_doc(&BotProfile::key(bot), &doc, None).await.map_err(op)?;
             println!("profile of {bot} saved");
             Ok(())
         }
         ["profile", "show"] => {
             a.check(&[])?;
             let bot = a.pos(2, "the robot's UserID")?;
-            match store(&aws().await)
-                .await?
-                .get_doc(&BotProfile::key(bot))
-                .await
-                .map_err(op)?
-            {
+            match store(&aws().await).await?.get_doc(&BotProfile::key(bot)).await.map_err(op)? {
                 Some(doc) => println!("{doc}"),
                 None => println!("{bot} has no profile; the deployment's defaults apply"),
             }
@@ -293,39 +231,27 @@ async fn run(raw: Vec<String>) -> Res<()> {
         }
         ["conversation", "show"] => {
             let conv = conversation_id(&a)?;
-            let turns = store(&aws().await)
-                .await?
-                .recent_turns(&conv, 0, 1000)
-                .await
-                .map_err(op)?;
+            let turns = store(&aws().await).await?.recent_turns(&conv, 0, 1000).await.map_err(op)?;
             if turns.is_empty() {
                 println!("{conv}: no turns");
             }
             for t in turns {
-                let who = t
-                    .speaker
-                    .clone()
-                    .unwrap_or_else(|| format!("{:?}", t.role).to_lowercase());
+                let who = t.speaker.clone().unwrap_or_else(|| format!("{:?}", t.role).to_lowercase());
                 println!("{} {who}: {}", t.at_ms, t.text);
             }
             Ok(())
         }
         ["conversation", "clear"] => {
             let conv = conversation_id(&a)?;
-            shared::bot::window::reset(&store(&aws().await).await?, &conv)
-                .await
-                .map_err(op)?;
+            shared::bot::window::reset(&store(&aws().await).await?, &conv).await.map_err(op)?;
             println!("{conv}: cleared");
             Ok(())
         }
         ["dlq", "list"] => {
             a.check(&["max"])?;
             let dlq = a.pos(2, "the dead-letter queue URL")?;
-            let max: i32 = a
-                .opt("max")
-                .unwrap_or("10")
-                .parse()
-                .map_err(|_| Fail::Usage("--max takes a number".into()))?;
+            let max: i32 =
+                a.opt("max").unwrap_or("10").parse().map_err(|_| Fail::Usage("--max takes a number".into()))?;
             let sqs = aws_sdk_sqs::Client::new(&aws().await);
             let out = sqs
                 .receive_message()
@@ -339,10 +265,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
             println!("{} message(s)", msgs.len());
             for m in msgs {
                 let (job, reason) = unwrap_dead_letter(m.body().unwrap_or_default());
-                let key = job
-                    .as_ref()
-                    .map(Job::key)
-                    .unwrap_or_else(|| "(unreadable job)".into());
+                let key = job.as_ref().map(Job::key).unwrap_or_else(|| "(unreadable job)".into());
                 println!(
                     "{key}  reason: {}",
                     reason.unwrap_or_else(|| "redriven by SQS after too many receives".into())
@@ -356,10 +279,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
             let queue = a.pos(3, "the queue URL to send the jobs back to")?;
             redrive(dlq, queue).await
         }
-        _ => usage(format!(
-            "unknown command {:?}; run `tcbot help`",
-            a.pos.join(" ")
-        )),
+        _ => usage(format!("unknown command {:?}; run `tcbot help`", a.pos.join(" "))),
     }
 }
 
@@ -368,10 +288,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
 fn unwrap_dead_letter(body: &str) -> (Option<Job>, Option<String>) {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     match v.get("job").and_then(|j| j.as_str()) {
-        Some(job) => (
-            serde_json::from_str(job).ok(),
-            v.get("reason").and_then(|r| r.as_str()).map(str::to_owned),
-        ),
+        Some(job) => (serde_json::from_str(job).ok(), v.get("reason").and_then(|r| r.as_str()).map(str::to_owned)),
         None => (serde_json::from_str(body).ok(), None),
     }
 }
@@ -395,27 +312,17 @@ async fn redrive(dlq: &str, queue: &str) -> Res<()> {
         }
         for m in msgs {
             let (Some(job), _) = unwrap_dead_letter(m.body().unwrap_or_default()) else {
-                eprintln!(
-                    "skipping an unreadable message {}",
-                    m.message_id().unwrap_or_default()
-                );
+                eprintln!("skipping an unreadable message {}", m.message_id().unwrap_or_default());
                 continue;
             };
             // Forget that it was answered (with the apology), so the worker answers it again.
-            store
-                .delete_doc(&format!("reply#{}", job.key()))
-                .await
-                .map_err(op)?;
+            store.delete_doc(&format!("reply#{}", job.key())).await.map_err(op)?;
             let body = serde_json::to_string(&job).map_err(op)?;
             sqs.send_message()
                 .queue_url(queue)
                 .message_body(body)
                 .message_group_id(fifo_id(&job.ordering_key()))
-                .message_deduplication_id(fifo_id(&format!(
-                    "{}#redrive#{}",
-                    job.key(),
-                    shared::store::now_ms()
-                )))
+                .message_deduplication_id(fifo_id(&format!("{}#redrive#{}", job.key(), shared::store::now_ms())))
                 .send()
                 .await
                 .map_err(|e| op(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
@@ -435,13 +342,10 @@ async fn redrive(dlq: &str, queue: &str) -> Res<()> {
 async fn send(url: &str, a: &Args) -> Res<()> {
     let (body, event_command) = match (a.opt("event"), a.opt("body")) {
         (Some(f), None) => {
-            let v: serde_json::Value = serde_json::from_str(&read_file(f)?)
-                .map_err(|e| Fail::Usage(format!("{f}: {e}")))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&read_file(f)?).map_err(|e| Fail::Usage(format!("{f}: {e}")))?;
             // An API Gateway envelope from events/, or a bare Tencent body.
-            match (
-                v.get("body").and_then(|b| b.as_str()),
-                v.get("rawQueryString").and_then(|q| q.as_str()),
-            ) {
+            match (v.get("body").and_then(|b| b.as_str()), v.get("rawQueryString").and_then(|q| q.as_str())) {
                 (Some(b), Some(q)) => (b.to_owned(), CallbackQuery::parse(q).command),
                 _ => (v.to_string(), None),
             }
@@ -451,17 +355,8 @@ async fn send(url: &str, a: &Args) -> Res<()> {
     };
     let body_command = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| {
-            v.get("CallbackCommand")
-                .and_then(|c| c.as_str())
-                .map(str::to_owned)
-        });
-    let Some(command) = a
-        .opt("command")
-        .map(str::to_owned)
-        .or(event_command)
-        .or(body_command)
-    else {
+        .and_then(|v| v.get("CallbackCommand").and_then(|c| c.as_str()).map(str::to_owned));
+    let Some(command) = a.opt("command").map(str::to_owned).or(event_command).or(body_command) else {
         return usage("the body has no CallbackCommand; give --command");
     };
     let s = secrets(&aws().await).await?;
@@ -480,11 +375,7 @@ async fn send(url: &str, a: &Args) -> Res<()> {
     let text = res.text().await.map_err(op)?;
     println!("HTTP {status}: {text}");
     let ok = status.is_success() && text.contains("\"ActionStatus\":\"OK\"");
-    if ok {
-        Ok(())
-    } else {
-        Err(Fail::Op("the webhook was not accepted".into()))
-    }
+    if ok { Ok(()) } else { Err(Fail::Op("the webhook was not accepted".into())) }
 }
 
 #[tokio::main]

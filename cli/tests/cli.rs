@@ -25,31 +25,16 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
-    let moto = devtools::moto::moto()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .endpoint
-        .clone();
+    let moto = devtools::moto::moto().unwrap_or_else(|e| panic!("{e}")).endpoint.clone();
     let cfg = local_config(&moto).await;
-    let secret =
-        serde_json::json!({"SdkAppId": APP, "SecretKey": KEY, "WebhookToken": TOKEN}).to_string();
+    let secret = serde_json::json!({"SdkAppId": APP, "SecretKey": KEY, "WebhookToken": TOKEN}).to_string();
     let prefix = format!("cli{}{name}", std::process::id());
-    let stack = create_stack(&cfg, &prefix, &secret)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stack = create_stack(&cfg, &prefix, &secret).await.unwrap_or_else(|e| panic!("{e}"));
     let secret_file = std::env::temp_dir().join(format!("{prefix}.json"));
     std::fs::write(&secret_file, &secret).unwrap_or_else(|e| panic!("{e}"));
-    let tencent = TencentEmulator::start(APP, KEY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let tencent = TencentEmulator::start(APP, KEY).await.unwrap_or_else(|e| panic!("{e}"));
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), &stack.table);
-    Setup {
-        stack,
-        tencent,
-        secret_file,
-        moto,
-        store,
-        sqs: aws_sdk_sqs::Client::new(&cfg),
-    }
+    Setup { stack, tencent, secret_file, moto, store, sqs: aws_sdk_sqs::Client::new(&cfg) }
 }
 
 impl Setup {
@@ -67,40 +52,23 @@ impl Setup {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (
-            out.status.code().unwrap_or(-1),
-            text(&out.stdout),
-            text(&out.stderr),
-        )
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
     }
 }
 
 #[tokio::test]
 async fn usersig_is_valid_for_the_app() {
     let s = setup("sig").await;
-    let (code, out, _) = s
-        .tcbot(&["usersig", "--identifier", "alice", "--expire", "3600"])
-        .await;
+    let (code, out, _) = s.tcbot(&["usersig", "--identifier", "alice", "--expire", "3600"]).await;
     assert_eq!(code, 0);
-    let doc = shared::tencent::usersig::verify(
-        APP,
-        KEY.as_bytes(),
-        "alice",
-        out.trim(),
-        shared::store::now_secs(),
-    );
+    let doc = shared::tencent::usersig::verify(APP, KEY.as_bytes(), "alice", out.trim(), shared::store::now_secs());
     assert_eq!(doc.map(|d| d.expire), Ok(3600));
 }
 
 #[tokio::test]
 async fn robots_are_created_listed_and_deleted() {
     let s = setup("robot").await;
-    assert_eq!(
-        s.tcbot(&["robot", "create", "@RBT#001", "--nick", "Jarvis"])
-            .await
-            .0,
-        0
-    );
+    assert_eq!(s.tcbot(&["robot", "create", "@RBT#001", "--nick", "Jarvis"]).await.0, 0);
     let (code, out, _) = s.tcbot(&["robot", "list"]).await;
     assert_eq!((code, out.trim()), (0, "@RBT#001"));
     assert_eq!(s.tcbot(&["robot", "delete", "@RBT#001"]).await.0, 0);
@@ -116,38 +84,18 @@ async fn robots_are_created_listed_and_deleted() {
 #[tokio::test]
 async fn profiles_are_validated_saved_and_shown() {
     let s = setup("profile").await;
-    let (code, _, _) = s
-        .tcbot(&[
-            "profile",
-            "set",
-            "@RBT#001",
-            "--json",
-            r#"{"system_prompt":"Be brief.","max_turns":6}"#,
-        ])
-        .await;
+    let (code, _, _) =
+        s.tcbot(&["profile", "set", "@RBT#001", "--json", r#"{"system_prompt":"Be brief.","max_turns":6}"#]).await;
     assert_eq!(code, 0);
     let (_, out, _) = s.tcbot(&["profile", "show", "@RBT#001"]).await;
-    assert!(
-        out.contains("Be brief.") && out.contains("\"max_turns\":6"),
-        "{out}"
-    );
-    let (code, _, err) = s
-        .tcbot(&["profile", "set", "@RBT#001", "--json", r#"{"max_turn":6}"#])
-        .await;
+    assert!(out.contains("Be brief.") && out.contains("\"max_turns\":6"), "{out}");
+    let (code, _, err) = s.tcbot(&["profile", "set", "@RBT#001", "--json", r#"{"max_turn":6}"#]).await;
     assert_eq!(code, 2, "a misspelt field is refused");
     assert!(err.contains("invalid profile"), "{err}");
 }
 
 async fn route(State(r): State<Arc<Router>>, RawQuery(q): RawQuery, body: Bytes) -> String {
-    match r
-        .handle(
-            &q.unwrap_or_default(),
-            &body,
-            shared::store::now_secs() as i64,
-            "cli-send",
-        )
-        .await
-    {
+    match r.handle(&q.unwrap_or_default(), &body, shared::store::now_secs() as i64, "cli-send").await {
         Ok((ack, _)) => ack.to_json(),
         Err(e) => e.to_string(),
     }
@@ -162,10 +110,7 @@ async fn send_signs_an_event_file_that_the_router_accepts() {
         token: Some(SecretString::new(TOKEN)),
         sign_window_secs: 60,
         max_body_bytes: 65_536,
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&cfg),
-            &s.stack.table,
-        )),
+        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), &s.stack.table)),
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
         c2c_queue_url: s.stack.c2c_queue.clone(),
         group_queue_url: s.stack.group_queue.clone(),
@@ -173,35 +118,20 @@ async fn send_signs_an_event_file_that_the_router_accepts() {
         stop_ttl_secs: 60,
         routes: shared::router::Routes::default(),
     });
-    let app = axum::Router::new()
-        .route("/webhook", axum::routing::post(route))
-        .with_state(router);
-    let listener = devtools::loopback_listener()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let url = format!(
-        "http://{}/webhook",
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let app = axum::Router::new().route("/webhook", axum::routing::post(route)).with_state(router);
+    let listener = devtools::loopback_listener().await.unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let event = format!(
-        "{}/../events/callback-router.bot-c2c-message.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let event = format!("{}/../events/callback-router.bot-c2c-message.json", env!("CARGO_MANIFEST_DIR"));
     let (code, out, err) = s.tcbot(&["send", &url, "--event", &event]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(r#""ActionStatus":"OK""#), "{out}");
-    let (visible, _) = devtools::esm::depth(&s.sqs, &s.stack.c2c_queue)
-        .await
-        .unwrap_or_default();
+    let (visible, _) = devtools::esm::depth(&s.sqs, &s.stack.c2c_queue).await.unwrap_or_default();
     assert_eq!(visible, 1, "the signed webhook was queued");
     // A bare body with a wrong secret is refused: exit code 1.
     let bad_secret = std::env::temp_dir().join(format!("cli-bad-{}.json", std::process::id()));
-    std::fs::write(
-        &bad_secret,
-        format!(r#"{{"SdkAppId":{APP},"SecretKey":"k","WebhookToken":"wrong"}}"#),
-    )
-    .unwrap_or_default();
+    std::fs::write(&bad_secret, format!(r#"{{"SdkAppId":{APP},"SecretKey":"k","WebhookToken":"wrong"}}"#))
+        .unwrap_or_default();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
         .args(["send", &url, "--event", &event])
         .env("TCBOT_LOCAL_SECRET_FILE", &bad_secret)
@@ -214,53 +144,14 @@ async fn send_signs_an_event_file_that_the_router_accepts() {
 #[tokio::test]
 async fn conversations_are_shown_and_cleared() {
     let s = setup("conv").await;
-    let t = Turn {
-        at_ms: shared::store::now_ms(),
-        role: Role::User,
-        speaker: None,
-        text: "remember me".into(),
-    };
-    s.store
-        .append_turn("c2c#@RBT#001#alice", &t, 3600)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let (code, out, _) = s
-        .tcbot(&[
-            "conversation",
-            "show",
-            "--bot",
-            "@RBT#001",
-            "--user",
-            "alice",
-        ])
-        .await;
+    let t = Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: "remember me".into() };
+    s.store.append_turn("c2c#@RBT#001#alice", &t, 3600).await.unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, _) = s.tcbot(&["conversation", "show", "--bot", "@RBT#001", "--user", "alice"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("user: remember me"), "{out}");
-    assert_eq!(
-        s.tcbot(&[
-            "conversation",
-            "clear",
-            "--bot",
-            "@RBT#001",
-            "--user",
-            "alice"
-        ])
-        .await
-        .0,
-        0
-    );
-    assert_eq!(
-        s.store
-            .recent_turns("c2c#@RBT#001#alice", 0, 10)
-            .await
-            .map(|t| t.len()),
-        Ok(0)
-    );
-    assert_eq!(
-        s.tcbot(&["conversation", "show"]).await.0,
-        2,
-        "no selector is a usage error"
-    );
+    assert_eq!(s.tcbot(&["conversation", "clear", "--bot", "@RBT#001", "--user", "alice"]).await.0, 0);
+    assert_eq!(s.store.recent_turns("c2c#@RBT#001#alice", 0, 10).await.map(|t| t.len()), Ok(0));
+    assert_eq!(s.tcbot(&["conversation", "show"]).await.0, 2, "no selector is a usage error");
 }
 
 #[tokio::test]
@@ -279,34 +170,16 @@ async fn dead_letters_are_listed_and_redriven() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     s.store
-        .put_doc(
-            "reply#c2c#@RBT#001#alice#1_2_3",
-            r#"{"state":"done"}"#,
-            None,
-        )
+        .put_doc("reply#c2c#@RBT#001#alice#1_2_3", r#"{"state":"done"}"#, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let (code, out, _) = s.tcbot(&["dlq", "list", &s.stack.c2c_dlq]).await;
     assert_eq!(code, 0);
-    assert!(
-        out.contains("c2c#@RBT#001#alice#1_2_3") && out.contains("LLM down"),
-        "{out}"
-    );
-    let (code, out, _) = s
-        .tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue])
-        .await;
+    assert!(out.contains("c2c#@RBT#001#alice#1_2_3") && out.contains("LLM down"), "{out}");
+    let (code, out, _) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue]).await;
     assert_eq!((code, out.trim()), (0, "redrove 1 job(s)"));
-    assert_eq!(
-        devtools::esm::depth(&s.sqs, &s.stack.c2c_queue)
-            .await
-            .map(|d| d.0),
-        Ok(1)
-    );
-    assert_eq!(
-        s.store.get_doc("reply#c2c#@RBT#001#alice#1_2_3").await,
-        Ok(None),
-        "the job will be answered again"
-    );
+    assert_eq!(devtools::esm::depth(&s.sqs, &s.stack.c2c_queue).await.map(|d| d.0), Ok(1));
+    assert_eq!(s.store.get_doc("reply#c2c#@RBT#001#alice#1_2_3").await, Ok(None), "the job will be answered again");
 }
 
 #[tokio::test]

@@ -10,9 +10,7 @@ pub async fn local_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "local",
-        ))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "local"))
         .load()
         .await
 }
@@ -26,6 +24,11 @@ pub struct Stack {
     pub group_queue: String,
     pub group_dlq: String,
     pub secret_id: String,
+    /// Standard queues of the after-event functions, each with its DLQ: (queue, dlq).
+    pub stats: (String, String),
+    pub presence: (String, String),
+    pub group_created: (String, String),
+    pub member_joined: (String, String),
 }
 
 /// How often a message is received before SQS moves it to the dead-letter queue.
@@ -37,13 +40,25 @@ pub async fn fifo_with_dlq(
     name: &str,
     visibility_secs: u32,
 ) -> Result<(String, String), String> {
-    let e = |e: aws_sdk_sqs::error::SdkError<_, _>| {
-        aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
+    queue_with_dlq(sqs, name, visibility_secs, true).await
+}
+
+/// Creates a queue with a dead-letter queue, FIFO or standard; returns (queue URL, DLQ URL).
+pub async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_secs: u32,
+    fifo_queue: bool,
+) -> Result<(String, String), String> {
+    let e = |e: aws_sdk_sqs::error::SdkError<_, _>| aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+    let (fifo, suffix) = if fifo_queue {
+        (HashMap::from([(QueueAttributeName::FifoQueue, "true".to_owned())]), ".fifo")
+    } else {
+        (HashMap::new(), "")
     };
-    let fifo = HashMap::from([(QueueAttributeName::FifoQueue, "true".to_owned())]);
     let dlq = sqs
         .create_queue()
-        .queue_name(format!("{name}-dlq.fifo"))
+        .queue_name(format!("{name}-dlq{suffix}"))
         .set_attributes(Some(fifo.clone()))
         .send()
         .await
@@ -56,22 +71,16 @@ pub async fn fifo_with_dlq(
         .send()
         .await
         .map_err(|x| aws_sdk_sqs::error::DisplayErrorContext(x).to_string())?;
-    let arn = attrs
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .unwrap_or_default();
+    let arn = attrs.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn)).unwrap_or_default();
     let mut main = fifo;
     main.insert(
         QueueAttributeName::RedrivePolicy,
         serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string(),
     );
-    main.insert(
-        QueueAttributeName::VisibilityTimeout,
-        visibility_secs.to_string(),
-    );
+    main.insert(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string());
     let q = sqs
         .create_queue()
-        .queue_name(format!("{name}.fifo"))
+        .queue_name(format!("{name}{suffix}"))
         .set_attributes(Some(main))
         .send()
         .await
@@ -80,31 +89,18 @@ pub async fn fifo_with_dlq(
 }
 
 /// Creates the table, queues and secret under `prefix`. `secret_json` is the secret's value.
-pub async fn create_stack(
-    cfg: &SdkConfig,
-    prefix: &str,
-    secret_json: &str,
-) -> Result<Stack, String> {
+pub async fn create_stack(cfg: &SdkConfig, prefix: &str, secret_json: &str) -> Result<Stack, String> {
     let ddb = aws_sdk_dynamodb::Client::new(cfg);
     let table = format!("{prefix}-table");
-    shared::store::dynamo::ensure_table(&ddb, &table)
-        .await
-        .map_err(|e| e.to_string())?;
+    shared::store::dynamo::ensure_table(&ddb, &table).await.map_err(|e| e.to_string())?;
     let sqs = aws_sdk_sqs::Client::new(cfg);
     let (c2c_queue, c2c_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-c2c"), 30).await?;
     let (group_queue, group_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-group"), 30).await?;
     let sm = aws_sdk_secretsmanager::Client::new(cfg);
     let secret_id = format!("{prefix}/app");
-    let created = sm
-        .create_secret()
-        .name(&secret_id)
-        .secret_string(secret_json)
-        .send()
-        .await;
+    let created = sm.create_secret().name(&secret_id).secret_string(secret_json).send().await;
     if let Err(e) = created {
-        if e.as_service_error()
-            .is_some_and(|s| s.is_resource_exists_exception())
-        {
+        if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) {
             sm.put_secret_value()
                 .secret_id(&secret_id)
                 .secret_string(secret_json)
@@ -122,5 +118,9 @@ pub async fn create_stack(
         group_queue,
         group_dlq,
         secret_id,
+        stats: queue_with_dlq(&sqs, &format!("{prefix}-stats"), 30, false).await?,
+        presence: queue_with_dlq(&sqs, &format!("{prefix}-presence"), 30, false).await?,
+        group_created: queue_with_dlq(&sqs, &format!("{prefix}-group-created"), 30, false).await?,
+        member_joined: queue_with_dlq(&sqs, &format!("{prefix}-member-joined"), 30, false).await?,
     })
 }

@@ -52,24 +52,13 @@ where
         rec.attributes = m
             .attributes
             .as_ref()
-            .map(|a| {
-                a.iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                    .collect()
-            })
+            .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
             .unwrap_or_default();
-        handles.insert(
-            m.message_id.clone().unwrap_or_default(),
-            m.receipt_handle.clone().unwrap_or_default(),
-        );
+        handles.insert(m.message_id.clone().unwrap_or_default(), m.receipt_handle.clone().unwrap_or_default());
         event.records.push(rec);
     }
     let failed: Vec<String> = match handler(event).await {
-        Ok(resp) => resp
-            .batch_item_failures
-            .into_iter()
-            .map(|f| f.item_identifier)
-            .collect(),
+        Ok(resp) => resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "handler failed the whole batch");
             handles.keys().cloned().collect()
@@ -77,28 +66,17 @@ where
     };
     for (id, handle) in &handles {
         if failed.contains(id) {
-            let req = sqs
-                .change_message_visibility()
-                .queue_url(queue_url)
-                .receipt_handle(handle);
+            let req = sqs.change_message_visibility().queue_url(queue_url).receipt_handle(handle);
             req.visibility_timeout(0)
                 .send()
                 .await
                 .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
         } else {
-            let req = sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(handle);
-            req.send()
-                .await
-                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+            let req = sqs.delete_message().queue_url(queue_url).receipt_handle(handle);
+            req.send().await.map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
         }
     }
-    Ok(PollStats {
-        received: msgs.len(),
-        failed: failed.len(),
-    })
+    Ok(PollStats { received: msgs.len(), failed: failed.len() })
 }
 
 /// Messages waiting in a queue (approximate, as SQS reports it), visible and in flight.
@@ -114,8 +92,5 @@ pub async fn depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<(u64, u
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
     let a = out.attributes.unwrap_or_default();
     let get = |k: &A| a.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok((
-        get(&A::ApproximateNumberOfMessages),
-        get(&A::ApproximateNumberOfMessagesNotVisible),
-    ))
+    Ok((get(&A::ApproximateNumberOfMessages), get(&A::ApproximateNumberOfMessagesNotVisible)))
 }

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod esm;
+pub mod lambda_emu;
 pub mod llm_emu;
 pub mod moto;
 pub mod tencent_emu;

@@ -47,37 +47,22 @@ pub struct LlmState {
 
 impl LlmState {
     pub fn push(&self, s: Script) {
-        self.script
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(s);
+        self.script.lock().unwrap_or_else(|p| p.into_inner()).push_back(s);
     }
     /// Every request body received, in order.
     pub fn requests(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     /// When each completed answer sent its `[DONE]`, unix milliseconds.
     pub fn done_ms(&self) -> Vec<u64> {
-        self.done_ms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.done_ms.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn set_token_delay(&self, d: Duration) {
         *self.token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
     pub fn reset(&self) {
-        self.script
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.script.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -89,17 +74,8 @@ pub struct LlmEmulator {
 
 /// The answer the server gives to a prompt when not scripted otherwise.
 pub fn default_answer(messages: &[Value]) -> String {
-    let last = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("");
-    let earlier = messages
-        .iter()
-        .filter(|m| m["role"] == "user")
-        .count()
-        .saturating_sub(1);
+    let last = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
+    let earlier = messages.iter().filter(|m| m["role"] == "user").count().saturating_sub(1);
     format!(
         "You said: \"{last}\". I remember {earlier} earlier message{} of yours in this conversation. \
          This answer comes from the local LLM emulator, streamed word by word so that you can see \
@@ -155,41 +131,20 @@ fn sse(data: &str) -> Bytes {
 }
 
 fn chunk(model: &str, text: &str) -> Bytes {
-    sse(
-        &json!({"id": "emu", "object": "chat.completion.chunk", "model": model,
+    sse(&json!({"id": "emu", "object": "chat.completion.chunk", "model": model,
                 "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-        .to_string(),
-    )
+    .to_string())
 }
 
-async fn complete(
-    State(s): State<Arc<LlmState>>,
-    headers: HeaderMap,
-    Json(req): Json<Value>,
-) -> Response {
+async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req): Json<Value>) -> Response {
     if let Some(key) = &s.api_key {
         let expected = format!("Bearer {key}");
-        if headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            != Some(expected.as_str())
-        {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"error": {"message": "invalid api key"}})),
-            )
-                .into_response();
+        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+            return (StatusCode::UNAUTHORIZED, Json(json!({"error": {"message": "invalid api key"}}))).into_response();
         }
     }
-    s.requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(req.clone());
-    let script = s
-        .script
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .pop_front();
+    s.requests.lock().unwrap_or_else(|p| p.into_inner()).push(req.clone());
+    let script = s.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
     let model = req["model"].as_str().unwrap_or("emulated").to_owned();
     let text = match &script {
@@ -198,11 +153,7 @@ async fn complete(
     };
     if let Some(Script::Status { status }) = script {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (
-            code,
-            Json(json!({"error": {"message": format!("emulated HTTP {status}")}})),
-        )
-            .into_response();
+        return (code, Json(json!({"error": {"message": format!("emulated HTTP {status}")}}))).into_response();
     }
     let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
     let toks = tokens(&text);
@@ -212,11 +163,7 @@ async fn complete(
         if let Some(Script::StallFirst { ms }) = script {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
-        let _ = tx
-            .send(Ok(sse(
-                &json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string(),
-            )))
-            .await;
+        let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
         for (i, t) in toks.iter().enumerate() {
             match script {
                 Some(Script::StallAfter { after, ms }) if after == i => {
@@ -237,11 +184,7 @@ async fn complete(
         let usage = json!({"choices": [], "usage": {"prompt_tokens": messages.len() * 10, "completion_tokens": toks.len(), "total_tokens": messages.len() * 10 + toks.len()}});
         let _ = tx.send(Ok(sse(&usage.to_string()))).await;
         let _ = tx.send(Ok(sse("[DONE]"))).await;
-        state
-            .done_ms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(shared::store::now_ms());
+        state.done_ms.lock().unwrap_or_else(|p| p.into_inner()).push(shared::store::now_ms());
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder()

@@ -31,14 +31,11 @@ fn healthy(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
+    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
         return false;
     }
     let mut buf = [0u8; 16];
-    s.read(&mut buf)
-        .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.") && buf[..n].windows(3).any(|w| w == b"200"))
+    s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.") && buf[..n].windows(3).any(|w| w == b"200"))
 }
 
 fn start() -> Result<Moto, String> {
@@ -62,11 +59,10 @@ fn start() -> Result<Moto, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if healthy(port) {
-            return Ok(Moto {
-                endpoint: format!("http://127.0.0.1:{port}"),
-            });
+            return Ok(Moto { endpoint: format!("http://127.0.0.1:{port}") });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err("moto_server did not become ready within 30 s; is `moto[server]` installed (pip install 'moto[server]')?".into())
+    Err("moto_server did not become ready within 30 s; is `moto[server]` installed (pip install 'moto[server]')?"
+        .into())
 }

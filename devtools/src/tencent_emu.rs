@@ -34,9 +34,7 @@ pub enum Fault {
 impl Fault {
     fn path(&self) -> Option<&str> {
         match self {
-            Fault::Code { path, .. } | Fault::Status { path, .. } | Fault::Delay { path, .. } => {
-                path.as_deref()
-            }
+            Fault::Code { path, .. } | Fault::Status { path, .. } | Fault::Delay { path, .. } => path.as_deref(),
         }
     }
 }
@@ -84,24 +82,9 @@ pub struct GroupMessage {
 /// What the bot did, as it happened, for live display.
 #[derive(Debug, Clone)]
 pub enum Seen {
-    StreamChunk {
-        msg_key: String,
-        from: String,
-        to: String,
-        chunk: String,
-        finish: bool,
-    },
-    C2cMessage {
-        from: String,
-        to: String,
-        text: String,
-    },
-    GroupMessage {
-        group_id: String,
-        msg_seq: u64,
-        text: String,
-        modified: bool,
-    },
+    StreamChunk { msg_key: String, from: String, to: String, chunk: String, finish: bool },
+    C2cMessage { from: String, to: String, text: String },
+    GroupMessage { group_id: String, msg_seq: u64, text: String, modified: bool },
 }
 
 #[derive(Default)]
@@ -141,12 +124,7 @@ impl EmuState {
 
     /// Calls to `path` (`service/command`).
     pub fn calls_to(&self, path: &str) -> Vec<Call> {
-        self.lock()
-            .calls
-            .iter()
-            .filter(|c| c.path == path)
-            .cloned()
-            .collect()
+        self.lock().calls.iter().filter(|c| c.path == path).cloned().collect()
     }
 
     pub fn streams(&self) -> Vec<Stream> {
@@ -189,37 +167,20 @@ pub struct TencentEmulator {
 
 impl TencentEmulator {
     /// Starts an emulator on `listener` that accepts UserSigs made with `key` for `sdk_app_id`.
-    pub fn serve(
-        listener: tokio::net::TcpListener,
-        sdk_app_id: u64,
-        key: &str,
-    ) -> std::io::Result<Self> {
+    pub fn serve(listener: tokio::net::TcpListener, sdk_app_id: u64, key: &str) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let (events, _) = broadcast::channel(1024);
-        let state = Arc::new(EmuState {
-            sdk_app_id,
-            key: key.to_owned(),
-            inner: Mutex::default(),
-            events,
-        });
+        let state = Arc::new(EmuState { sdk_app_id, key: key.to_owned(), inner: Mutex::default(), events });
         let app = Router::new()
             .route("/v4/{service}/{command}", post(handle))
-            .route(
-                "/__emulator/calls",
-                get(|State(s): State<Arc<EmuState>>| async move { Json(s.calls()) }),
-            )
-            .route(
-                "/__emulator/streams",
-                get(|State(s): State<Arc<EmuState>>| async move { Json(s.streams()) }),
-            )
+            .route("/__emulator/calls", get(|State(s): State<Arc<EmuState>>| async move { Json(s.calls()) }))
+            .route("/__emulator/streams", get(|State(s): State<Arc<EmuState>>| async move { Json(s.streams()) }))
             .route(
                 "/__emulator/faults",
-                post(
-                    |State(s): State<Arc<EmuState>>, Json(f): Json<Fault>| async move {
-                        s.push_fault(f);
-                        StatusCode::NO_CONTENT
-                    },
-                ),
+                post(|State(s): State<Arc<EmuState>>, Json(f): Json<Fault>| async move {
+                    s.push_fault(f);
+                    StatusCode::NO_CONTENT
+                }),
             )
             .with_state(state.clone());
         tokio::spawn(async move {
@@ -264,19 +225,11 @@ async fn handle(
     let path = format!("{service}/{command}");
     let fault = {
         let mut g = s.lock();
-        let i = g
-            .faults
-            .iter()
-            .position(|f| f.path().is_none_or(|p| p == path));
+        let i = g.faults.iter().position(|f| f.path().is_none_or(|p| p == path));
         i.and_then(|i| g.faults.remove(i))
     };
     let record = |code: i64, body: Value| {
-        s.lock().calls.push(Call {
-            path: path.clone(),
-            body,
-            code,
-            at_ms: now_ms(),
-        });
+        s.lock().calls.push(Call { path: path.clone(), body, code, at_ms: now_ms() });
     };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match fault {
@@ -293,8 +246,7 @@ async fn handle(
             // Recorded on arrival: the client has usually given up before the answer.
             record(-1, parsed.clone());
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            return Json(check_auth(&s, &q).unwrap_or_else(|| apply(&s, &path, &parsed)))
-                .into_response();
+            return Json(check_auth(&s, &q).unwrap_or_else(|| apply(&s, &path, &parsed))).into_response();
         }
         None => {}
     }
@@ -306,12 +258,9 @@ async fn handle(
 
 /// Tencent's URL checks: parameters present, UserSig valid for this app and identifier.
 fn check_auth(s: &EmuState, q: &HashMap<String, String>) -> Option<Value> {
-    let (Some(app), Some(id), Some(sig), Some(random)) = (
-        q.get("sdkappid"),
-        q.get("identifier"),
-        q.get("usersig"),
-        q.get("random"),
-    ) else {
+    let (Some(app), Some(id), Some(sig), Some(random)) =
+        (q.get("sdkappid"), q.get("identifier"), q.get("usersig"), q.get("random"))
+    else {
         return Some(fail(60002, "missing URL parameter"));
     };
     if random.parse::<u32>().is_err() || q.get("contenttype").map(String::as_str) != Some("json") {
@@ -320,13 +269,7 @@ fn check_auth(s: &EmuState, q: &HashMap<String, String>) -> Option<Value> {
     if app.parse::<u64>().ok() != Some(s.sdk_app_id) {
         return Some(fail(70014, "SDKAppID mismatch"));
     }
-    match usersig::verify(
-        s.sdk_app_id,
-        s.key.as_bytes(),
-        id,
-        sig,
-        shared::store::now_secs(),
-    ) {
+    match usersig::verify(s.sdk_app_id, s.key.as_bytes(), id, sig, shared::store::now_secs()) {
         Ok(_) => None,
         Err(usersig::UserSigError::Expired) => Some(fail(70001, "UserSig expired")),
         Err(_) => Some(fail(70009, "UserSig verification failed")),
@@ -335,8 +278,7 @@ fn check_auth(s: &EmuState, q: &HashMap<String, String>) -> Option<Value> {
 
 fn text_of(body: &Value) -> String {
     let elems: Vec<MsgElement> =
-        serde_json::from_value(body.get("MsgBody").cloned().unwrap_or(Value::Null))
-            .unwrap_or_default();
+        serde_json::from_value(body.get("MsgBody").cloned().unwrap_or(Value::Null)).unwrap_or_default();
     joined_text(&elems).unwrap_or_default()
 }
 
@@ -348,22 +290,15 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
     let mut g = s.lock();
     match path {
         "openim_robot_http_svc/send_stream_msg" => {
-            let (Some(from), Some(to), Some(chunk)) = (
-                str_field(b, "From_Account"),
-                str_field(b, "To_Account"),
-                str_field(b, "Chunk"),
-            ) else {
+            let (Some(from), Some(to), Some(chunk)) =
+                (str_field(b, "From_Account"), str_field(b, "To_Account"), str_field(b, "Chunk"))
+            else {
                 return fail(90001, "From_Account, To_Account and Chunk are required");
             };
             let finish = b.get("Finish").and_then(Value::as_i64) == Some(1);
             let key = match str_field(b, "MsgKey") {
                 None => {
-                    let key = format!(
-                        "{}_{}_{}",
-                        g.streams.len() + 1,
-                        1000 + g.calls.len(),
-                        now_ms() / 1000
-                    );
+                    let key = format!("{}_{}_{}", g.streams.len() + 1, 1000 + g.calls.len(), now_ms() / 1000);
                     g.streams.push(Stream {
                         msg_key: key.clone(),
                         from: from.into(),
@@ -395,25 +330,14 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
             let (Some(to), Some(_)) = (str_field(b, "To_Account"), b.get("MsgRandom")) else {
                 return fail(90005, "To_Account and MsgRandom are required");
             };
-            let from = str_field(b, "From_Account")
-                .unwrap_or("administrator")
-                .to_owned();
+            let from = str_field(b, "From_Account").unwrap_or("administrator").to_owned();
             let text = text_of(b);
             g.c2c.push((from.clone(), to.into(), text.clone()));
-            let _ = s.events.send(Seen::C2cMessage {
-                from,
-                to: to.into(),
-                text,
-            });
-            ok(
-                json!({ "MsgTime": now_ms() / 1000, "MsgKey": format!("{}_{}_{}", g.c2c.len(), 1, now_ms() / 1000) }),
-            )
+            let _ = s.events.send(Seen::C2cMessage { from, to: to.into(), text });
+            ok(json!({ "MsgTime": now_ms() / 1000, "MsgKey": format!("{}_{}_{}", g.c2c.len(), 1, now_ms() / 1000) }))
         }
         "group_open_http_svc/send_group_msg" => {
-            let (Some(group), Some(random)) = (
-                str_field(b, "GroupId"),
-                b.get("Random").and_then(Value::as_u64),
-            ) else {
+            let (Some(group), Some(random)) = (str_field(b, "GroupId"), b.get("Random").and_then(Value::as_u64)) else {
                 return fail(10004, "GroupId and Random are required");
             };
             // Tencent drops the same Random (and content) within 5 minutes as a duplicate.
@@ -429,11 +353,7 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
             let at_accounts = b
                 .get("GroupAtInfo")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| str_field(x, "GroupAt_Account").map(str::to_owned))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|x| str_field(x, "GroupAt_Account").map(str::to_owned)).collect())
                 .unwrap_or_default();
             let text = text_of(b);
             g.groups.push(GroupMessage {
@@ -445,37 +365,20 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
                 topic_id: str_field(b, "TopicId").map(str::to_owned),
                 modifications: 0,
             });
-            let _ = s.events.send(Seen::GroupMessage {
-                group_id: group.into(),
-                msg_seq: seq,
-                text,
-                modified: false,
-            });
+            let _ = s.events.send(Seen::GroupMessage { group_id: group.into(), msg_seq: seq, text, modified: false });
             ok(json!({ "MsgTime": now_ms() / 1000, "MsgSeq": seq }))
         }
         "openim/modify_group_msg" => {
-            let (Some(group), Some(seq)) = (
-                str_field(b, "GroupId"),
-                b.get("MsgSeq").and_then(Value::as_u64),
-            ) else {
+            let (Some(group), Some(seq)) = (str_field(b, "GroupId"), b.get("MsgSeq").and_then(Value::as_u64)) else {
                 return fail(10004, "GroupId and MsgSeq are required");
             };
             let text = text_of(b);
-            let Some(m) = g
-                .groups
-                .iter_mut()
-                .find(|m| m.group_id == group && m.msg_seq == seq)
-            else {
+            let Some(m) = g.groups.iter_mut().find(|m| m.group_id == group && m.msg_seq == seq) else {
                 return fail(10010, "no such message");
             };
             m.text = text.clone();
             m.modifications += 1;
-            let _ = s.events.send(Seen::GroupMessage {
-                group_id: group.into(),
-                msg_seq: seq,
-                text,
-                modified: true,
-            });
+            let _ = s.events.send(Seen::GroupMessage { group_id: group.into(), msg_seq: seq, text, modified: true });
             ok(json!({}))
         }
         "openim/modify_c2c_msg" => ok(json!({})),
@@ -487,26 +390,18 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
                 g.robots.insert(id.to_owned());
                 ok(json!({}))
             }
-            _ => fail(
-                10004,
-                "UserID must start with @RBT# and be at most 32 bytes",
-            ),
+            _ => fail(10004, "UserID must start with @RBT# and be at most 32 bytes"),
         },
         "openim_robot_http_svc/delete_robot" => match str_field(b, "Robot_Account") {
             Some(id) if g.robots.remove(id) => ok(json!({})),
             _ => fail(10004, "no such robot"),
         },
-        "openim_robot_http_svc/get_all_robots" => {
-            ok(json!({ "Robot_Account": g.robots.iter().collect::<Vec<_>>() }))
-        }
+        "openim_robot_http_svc/get_all_robots" => ok(json!({ "Robot_Account": g.robots.iter().collect::<Vec<_>>() })),
         "million_group_open_http_svc/create_topic" => {
-            let (Some(group), Some(name)) = (str_field(b, "GroupId"), str_field(b, "TopicName"))
-            else {
+            let (Some(group), Some(name)) = (str_field(b, "GroupId"), str_field(b, "TopicName")) else {
                 return fail(10004, "GroupId and TopicName are required");
             };
-            let id = str_field(b, "TopicId")
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{group}@TOPIC#_{name}"));
+            let id = str_field(b, "TopicId").map(str::to_owned).unwrap_or_else(|| format!("{group}@TOPIC#_{name}"));
             if !g.topics.insert(id.clone()) {
                 return fail(10021, "topic already exists");
             }

@@ -48,29 +48,18 @@ impl Boot {
     /// secret (or the local secret file).
     pub async fn load() -> Result<Self, BootError> {
         let settings = Settings::from_env()?;
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
         let secrets = match (&settings.local_secret_file, &settings.secret_id) {
             (Some(path), _) => AppSecrets::from_file(path)?,
-            (None, Some(id)) => {
-                AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?
-            }
+            (None, Some(id)) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
             (None, None) => unreachable!("Settings requires one of the two"),
         };
         tracing::info!(sdk_app_id = secrets.sdk_app_id, table = %settings.table_name, "cold start");
-        Ok(Boot {
-            settings,
-            secrets: Arc::new(secrets),
-            aws,
-        })
+        Ok(Boot { settings, secrets: Arc::new(secrets), aws })
     }
 
     pub fn store(&self) -> Arc<DynamoStore> {
-        Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&self.aws),
-            &self.settings.table_name,
-        ))
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.aws), &self.settings.table_name))
     }
 
     pub fn queue(&self) -> Arc<SqsQueue> {
@@ -135,34 +124,24 @@ impl Boot {
     fn routes(&self) -> Routes {
         let e = &self.settings.events;
         let pairs = |v: &[(&str, &Option<String>)]| -> HashMap<String, String> {
-            v.iter()
-                .filter_map(|(k, u)| u.as_ref().map(|u| (k.to_string(), u.clone())))
-                .collect()
+            v.iter().filter_map(|(k, u)| u.as_ref().map(|u| (k.to_string(), u.clone()))).collect()
         };
         let sync_functions = pairs(&[
             ("Group.CallbackBeforeSendMsg", &e.group_moderation_function),
             ("C2C.CallbackBeforeSendMsg", &e.c2c_moderation_function),
         ]);
-        let invoker: Option<Arc<dyn Invoker>> = (!sync_functions.is_empty()).then(|| {
-            Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&self.aws))) as Arc<dyn Invoker>
-        });
+        let invoker: Option<Arc<dyn Invoker>> = (!sync_functions.is_empty())
+            .then(|| Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&self.aws))) as Arc<dyn Invoker>);
         Routes {
             sync_functions,
             invoker,
             sync_deadline: e.sync_deadline,
-            sync_fallback: Some(if e.fail_closed {
-                Ack::verdict(1, "")
-            } else {
-                Ack::ok()
-            }),
+            sync_fallback: Some(if e.fail_closed { Ack::verdict(1, "") } else { Ack::ok() }),
             event_queues: pairs(&[
                 ("Group.CallbackAfterSendMsg", &e.stats_queue_url),
                 ("State.StateChange", &e.presence_queue_url),
                 ("Group.CallbackAfterCreateGroup", &e.group_created_queue_url),
-                (
-                    "Group.CallbackAfterNewMemberJoin",
-                    &e.member_joined_queue_url,
-                ),
+                ("Group.CallbackAfterNewMemberJoin", &e.member_joined_queue_url),
             ]),
         }
     }
@@ -177,14 +156,8 @@ impl Boot {
             api_key: self.secrets.llm_key(None).cloned(),
         };
         let llm: Arc<dyn Llm> = Arc::new(OpenAiClient::new(self.http()?));
-        let fallback = if s.events.fail_closed {
-            Verdict::Refuse {
-                code: 1,
-                text: String::new(),
-            }
-        } else {
-            Verdict::Allow
-        };
+        let fallback =
+            if s.events.fail_closed { Verdict::Refuse { code: 1, text: String::new() } } else { Verdict::Allow };
         Ok(Moderator::new(
             self.store(),
             Some((llm, endpoint, s.llm.model.clone())),
@@ -196,19 +169,12 @@ impl Boot {
 
     /// The statistics service (`group-after-send-msg`).
     pub fn stats(&self) -> Stats {
-        Stats {
-            store: self.store(),
-            kind_field: self.settings.events.stats_kind_field.clone(),
-            ttl_secs: 7 * 86_400,
-        }
+        Stats { store: self.store(), kind_field: self.settings.events.stats_kind_field.clone(), ttl_secs: 7 * 86_400 }
     }
 
     /// The presence service (`state-change`).
     pub fn presence(&self) -> Presence {
-        Presence {
-            store: self.store(),
-            ttl_secs: 7 * 86_400,
-        }
+        Presence { store: self.store(), ttl_secs: 7 * 86_400 }
     }
 
     /// The community service (`group-after-create-group`, `group-after-new-member-join`).

@@ -63,35 +63,20 @@ impl Community {
         let Some(from) = &self.welcome_from else {
             return Ok("welcome_off");
         };
-        let members: Vec<&str> = j
-            .new_member_list
-            .iter()
-            .map(|m| m.member_account.as_str())
-            .collect();
+        let members: Vec<&str> = j.new_member_list.iter().map(|m| m.member_account.as_str()).collect();
         if members.is_empty() {
             return Ok("no_members");
         }
-        let seed = format!(
-            "{}#{}#{}",
-            j.group_id,
-            members.join(","),
-            j.event_time.unwrap_or(0)
-        );
+        let seed = format!("{}#{}#{}", j.group_id, members.join(","), j.event_time.unwrap_or(0));
         let h = Sha256::digest(seed.as_bytes());
-        if !self
-            .store
-            .claim(&format!("welcome#{}", hex::encode(&h[..12])), self.ttl_secs)
-            .await?
-        {
+        if !self.store.claim(&format!("welcome#{}", hex::encode(&h[..12])), self.ttl_secs).await? {
             return Ok("duplicate");
         }
         let req = SendGroupMsg {
             group_id: j.group_id.clone(),
             random: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
             from_account: Some(from.clone()),
-            msg_body: vec![MsgElement::text(
-                self.welcome_text.replace("{members}", &members.join(", ")),
-            )],
+            msg_body: vec![MsgElement::text(self.welcome_text.replace("{members}", &members.join(", ")))],
             topic_id: None,
             group_at_info: vec![],
             cloud_custom_data: None,
@@ -103,11 +88,7 @@ impl Community {
 
 #[async_trait]
 impl EventHandler for Community {
-    async fn handle(
-        &self,
-        command: &str,
-        body: &serde_json::Value,
-    ) -> Result<&'static str, EventError> {
+    async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError> {
         match command {
             "Group.CallbackAfterCreateGroup" => self.create_topics(&parse(body)?).await,
             "Group.CallbackAfterNewMemberJoin" => self.welcome(&parse(body)?).await,

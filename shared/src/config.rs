@@ -10,16 +10,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var} is required but not set{hint}")]
-    Missing {
-        var: &'static str,
-        hint: &'static str,
-    },
+    Missing { var: &'static str, hint: &'static str },
     #[error("{var}={value:?} is not valid: {why}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        why: String,
-    },
+    Invalid { var: &'static str, value: String, why: String },
 }
 
 /// What to do with an answer longer than one Tencent message can carry.
@@ -60,11 +53,9 @@ impl TencentEndpoint {
             "jakarta" => "adminapiidn.im.qcloud.com",
             "riyadh" => "adminapiksa.im.qcloud.com",
             _ => {
-                return Err(
-                    "expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, \
+                return Err("expected one of china, singapore, seoul, tokyo, frankfurt, mumbai, \
                             siliconvalley, jakarta, riyadh"
-                        .into(),
-                );
+                    .into());
             }
         };
         Ok(TencentEndpoint(format!("https://{domain}")))
@@ -174,9 +165,7 @@ impl Settings {
                 TencentEndpoint(parsed.as_str().trim_end_matches('/').to_owned())
             }
             None => {
-                let region = env
-                    .opt("TCBOT_TENCENT_REGION")
-                    .unwrap_or_else(|| "singapore".into());
+                let region = env.opt("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into());
                 TencentEndpoint::for_region(&region).map_err(|why| ConfigError::Invalid {
                     var: "TCBOT_TENCENT_REGION",
                     value: region,
@@ -212,18 +201,12 @@ impl Settings {
             history_ttl_secs: env.parse("TCBOT_HISTORY_TTL_SECS", 7 * 86_400)?,
             stop_ttl_secs: env.parse("TCBOT_STOP_TTL_SECS", 600)?,
             llm: LlmDefaults {
-                base_url: env
-                    .opt("TCBOT_LLM_BASE_URL")
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                model: env
-                    .opt("TCBOT_LLM_MODEL")
-                    .unwrap_or_else(|| "gpt-4o-mini".into()),
-                api_style: env
-                    .opt("TCBOT_LLM_API_STYLE")
-                    .unwrap_or_else(|| "openai".into()),
-                system_prompt: env.opt("TCBOT_SYSTEM_PROMPT").unwrap_or_else(|| {
-                    "You are a helpful assistant in a chat app. Answer concisely.".into()
-                }),
+                base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+                api_style: env.opt("TCBOT_LLM_API_STYLE").unwrap_or_else(|| "openai".into()),
+                system_prompt: env
+                    .opt("TCBOT_SYSTEM_PROMPT")
+                    .unwrap_or_else(|| "You are a helpful assistant in a chat app. Answer concisely.".into()),
                 max_turns: env.parse("TCBOT_WINDOW_TURNS", 20)?,
                 max_age_secs: env.parse("TCBOT_WINDOW_SECS", 86_400)?,
                 token_budget: env.parse("TCBOT_WINDOW_TOKENS", 3_000)?,
@@ -261,9 +244,7 @@ impl Settings {
                 presence_queue_url: env.opt("TCBOT_PRESENCE_QUEUE_URL"),
                 group_created_queue_url: env.opt("TCBOT_GROUP_CREATED_QUEUE_URL"),
                 member_joined_queue_url: env.opt("TCBOT_MEMBER_JOINED_QUEUE_URL"),
-                stats_kind_field: env
-                    .opt("TCBOT_STATS_KIND_FIELD")
-                    .unwrap_or_else(|| "type".into()),
+                stats_kind_field: env.opt("TCBOT_STATS_KIND_FIELD").unwrap_or_else(|| "type".into()),
                 default_topics: env
                     .opt("TCBOT_DEFAULT_TOPICS")
                     .unwrap_or_else(|| "General,Announcements".into())
@@ -281,26 +262,17 @@ impl Settings {
 
     /// The FIFO queue for chatbot C2C messages (router).
     pub fn require_c2c_queue(&self) -> Result<&str, ConfigError> {
-        self.c2c_queue_url.as_deref().ok_or(ConfigError::Missing {
-            var: "TCBOT_C2C_QUEUE_URL",
-            hint: "",
-        })
+        self.c2c_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_C2C_QUEUE_URL", hint: "" })
     }
 
     /// The FIFO queue for chatbot group messages (router).
     pub fn require_group_queue(&self) -> Result<&str, ConfigError> {
-        self.group_queue_url.as_deref().ok_or(ConfigError::Missing {
-            var: "TCBOT_GROUP_QUEUE_URL",
-            hint: "",
-        })
+        self.group_queue_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_GROUP_QUEUE_URL", hint: "" })
     }
 
     /// The dead-letter queue a worker sends what it gives up on (workers).
     pub fn require_dlq(&self) -> Result<&str, ConfigError> {
-        self.dlq_url.as_deref().ok_or(ConfigError::Missing {
-            var: "TCBOT_DLQ_URL",
-            hint: "",
-        })
+        self.dlq_url.as_deref().ok_or(ConfigError::Missing { var: "TCBOT_DLQ_URL", hint: "" })
     }
 }
 
@@ -308,9 +280,7 @@ struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
 
 impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     fn opt(&self, var: &str) -> Option<String> {
-        (self.0)(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+        (self.0)(var).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     fn required(&self, var: &'static str, hint: &'static str) -> Result<String, ConfigError> {
@@ -323,11 +293,9 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     {
         match self.opt(var) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                var,
-                value: v.clone(),
-                why: e.to_string(),
-            }),
+            Some(v) => {
+                v.parse().map_err(|e: T::Err| ConfigError::Invalid { var, value: v.clone(), why: e.to_string() })
+            }
         }
     }
 }
@@ -337,23 +305,14 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn when_table_is_missing_should_name_the_variable() {
         let err = Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s")])).err();
-        assert_eq!(
-            err,
-            Some(ConfigError::Missing {
-                var: "TCBOT_TABLE_NAME",
-                hint: ""
-            })
-        );
+        assert_eq!(err, Some(ConfigError::Missing { var: "TCBOT_TABLE_NAME", hint: "" }));
     }
 
     #[test]
@@ -378,30 +337,18 @@ mod tests {
             ("TCBOT_TABLE_NAME", "t"),
             ("TCBOT_TENCENT_REGION", "china"),
         ]));
-        assert_eq!(
-            s.map(|s| s.tencent_endpoint.0).ok().as_deref(),
-            Some("https://console.tim.qq.com")
-        );
+        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("https://console.tim.qq.com"));
         let s = Settings::from_lookup(lookup(&[
             ("TCBOT_SECRET_ID", "s"),
             ("TCBOT_TABLE_NAME", "t"),
             ("TCBOT_TENCENT_BASE_URL", "http://127.0.0.1:9/"),
         ]));
-        assert_eq!(
-            s.map(|s| s.tencent_endpoint.0).ok().as_deref(),
-            Some("http://127.0.0.1:9")
-        );
+        assert_eq!(s.map(|s| s.tencent_endpoint.0).ok().as_deref(), Some("http://127.0.0.1:9"));
         let bad = Settings::from_lookup(lookup(&[
             ("TCBOT_SECRET_ID", "s"),
             ("TCBOT_TABLE_NAME", "t"),
             ("TCBOT_TENCENT_REGION", "mars"),
         ]));
-        assert!(matches!(
-            bad,
-            Err(ConfigError::Invalid {
-                var: "TCBOT_TENCENT_REGION",
-                ..
-            })
-        ));
+        assert!(matches!(bad, Err(ConfigError::Invalid { var: "TCBOT_TENCENT_REGION", .. })));
     }
 }

@@ -23,11 +23,7 @@ pub enum EventError {
 #[async_trait]
 pub trait EventHandler: Send + Sync {
     /// Handles one event; returns a short outcome for the log (`counted`, `duplicate`, …).
-    async fn handle(
-        &self,
-        command: &str,
-        body: &serde_json::Value,
-    ) -> Result<&'static str, EventError>;
+    async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError>;
 }
 
 #[derive(Deserialize)]
@@ -54,12 +50,8 @@ pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatc
                 continue;
             }
         };
-        let span =
-            tracing::info_span!("event", request_id = %env.request_id, command = %env.command);
-        let result = handler
-            .handle(&env.command, &env.body)
-            .instrument(span.clone())
-            .await;
+        let span = tracing::info_span!("event", request_id = %env.request_id, command = %env.command);
+        let result = handler.handle(&env.command, &env.body).instrument(span.clone()).await;
         let _g = span.enter();
         match result {
             Ok(outcome) => tracing::info!(outcome, "event handled"),

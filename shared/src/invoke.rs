@@ -33,10 +33,7 @@ impl LambdaInvoker {
 #[async_trait]
 impl Invoker for LambdaInvoker {
     async fn invoke(&self, function: &str, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
-        let fail = |reason: String| InvokeError {
-            function: function.to_owned(),
-            reason,
-        };
+        let fail = |reason: String| InvokeError { function: function.to_owned(), reason };
         let out = self
             .client
             .invoke()

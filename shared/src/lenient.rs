@@ -12,25 +12,19 @@ enum NumOrStr {
 
 fn to_u64<E: Error>(v: NumOrStr) -> Result<u64, E> {
     match v {
-        NumOrStr::Num(n) => n
-            .as_u64()
-            .ok_or_else(|| E::custom(format!("expected a non-negative integer, got {n}"))),
-        NumOrStr::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| E::custom(format!("expected an integer, got the string {s:?}"))),
+        NumOrStr::Num(n) => n.as_u64().ok_or_else(|| E::custom(format!("expected a non-negative integer, got {n}"))),
+        NumOrStr::Str(s) => {
+            s.trim().parse().map_err(|_| E::custom(format!("expected an integer, got the string {s:?}")))
+        }
     }
 }
 
 fn to_i64<E: Error>(v: NumOrStr) -> Result<i64, E> {
     match v {
-        NumOrStr::Num(n) => n
-            .as_i64()
-            .ok_or_else(|| E::custom(format!("expected an integer, got {n}"))),
-        NumOrStr::Str(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| E::custom(format!("expected an integer, got the string {s:?}"))),
+        NumOrStr::Num(n) => n.as_i64().ok_or_else(|| E::custom(format!("expected an integer, got {n}"))),
+        NumOrStr::Str(s) => {
+            s.trim().parse().map_err(|_| E::custom(format!("expected an integer, got the string {s:?}")))
+        }
     }
 }
 

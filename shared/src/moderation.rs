@@ -84,14 +84,8 @@ impl Policy {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     #[error("rule {rule}: pattern {pattern:?} is not a valid regular expression: {why}")]
-    Pattern {
-        rule: usize,
-        pattern: String,
-        why: String,
-    },
-    #[error(
-        "rule {rule}: custom refusal code {code} is outside 10100-10200 (group) and 120001-130000 (C2C)"
-    )]
+    Pattern { rule: usize, pattern: String, why: String },
+    #[error("rule {rule}: custom refusal code {code} is outside 10100-10200 (group) and 120001-130000 (C2C)")]
     Code { rule: usize, code: i64 },
     #[error("rule {rule}: a rule needs at least one word or pattern")]
     Empty { rule: usize },
@@ -154,10 +148,7 @@ pub fn normalize(text: &str) -> (String, Vec<(usize, usize)>) {
         if c.is_whitespace() {
             continue;
         }
-        let orig = (
-            i,
-            i + text[i..].chars().next().map(char::len_utf8).unwrap_or(1),
-        );
+        let orig = (i, i + text[i..].chars().next().map(char::len_utf8).unwrap_or(1));
         for l in c.to_lowercase() {
             out.push(l);
             map.extend(std::iter::repeat_n(orig, l.len_utf8()));
@@ -227,15 +218,7 @@ impl Engine {
         };
         let patterns = RegexSet::new(&pats).map_err(|e| PolicyError::Build(e.to_string()))?;
         let pattern_regex = pats.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        Ok(Engine {
-            words: words_ac,
-            word_rule,
-            patterns,
-            pattern_regex,
-            pattern_rule,
-            actions,
-            classify,
-        })
+        Ok(Engine { words: words_ac, word_rule, patterns, pattern_regex, pattern_rule, actions, classify })
     }
 
     /// The rules that match `text`, as (rule index, original byte range) pairs.
@@ -245,17 +228,11 @@ impl Engine {
         let mut out = Vec::new();
         if let Some(ac) = &self.words {
             for m in ac.find_iter(&norm) {
-                out.push((
-                    self.word_rule[m.pattern().as_usize()],
-                    span(m.start(), m.end()),
-                ));
+                out.push((self.word_rule[m.pattern().as_usize()], span(m.start(), m.end())));
             }
         }
         for i in self.patterns.matches(&norm).iter() {
-            for m in self.pattern_regex[i]
-                .find_iter(&norm)
-                .filter(|m| !m.is_empty())
-            {
+            for m in self.pattern_regex[i].find_iter(&norm).filter(|m| !m.is_empty()) {
                 out.push((self.pattern_rule[i], span(m.start(), m.end())));
             }
         }
@@ -287,8 +264,7 @@ impl Engine {
             spans.sort_unstable();
             for (s, e) in spans.into_iter().rev() {
                 if e <= out.len() && out.is_char_boundary(s) && out.is_char_boundary(e) {
-                    let stars =
-                        "*".repeat(out[s..e].chars().filter(|c| !c.is_whitespace()).count());
+                    let stars = "*".repeat(out[s..e].chars().filter(|c| !c.is_whitespace()).count());
                     out.replace_range(s..e, &stars);
                     masked = true;
                 }
@@ -304,15 +280,9 @@ impl Engine {
                 if (scope == Scope::Group && (10_100..=10_200).contains(code))
                     || (scope == Scope::C2c && (120_001..=130_000).contains(code)) =>
             {
-                Verdict::Refuse {
-                    code: *code,
-                    text: text.clone(),
-                }
+                Verdict::Refuse { code: *code, text: text.clone() }
             }
-            Some(_) => Verdict::Refuse {
-                code: 1,
-                text: String::new(),
-            },
+            Some(_) => Verdict::Refuse { code: 1, text: String::new() },
         }
     }
 }
@@ -340,11 +310,7 @@ pub async fn classify(
         temperature: Some(0.0),
         max_tokens: Some(3),
     };
-    let t = Timeouts {
-        first_token: deadline,
-        idle: deadline,
-        total: deadline,
-    };
+    let t = Timeouts { first_token: deadline, idle: deadline, total: deadline };
     let run = async {
         let mut s = llm.stream(&req, t).await.map_err(|e| e.to_string())?;
         let mut answer = String::new();
@@ -357,9 +323,105 @@ pub async fn classify(
         }
         Ok(answer.trim().to_ascii_uppercase().starts_with("BLOCK"))
     };
-    tokio::time::timeout(deadline, run)
-        .await
-        .map_err(|_| format!("classifier gave no verdict within {deadline:?}"))?
+    tokio::time::timeout(deadline, run).await.map_err(|_| format!("classifier gave no verdict within {deadline:?}"))?
+}
+
+/// The moderation function's service: policies from the store, compiled and cached, the
+/// optional classifier, and the fallback verdict.
+pub struct Moderator {
+    pub store: std::sync::Arc<dyn crate::store::Store>,
+    pub llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+    pub classifier_deadline: Duration,
+    /// Applied when the classifier fails or is late (and by the router when this function is).
+    pub fallback: Verdict,
+    pub cache_ttl: Duration,
+    cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Policy>)>>,
+}
+
+impl Moderator {
+    pub fn new(
+        store: std::sync::Arc<dyn crate::store::Store>,
+        llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+        classifier_deadline: Duration,
+        fallback: Verdict,
+        cache_ttl: Duration,
+    ) -> Self {
+        Moderator { store, llm, classifier_deadline, fallback, cache_ttl, cache: Default::default() }
+    }
+
+    /// A policy from the cache or the store. A policy that does not parse is logged and
+    /// ignored, so one bad edit cannot block every message.
+    async fn policy(&self, key: &str) -> Option<Policy> {
+        let now = std::time::Instant::now();
+        if let Some((at, p)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+            && now.duration_since(*at) < self.cache_ttl
+        {
+            return p.clone();
+        }
+        let p = match self.store.get_doc(key).await {
+            Ok(Some(doc)) => serde_json::from_str::<Policy>(&doc)
+                .map_err(|e| tracing::error!(policy = key, error = %e, "moderation policy is invalid; ignored"))
+                .ok(),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(policy = key, error = %e, "could not read the moderation policy");
+                return None;
+            }
+        };
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), (now, p.clone()));
+        p
+    }
+
+    /// Judges one before-send webhook body.
+    pub async fn moderate(&self, scope: Scope, group_id: Option<&str>, body: &[MsgElement]) -> Verdict {
+        let mut policies: Vec<Policy> = Vec::new();
+        policies.extend(self.policy(&Policy::app_key()).await);
+        if let Some(g) = group_id {
+            policies.extend(self.policy(&Policy::group_key(g)).await);
+        }
+        let engine = match Engine::compile(&policies) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "moderation policies do not compile; fallback verdict");
+                return self.fallback.clone();
+            }
+        };
+        let verdict = engine.judge(body, scope);
+        if !engine.classify || matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
+            return verdict;
+        }
+        let Some((llm, endpoint, model)) = &self.llm else {
+            return verdict;
+        };
+        let Some(text) = crate::msg::joined_text(body) else {
+            return verdict;
+        };
+        match classify(llm.as_ref(), endpoint.clone(), model, &text, self.classifier_deadline).await {
+            Ok(true) => Verdict::Refuse { code: 1, text: String::new() },
+            Ok(false) => verdict,
+            Err(e) => {
+                tracing::warn!(error = %e, fallback = self.fallback.kind(), "classifier failed; fallback verdict");
+                self.fallback.clone()
+            }
+        }
+    }
+
+    /// The function's handler: a before-send webhook body in, the ack out.
+    pub async fn handle(&self, body: &serde_json::Value) -> Ack {
+        use crate::webhook::events::{Command, WebhookEvent};
+        let name = body.get("CallbackCommand").and_then(|c| c.as_str()).unwrap_or_default();
+        let bytes = body.to_string();
+        let verdict = match WebhookEvent::parse(&Command::parse(name), bytes.as_bytes()) {
+            Ok(WebhookEvent::GroupBeforeSendMsg(m)) => {
+                self.moderate(Scope::Group, Some(&m.group_id), &m.msg_body).await
+            }
+            Ok(WebhookEvent::C2cBeforeSendMsg(m)) => self.moderate(Scope::C2c, None, &m.msg_body).await,
+            Ok(_) => return Ack::fail(format!("{name} is not a before-send command")),
+            Err(e) => return Ack::fail(e.to_string()),
+        };
+        tracing::info!(command = name, verdict = verdict.kind(), "moderated");
+        verdict.ack()
+    }
 }
 
 #[cfg(test)]
@@ -390,14 +452,7 @@ mod tests {
             (vec!["bad"], vec![], Action::Mask),
             (vec!["scam"], vec![], Action::Refuse),
             (vec!["spam"], vec![], Action::Drop),
-            (
-                vec!["vip only"],
-                vec![],
-                Action::RefuseWith {
-                    code: 10_150,
-                    text: "VIPs only".into(),
-                },
-            ),
+            (vec!["vip only"], vec![], Action::RefuseWith { code: 10_150, text: "VIPs only".into() }),
             (vec![], vec![r"\d{11}"], Action::Mask),
             (vec!["hello"], vec![], Action::Allow),
         ]);
@@ -405,68 +460,17 @@ mod tests {
         let cases: Vec<(&str, Scope, Verdict)> = vec![
             ("hello there", Scope::Group, Verdict::Allow),
             ("nothing to see", Scope::Group, Verdict::Allow),
-            (
-                "that is bad",
-                Scope::Group,
-                Verdict::Rewrite(text("that is ***")),
-            ),
-            (
-                "b a d idea",
-                Scope::Group,
-                Verdict::Rewrite(text("*** idea")),
-            ),
+            ("that is bad", Scope::Group, Verdict::Rewrite(text("that is ***"))),
+            ("b a d idea", Scope::Group, Verdict::Rewrite(text("*** idea"))),
             ("ＢＡＤ", Scope::Group, Verdict::Rewrite(text("***"))),
-            (
-                "BaD and bad",
-                Scope::C2c,
-                Verdict::Rewrite(text("*** and ***")),
-            ),
-            (
-                "call 13800138000 now",
-                Scope::Group,
-                Verdict::Rewrite(text("call *********** now")),
-            ),
-            (
-                "a scam!",
-                Scope::Group,
-                Verdict::Refuse {
-                    code: 1,
-                    text: String::new(),
-                },
-            ),
-            (
-                "bad scam",
-                Scope::Group,
-                Verdict::Refuse {
-                    code: 1,
-                    text: String::new(),
-                },
-            ),
+            ("BaD and bad", Scope::C2c, Verdict::Rewrite(text("*** and ***"))),
+            ("call 13800138000 now", Scope::Group, Verdict::Rewrite(text("call *********** now"))),
+            ("a scam!", Scope::Group, Verdict::Refuse { code: 1, text: String::new() }),
+            ("bad scam", Scope::Group, Verdict::Refuse { code: 1, text: String::new() }),
             ("buy spam", Scope::Group, Verdict::Drop),
-            (
-                "buy spam",
-                Scope::C2c,
-                Verdict::Refuse {
-                    code: 1,
-                    text: String::new(),
-                },
-            ),
-            (
-                "VIP ONLY room",
-                Scope::Group,
-                Verdict::Refuse {
-                    code: 10_150,
-                    text: "VIPs only".into(),
-                },
-            ),
-            (
-                "vip only room",
-                Scope::C2c,
-                Verdict::Refuse {
-                    code: 1,
-                    text: String::new(),
-                },
-            ),
+            ("buy spam", Scope::C2c, Verdict::Refuse { code: 1, text: String::new() }),
+            ("VIP ONLY room", Scope::Group, Verdict::Refuse { code: 10_150, text: "VIPs only".into() }),
+            ("vip only room", Scope::C2c, Verdict::Refuse { code: 1, text: String::new() }),
         ];
         for (input, scope, want) in cases {
             assert_eq!(e.judge(&text(input), scope), want, "{input:?} {scope:?}");
@@ -475,12 +479,8 @@ mod tests {
 
     #[test]
     fn other_elements_survive_a_rewrite() {
-        let e = Engine::compile(&[policy(vec![(vec!["bad"], vec![], Action::Mask)])])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let img = MsgElement::Other {
-            msg_type: "TIMImageElem".into(),
-            content: serde_json::json!({"UUID": "x"}),
-        };
+        let e = Engine::compile(&[policy(vec![(vec!["bad"], vec![], Action::Mask)])]).unwrap_or_else(|e| panic!("{e}"));
+        let img = MsgElement::Other { msg_type: "TIMImageElem".into(), content: serde_json::json!({"UUID": "x"}) };
         let v = e.judge(&[MsgElement::text("bad"), img.clone()], Scope::Group);
         assert_eq!(v, Verdict::Rewrite(vec![MsgElement::text("***"), img]));
         assert_eq!(v.ack().msg_body.map(|b| b.len()), Some(2));
@@ -489,27 +489,11 @@ mod tests {
     #[test]
     fn bad_policies_are_refused_with_reasons() {
         let bad_pattern = policy(vec![(vec![], vec!["("], Action::Refuse)]);
-        assert!(matches!(
-            Engine::compile(&[bad_pattern]),
-            Err(PolicyError::Pattern { rule: 0, .. })
-        ));
-        let bad_code = policy(vec![(
-            vec!["x"],
-            vec![],
-            Action::RefuseWith {
-                code: 5,
-                text: String::new(),
-            },
-        )]);
-        assert_eq!(
-            Engine::compile(&[bad_code]).err(),
-            Some(PolicyError::Code { rule: 0, code: 5 })
-        );
+        assert!(matches!(Engine::compile(&[bad_pattern]), Err(PolicyError::Pattern { rule: 0, .. })));
+        let bad_code = policy(vec![(vec!["x"], vec![], Action::RefuseWith { code: 5, text: String::new() })]);
+        assert_eq!(Engine::compile(&[bad_code]).err(), Some(PolicyError::Code { rule: 0, code: 5 }));
         let empty = policy(vec![(vec![" "], vec![], Action::Refuse)]);
-        assert_eq!(
-            Engine::compile(&[empty]).err(),
-            Some(PolicyError::Empty { rule: 0 })
-        );
+        assert_eq!(Engine::compile(&[empty]).err(), Some(PolicyError::Empty { rule: 0 }));
     }
 
     #[test]
@@ -518,140 +502,5 @@ mod tests {
         assert_eq!(n, "abc");
         assert_eq!(map[0], (0, 3));
         assert_eq!(map[2], (8, 9));
-    }
-}
-
-/// The moderation function's service: policies from the store, compiled and cached, the
-/// optional classifier, and the fallback verdict.
-pub struct Moderator {
-    pub store: std::sync::Arc<dyn crate::store::Store>,
-    pub llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
-    pub classifier_deadline: Duration,
-    /// Applied when the classifier fails or is late (and by the router when this function is).
-    pub fallback: Verdict,
-    pub cache_ttl: Duration,
-    cache:
-        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Policy>)>>,
-}
-
-impl Moderator {
-    pub fn new(
-        store: std::sync::Arc<dyn crate::store::Store>,
-        llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
-        classifier_deadline: Duration,
-        fallback: Verdict,
-        cache_ttl: Duration,
-    ) -> Self {
-        Moderator {
-            store,
-            llm,
-            classifier_deadline,
-            fallback,
-            cache_ttl,
-            cache: Default::default(),
-        }
-    }
-
-    /// A policy from the cache or the store. A policy that does not parse is logged and
-    /// ignored, so one bad edit cannot block every message.
-    async fn policy(&self, key: &str) -> Option<Policy> {
-        let now = std::time::Instant::now();
-        if let Some((at, p)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            && now.duration_since(*at) < self.cache_ttl
-        {
-            return p.clone();
-        }
-        let p = match self.store.get_doc(key).await {
-            Ok(Some(doc)) => serde_json::from_str::<Policy>(&doc)
-                .map_err(|e| tracing::error!(policy = key, error = %e, "moderation policy is invalid; ignored"))
-                .ok(),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(policy = key, error = %e, "could not read the moderation policy");
-                return None;
-            }
-        };
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned(), (now, p.clone()));
-        p
-    }
-
-    /// Judges one before-send webhook body.
-    pub async fn moderate(
-        &self,
-        scope: Scope,
-        group_id: Option<&str>,
-        body: &[MsgElement],
-    ) -> Verdict {
-        let mut policies: Vec<Policy> = Vec::new();
-        policies.extend(self.policy(&Policy::app_key()).await);
-        if let Some(g) = group_id {
-            policies.extend(self.policy(&Policy::group_key(g)).await);
-        }
-        let engine = match Engine::compile(&policies) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "moderation policies do not compile; fallback verdict");
-                return self.fallback.clone();
-            }
-        };
-        let verdict = engine.judge(body, scope);
-        if !engine.classify || matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
-            return verdict;
-        }
-        let Some((llm, endpoint, model)) = &self.llm else {
-            return verdict;
-        };
-        let Some(text) = crate::msg::joined_text(body) else {
-            return verdict;
-        };
-        match classify(
-            llm.as_ref(),
-            endpoint.clone(),
-            model,
-            &text,
-            self.classifier_deadline,
-        )
-        .await
-        {
-            Ok(true) => Verdict::Refuse {
-                code: 1,
-                text: String::new(),
-            },
-            Ok(false) => verdict,
-            Err(e) => {
-                tracing::warn!(error = %e, fallback = self.fallback.kind(), "classifier failed; fallback verdict");
-                self.fallback.clone()
-            }
-        }
-    }
-
-    /// The function's handler: a before-send webhook body in, the ack out.
-    pub async fn handle(&self, body: &serde_json::Value) -> Ack {
-        use crate::webhook::events::{Command, WebhookEvent};
-        let name = body
-            .get("CallbackCommand")
-            .and_then(|c| c.as_str())
-            .unwrap_or_default();
-        let bytes = body.to_string();
-        let verdict = match WebhookEvent::parse(&Command::parse(name), bytes.as_bytes()) {
-            Ok(WebhookEvent::GroupBeforeSendMsg(m)) => {
-                self.moderate(Scope::Group, Some(&m.group_id), &m.msg_body)
-                    .await
-            }
-            Ok(WebhookEvent::C2cBeforeSendMsg(m)) => {
-                self.moderate(Scope::C2c, None, &m.msg_body).await
-            }
-            Ok(_) => return Ack::fail(format!("{name} is not a before-send command")),
-            Err(e) => return Ack::fail(e.to_string()),
-        };
-        tracing::info!(command = name, verdict = verdict.kind(), "moderated");
-        verdict.ack()
     }
 }

@@ -53,13 +53,10 @@ impl TryFrom<RawElement> for MsgElement {
             "TIMTextElem" => serde_json::from_value::<TextContent>(raw.content)
                 .map(|t| MsgElement::Text { text: t.text })
                 .map_err(|e| format!("TIMTextElem: {e}")),
-            "TIMCustomElem" => serde_json::from_value(raw.content)
-                .map(MsgElement::Custom)
-                .map_err(|e| format!("TIMCustomElem: {e}")),
-            _ => Ok(MsgElement::Other {
-                msg_type: raw.msg_type,
-                content: raw.content,
-            }),
+            "TIMCustomElem" => {
+                serde_json::from_value(raw.content).map(MsgElement::Custom).map_err(|e| format!("TIMCustomElem: {e}"))
+            }
+            _ => Ok(MsgElement::Other { msg_type: raw.msg_type, content: raw.content }),
         }
     }
 }
@@ -67,14 +64,12 @@ impl TryFrom<RawElement> for MsgElement {
 impl From<MsgElement> for RawElement {
     fn from(e: MsgElement) -> Self {
         match e {
-            MsgElement::Text { text } => RawElement {
-                msg_type: "TIMTextElem".into(),
-                content: serde_json::json!({ "Text": text }),
-            },
-            MsgElement::Custom(c) => RawElement {
-                msg_type: "TIMCustomElem".into(),
-                content: serde_json::to_value(c).unwrap_or(Value::Null),
-            },
+            MsgElement::Text { text } => {
+                RawElement { msg_type: "TIMTextElem".into(), content: serde_json::json!({ "Text": text }) }
+            }
+            MsgElement::Custom(c) => {
+                RawElement { msg_type: "TIMCustomElem".into(), content: serde_json::to_value(c).unwrap_or(Value::Null) }
+            }
             MsgElement::Other { msg_type, content } => RawElement { msg_type, content },
         }
     }
@@ -118,10 +113,7 @@ pub fn stop_request(body: &[MsgElement]) -> Option<StopRequest> {
         msg_key: Option<String>,
     }
     body.iter().find_map(|e| {
-        let MsgElement::Custom(CustomElem {
-            data: Some(data), ..
-        }) = e
-        else {
+        let MsgElement::Custom(CustomElem { data: Some(data), .. }) = e else {
             return None;
         };
         let p: Plugin = serde_json::from_str(data).ok()?;
@@ -129,9 +121,7 @@ pub fn stop_request(body: &[MsgElement]) -> Option<StopRequest> {
         matches!(p.plugin, Some(1 | 2))
             .then_some(())
             .filter(|_| p.src == Some(22))
-            .map(|_| StopRequest {
-                msg_key: p.msg_key.filter(|k| !k.is_empty()),
-            })
+            .map(|_| StopRequest { msg_key: p.msg_key.filter(|k| !k.is_empty()) })
     })
 }
 
@@ -146,26 +136,15 @@ mod tests {
         assert_eq!(body.len(), 2);
         assert_eq!(joined_text(&body).as_deref(), Some("hi"));
         let back = serde_json::to_string(&body).unwrap_or_default();
-        assert_eq!(
-            serde_json::from_str::<Value>(&back).ok(),
-            serde_json::from_str::<Value>(json).ok()
-        );
+        assert_eq!(serde_json::from_str::<Value>(&back).ok(), serde_json::from_str::<Value>(json).ok());
     }
 
     #[test]
     fn stop_request_is_recognised_in_both_plugin_versions() {
         for v in [1, 2] {
             let data = format!(r#"{{"chatbotPlugin":{v},"src":22,"msgKey":"1_2_3"}}"#);
-            let body = vec![MsgElement::Custom(CustomElem {
-                data: Some(data),
-                ..Default::default()
-            })];
-            assert_eq!(
-                stop_request(&body),
-                Some(StopRequest {
-                    msg_key: Some("1_2_3".into())
-                })
-            );
+            let body = vec![MsgElement::Custom(CustomElem { data: Some(data), ..Default::default() })];
+            assert_eq!(stop_request(&body), Some(StopRequest { msg_key: Some("1_2_3".into()) }));
         }
         let not_stop = vec![MsgElement::Custom(CustomElem {
             data: Some(r#"{"chatbotPlugin":2,"src":2}"#.into()),
@@ -177,9 +156,7 @@ mod tests {
 
     #[test]
     fn text_element_with_wrong_type_is_an_error() {
-        let r = serde_json::from_str::<MsgElement>(
-            r#"{"MsgType":"TIMTextElem","MsgContent":{"Text":5}}"#,
-        );
+        let r = serde_json::from_str::<MsgElement>(r#"{"MsgType":"TIMTextElem","MsgContent":{"Text":5}}"#);
         assert!(r.is_err());
     }
 }

@@ -55,11 +55,7 @@ impl Metrics {
         for (k, v, _) in &self.values {
             root.insert(k.clone(), serde_json::json!(v));
         }
-        let metrics: Vec<_> = self
-            .values
-            .iter()
-            .map(|(k, _, u)| serde_json::json!({"Name": k, "Unit": u}))
-            .collect();
+        let metrics: Vec<_> = self.values.iter().map(|(k, _, u)| serde_json::json!({"Name": k, "Unit": u})).collect();
         root.insert(
             "_aws".into(),
             serde_json::json!({
@@ -86,21 +82,12 @@ mod tests {
 
     #[test]
     fn emf_line_declares_its_dimensions_and_metrics() {
-        let line = Metrics::new("router")
-            .dim("Outcome", "queued")
-            .value("AckMs", 3.0, "Milliseconds")
-            .to_json();
+        let line = Metrics::new("router").dim("Outcome", "queued").value("AckMs", 3.0, "Milliseconds").to_json();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(v["Function"], "router");
         assert_eq!(v["AckMs"], 3.0);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
-        assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
-            serde_json::json!(["Function", "Outcome"])
-        );
-        assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
-            "AckMs"
-        );
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], serde_json::json!(["Function", "Outcome"]));
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "AckMs");
     }
 }

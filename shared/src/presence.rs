@@ -42,11 +42,7 @@ pub struct Presence {
 
 #[async_trait]
 impl EventHandler for Presence {
-    async fn handle(
-        &self,
-        command: &str,
-        body: &serde_json::Value,
-    ) -> Result<&'static str, EventError> {
+    async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError> {
         if command != "State.StateChange" {
             return Err(EventError::Malformed(format!("presence got {command}")));
         }
@@ -54,14 +50,7 @@ impl EventHandler for Presence {
         let user = &ev.info.to_account;
         let at = ev.event_time.unwrap_or_else(crate::store::now_ms);
         let action = ev.info.action.to_ascii_lowercase();
-        if !self
-            .store
-            .claim(
-                &format!("presence#seen#{user}#{action}#{at}"),
-                self.ttl_secs,
-            )
-            .await?
-        {
+        if !self.store.claim(&format!("presence#seen#{user}#{action}#{at}"), self.ttl_secs).await? {
             return Ok("duplicate");
         }
         let mut p: UserPresence = match self.store.get_doc(&user_key(user)).await? {

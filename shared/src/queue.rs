@@ -51,10 +51,7 @@ impl Queue for SqsQueue {
             .set_message_deduplication_id(msg.dedup_id.clone())
             .send()
             .await
-            .map_err(|e| QueueError {
-                queue: queue_url.to_owned(),
-                reason: DisplayErrorContext(e).to_string(),
-            })?;
+            .map_err(|e| QueueError { queue: queue_url.to_owned(), reason: DisplayErrorContext(e).to_string() })?;
         Ok(())
     }
 }

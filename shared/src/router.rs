@@ -134,11 +134,7 @@ impl Router {
     ) -> Result<(Ack, Outcome), RouterError> {
         let reject = |why: String| Ok((Ack::fail(why.clone()), Outcome::Rejected(why)));
         if body.len() > self.max_body_bytes {
-            return reject(format!(
-                "body of {} bytes exceeds the {} byte limit",
-                body.len(),
-                self.max_body_bytes
-            ));
+            return reject(format!("body of {} bytes exceeds the {} byte limit", body.len(), self.max_body_bytes));
         }
         match query.sdk_app_id.as_deref().map(str::parse::<u64>) {
             Some(Ok(id)) if id == self.sdk_app_id => {}
@@ -170,28 +166,20 @@ impl Router {
                     return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
                 }
                 if let Some(stop) = stop_request(&m.msg_body) {
-                    let key = stop_key(
-                        &format!("c2c#{}#{}", m.to_account, m.from_account),
-                        stop.msg_key.as_deref(),
-                    );
+                    let key = stop_key(&format!("c2c#{}#{}", m.to_account, m.from_account), stop.msg_key.as_deref());
                     self.set_stop(&key).await?;
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
                 let job = Job::new(request_id, m.to_account.clone(), JobMsg::C2c(m));
-                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url)
-                    .await
+                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url).await
             }
             WebhookEvent::BotGroupMessage(m) => {
                 if m.from_account.starts_with(ROBOT_PREFIX) {
                     return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
                 }
                 let robots: Vec<String> = {
-                    let mut r: Vec<String> = m
-                        .at_robots_account
-                        .iter()
-                        .filter(|a| a.starts_with(ROBOT_PREFIX))
-                        .cloned()
-                        .collect();
+                    let mut r: Vec<String> =
+                        m.at_robots_account.iter().filter(|a| a.starts_with(ROBOT_PREFIX)).cloned().collect();
                     r.dedup();
                     r
                 };
@@ -200,48 +188,74 @@ impl Router {
                 }
                 if let Some(stop) = stop_request(&m.msg_body) {
                     for bot in &robots {
-                        let key = stop_key(
-                            &format!("grp#{}#{bot}", m.group_id),
-                            stop.msg_key.as_deref(),
-                        );
+                        let key = stop_key(&format!("grp#{}#{bot}", m.group_id), stop.msg_key.as_deref());
                         self.set_stop(&key).await?;
                     }
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
                 let dedup = format!("dedup#grp#{}#{}", m.group_id, m.msg_seq);
-                let jobs = robots
-                    .into_iter()
-                    .map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone())))
-                    .collect();
+                let jobs = robots.into_iter().map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone()))).collect();
                 self.enqueue(&dedup, jobs, &self.group_queue_url).await
             }
-            WebhookEvent::Unknown { command, .. } => Ok((
-                Ack::ok(),
-                Outcome::Ignored(format!("unknown command {command}")),
-            )),
-            other => Ok((
-                Ack::ok(),
-                Outcome::Ignored(format!("no handler deployed for {}", command_name(&other))),
-            )),
+            WebhookEvent::Unknown { command, .. } => {
+                Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
+            }
+            WebhookEvent::GroupBeforeSendMsg(_) | WebhookEvent::C2cBeforeSendMsg(_) => Ok(self.judge(name, body).await),
+            other => {
+                let name = command_name(&other);
+                match self.routes.event_queues.get(name) {
+                    Some(queue) => {
+                        // A standard queue: the function deduplicates what it counts.
+                        let doc = serde_json::json!({
+                            "command": name,
+                            "request_id": request_id,
+                            "body": serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default(),
+                        });
+                        let msg = QueueMessage { body: doc.to_string(), group_id: None, dedup_id: None };
+                        self.queue.send(queue, &msg).await?;
+                        Ok((Ack::ok(), Outcome::Queued { jobs: 1 }))
+                    }
+                    None => Ok((Ack::ok(), Outcome::Ignored(format!("no handler deployed for {name}")))),
+                }
+            }
+        }
+    }
+
+    /// Asks the before-send function for its verdict within the deadline; on failure or delay
+    /// the configured fallback verdict answers.
+    async fn judge(&self, name: &str, body: &[u8]) -> (Ack, Outcome) {
+        let (Some(function), Some(invoker)) = (self.routes.sync_functions.get(name), &self.routes.invoker) else {
+            return (Ack::ok(), Outcome::Ignored(format!("no handler deployed for {name}")));
+        };
+        let fallback = |why: &str| {
+            tracing::warn!(function = %function, reason = why, "before-send function gave no verdict; fallback verdict");
+            let ack = self.routes.sync_fallback.clone().unwrap_or_else(Ack::ok);
+            let code = ack.error_code;
+            (ack, Outcome::Judged { error_code: code, fallback: true })
+        };
+        match tokio::time::timeout(self.routes.sync_deadline, invoker.invoke(function, body)).await {
+            Ok(Ok(bytes)) => match serde_json::from_slice::<Ack>(&bytes) {
+                Ok(ack) if ack.action_status == "OK" => {
+                    let code = ack.error_code;
+                    (ack, Outcome::Judged { error_code: code, fallback: false })
+                }
+                Ok(ack) => fallback(&ack.error_info),
+                Err(e) => fallback(&format!("not an ack: {e}")),
+            },
+            Ok(Err(e)) => fallback(&e.to_string()),
+            Err(_) => fallback("late"),
         }
     }
 
     async fn set_stop(&self, key: &str) -> Result<(), RouterError> {
         let doc = serde_json::json!({ "at_ms": now_ms() }).to_string();
-        self.store
-            .put_doc(key, &doc, Some(self.stop_ttl_secs))
-            .await?;
+        self.store.put_doc(key, &doc, Some(self.stop_ttl_secs)).await?;
         Ok(())
     }
 
     /// Claims the dedup key, then enqueues; if enqueueing fails the claim is given back so that
     /// a redelivery is not mistaken for a duplicate.
-    async fn enqueue(
-        &self,
-        dedup: &str,
-        jobs: Vec<Job>,
-        queue_url: &str,
-    ) -> Result<(Ack, Outcome), RouterError> {
+    async fn enqueue(&self, dedup: &str, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
         if !self.store.claim(dedup, self.dedup_ttl_secs).await? {
             return Ok((Ack::ok(), Outcome::Duplicate));
         }
@@ -282,10 +296,7 @@ pub async fn http_handler(
     req: lambda_http::Request,
 ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
     use lambda_http::RequestExt;
-    let request_id = req
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .unwrap_or_default();
+    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
     let query = req.uri().query().unwrap_or("").to_owned();
     let body: &[u8] = req.body().as_ref();
     let now = crate::store::now_secs() as i64;
@@ -293,11 +304,7 @@ pub async fn http_handler(
     let (ack, outcome) = router.handle(&query, body, now, &request_id).await?;
     crate::observe::Metrics::new("router")
         .dim("Outcome", outcome.kind())
-        .value(
-            "AckMs",
-            started.elapsed().as_secs_f64() * 1000.0,
-            "Milliseconds",
-        )
+        .value("AckMs", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds")
         .value("Webhooks", 1.0, "Count")
         .emit();
     Ok(lambda_http::Response::builder()

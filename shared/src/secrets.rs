@@ -86,48 +86,28 @@ impl AppSecrets {
     pub fn parse(id: &str, json: &str) -> Result<Self, SecretsError> {
         let s: AppSecrets = serde_json::from_str(json).map_err(|e| SecretsError::Format {
             id: id.to_owned(),
-            reason: format!(
-                "{:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
+            reason: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
         })?;
         if s.secret_key.is_empty() {
-            return Err(SecretsError::Missing {
-                id: id.to_owned(),
-                field: "SecretKey",
-            });
+            return Err(SecretsError::Missing { id: id.to_owned(), field: "SecretKey" });
         }
         Ok(s)
     }
 
     /// Reads the secret named `id` from Secrets Manager.
-    pub async fn fetch(
-        client: &aws_sdk_secretsmanager::Client,
-        id: &str,
-    ) -> Result<Self, SecretsError> {
-        let out = client
-            .get_secret_value()
-            .secret_id(id)
-            .send()
-            .await
-            .map_err(|e| SecretsError::Fetch {
-                id: id.to_owned(),
-                reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            })?;
-        let json = out
-            .secret_string()
-            .ok_or_else(|| SecretsError::Empty { id: id.to_owned() })?;
+    pub async fn fetch(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Self, SecretsError> {
+        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| SecretsError::Fetch {
+            id: id.to_owned(),
+            reason: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+        let json = out.secret_string().ok_or_else(|| SecretsError::Empty { id: id.to_owned() })?;
         Self::parse(id, json)
     }
 
     /// Reads the secret JSON from a local file, for development without Secrets Manager.
     pub fn from_file(path: &str) -> Result<Self, SecretsError> {
-        let json = std::fs::read_to_string(path).map_err(|e| SecretsError::LocalFile {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let json = std::fs::read_to_string(path)
+            .map_err(|e| SecretsError::LocalFile { path: path.to_owned(), reason: e.to_string() })?;
         Self::parse(path, &json)
     }
 

@@ -68,14 +68,8 @@ pub fn pick_winners(entrants: &[String], n: usize, seed: u64) -> Vec<String> {
 }
 
 /// The entrants of a draw, in entry order.
-pub async fn entrants(
-    store: &dyn Store,
-    group: &str,
-    id: &str,
-) -> Result<Vec<String>, crate::store::StoreError> {
-    let turns = store
-        .recent_turns(&Draw::entrants_log(group, id), 0, 100_000)
-        .await?;
+pub async fn entrants(store: &dyn Store, group: &str, id: &str) -> Result<Vec<String>, crate::store::StoreError> {
+    let turns = store.recent_turns(&Draw::entrants_log(group, id), 0, 100_000).await?;
     Ok(turns.into_iter().map(|t| t.text).collect())
 }
 
@@ -97,11 +91,7 @@ impl Stats {
                         .data
                         .as_deref()
                         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                        .and_then(|v| {
-                            v.get(&self.kind_field)
-                                .and_then(|k| k.as_str())
-                                .map(str::to_owned)
-                        });
+                        .and_then(|v| v.get(&self.kind_field).and_then(|k| k.as_str()).map(str::to_owned));
                     match kind.as_deref() {
                         Some("like") => kinds.push("likes"),
                         Some("gift") => kinds.push("gifts"),
@@ -121,19 +111,9 @@ impl Stats {
 
     async fn count(&self, m: &GroupSendMsg) -> Result<(), EventError> {
         for kind in self.kinds(m) {
-            self.store
-                .incr(&group_counter(&m.group_id, kind), 1, None)
-                .await?;
-            self.store
-                .incr(
-                    &user_counter(Some(&m.group_id), &m.from_account, kind),
-                    1,
-                    None,
-                )
-                .await?;
-            self.store
-                .incr(&user_counter(None, &m.from_account, kind), 1, None)
-                .await?;
+            self.store.incr(&group_counter(&m.group_id, kind), 1, None).await?;
+            self.store.incr(&user_counter(Some(&m.group_id), &m.from_account, kind), 1, None).await?;
+            self.store.incr(&user_counter(None, &m.from_account, kind), 1, None).await?;
         }
         Ok(())
     }
@@ -151,19 +131,8 @@ impl Stats {
         }
         let claim = format!("draw#{}#{}#entrant#{}", m.group_id, draw.id, m.from_account);
         if self.store.claim(&claim, self.ttl_secs).await? {
-            let t = Turn {
-                at_ms: now_ms(),
-                role: Role::User,
-                speaker: None,
-                text: m.from_account.clone(),
-            };
-            self.store
-                .append_turn(
-                    &Draw::entrants_log(&m.group_id, &draw.id),
-                    &t,
-                    self.ttl_secs,
-                )
-                .await?;
+            let t = Turn { at_ms: now_ms(), role: Role::User, speaker: None, text: m.from_account.clone() };
+            self.store.append_turn(&Draw::entrants_log(&m.group_id, &draw.id), &t, self.ttl_secs).await?;
         }
         Ok(())
     }
@@ -171,11 +140,7 @@ impl Stats {
 
 #[async_trait]
 impl EventHandler for Stats {
-    async fn handle(
-        &self,
-        command: &str,
-        body: &serde_json::Value,
-    ) -> Result<&'static str, EventError> {
+    async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError> {
         if command != "Group.CallbackAfterSendMsg" {
             return Err(EventError::Malformed(format!("statistics got {command}")));
         }
@@ -183,11 +148,7 @@ impl EventHandler for Stats {
         let Some(seq) = m.msg_seq else {
             return Err(EventError::Malformed("MsgSeq is missing".into()));
         };
-        if !self
-            .store
-            .claim(&format!("stats#seen#{}#{seq}", m.group_id), self.ttl_secs)
-            .await?
-        {
+        if !self.store.claim(&format!("stats#seen#{}#{seq}", m.group_id), self.ttl_secs).await? {
             return Ok("duplicate");
         }
         self.count(&m).await?;

@@ -40,21 +40,13 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        script: Vec::new(),
-        answer_timeout: Duration::from_secs(120),
-    };
+    let mut o = Options { script: Vec::new(), answer_timeout: Duration::from_secs(120) };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--say" => o
-                .script
-                .push(args.next().ok_or("--say needs a line of text")?),
+            "--say" => o.script.push(args.next().ok_or("--say needs a line of text")?),
             "--timeout" => {
-                let secs: u64 = args
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or("--timeout needs seconds")?;
+                let secs: u64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout needs seconds")?;
                 o.answer_timeout = Duration::from_secs(secs);
             }
             "-h" | "--help" => {
@@ -70,18 +62,13 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 async fn wait_listening(port: u16, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -102,13 +89,7 @@ impl Local {
         let now = shared::store::now_secs() as i64;
         let q = CallbackQuery::encode(APP_ID, command, Some((TOKEN, now)));
         let url = format!("{}/lambda-url/callback-router/webhook?{q}", self.invoke);
-        let res = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let res = self.http.post(url).json(&body).send().await.map_err(|e| e.to_string())?;
         res.text().await.map_err(|e| e.to_string())
     }
 
@@ -136,33 +117,19 @@ impl Local {
 
 /// Plays the SQS event source mapping for one queue: poll, invoke the function through
 /// cargo-lambda's Invoke API, settle the batch.
-async fn poll_forever(
-    local: Arc<Local>,
-    sqs: aws_sdk_sqs::Client,
-    queue: String,
-    function: &'static str,
-) {
+async fn poll_forever(local: Arc<Local>, sqs: aws_sdk_sqs::Client, queue: String, function: &'static str) {
     loop {
         let handler = |ev: SqsEvent| {
-            let url = format!(
-                "{}/2015-03-31/functions/{function}/invocations",
-                local.invoke
-            );
+            let url = format!("{}/2015-03-31/functions/{function}/invocations", local.invoke);
             let http = local.http.clone();
             async move {
-                let res = http
-                    .post(url)
-                    .json(&ev)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let res = http.post(url).json(&ev).send().await.map_err(|e| e.to_string())?;
                 let status = res.status();
                 let text = res.text().await.map_err(|e| e.to_string())?;
                 if !status.is_success() {
                     return Err(format!("{function} answered {status}: {text}"));
                 }
-                serde_json::from_str::<SqsBatchResponse>(&text)
-                    .map_err(|e| format!("{function}: {e}: {text}"))
+                serde_json::from_str::<SqsBatchResponse>(&text).map_err(|e| format!("{function}: {e}: {text}"))
             }
         };
         if let Err(e) = devtools::esm::poll_once(&sqs, &queue, 1, 1, handler).await {
@@ -173,22 +140,13 @@ async fn poll_forever(
 }
 
 /// Prints what the bot sends, live, and reports when an answer is complete.
-async fn print_answers(
-    mut rx: tokio::sync::broadcast::Receiver<Seen>,
-    done: tokio::sync::mpsc::UnboundedSender<()>,
-) {
+async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tokio::sync::mpsc::UnboundedSender<()>) {
     let mut open_streams = std::collections::HashSet::<String>::new();
     let mut group_shown = std::collections::HashMap::<u64, usize>::new();
     let mut out = std::io::stdout();
     loop {
         match rx.recv().await {
-            Ok(Seen::StreamChunk {
-                msg_key,
-                from,
-                to,
-                chunk,
-                finish,
-            }) => {
+            Ok(Seen::StreamChunk { msg_key, from, to, chunk, finish }) => {
                 if open_streams.insert(msg_key.clone()) {
                     let _ = write!(out, "\x1b[1;36m{from} → {to}:\x1b[0m ");
                 }
@@ -204,12 +162,7 @@ async fn print_answers(
                 let _ = writeln!(out, "\x1b[1;36m{from} → {to}:\x1b[0m {text}");
                 let _ = done.send(());
             }
-            Ok(Seen::GroupMessage {
-                group_id,
-                msg_seq,
-                text,
-                ..
-            }) => {
+            Ok(Seen::GroupMessage { group_id, msg_seq, text, .. }) => {
                 let shown = group_shown.entry(msg_seq).or_insert_with(|| {
                     let _ = write!(out, "\x1b[1;35m{BOT} in {group_id}:\x1b[0m ");
                     0
@@ -280,12 +233,8 @@ async fn start_functions(port: u16, env: &[(String, String)]) -> Result<Child, S
         cmd.arg("--env-var").arg(format!("{k}={v}"));
     }
     let log = std::fs::File::create(".local/cargo-lambda-watch.log").map_err(|e| e.to_string())?;
-    cmd.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cargo lambda watch: {e} (pip install cargo-lambda)"))?;
+    cmd.stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?)).stderr(Stdio::from(log)).kill_on_drop(true);
+    let child = cmd.spawn().map_err(|e| format!("cargo lambda watch: {e} (pip install cargo-lambda)"))?;
     if !wait_listening(port, Duration::from_secs(60)).await {
         return Err("cargo lambda watch did not start; see .local/cargo-lambda-watch.log".into());
     }
@@ -298,37 +247,22 @@ async fn run() -> Result<bool, String> {
     say("starting moto server (DynamoDB, SQS, Secrets Manager)…");
     let moto = devtools::moto::moto()?;
     let aws = local_config(&moto.endpoint).await;
-    let tencent = TencentEmulator::start(APP_ID, KEY)
-        .await
-        .map_err(|e| e.to_string())?;
-    say(&format!(
-        "Tencent Chat REST emulator on {}",
-        tencent.base_url()
-    ));
-    let (llm_base, llm_key, llm_model, _llm) =
-        match (std::env::var("LLM_BASE_URL"), std::env::var("LLM_API_KEY")) {
-            (Ok(base), Ok(key)) => {
-                let model = std::env::var("LLM_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
-                say(&format!("using the real LLM at {base}, model {model}"));
-                (base, key, model, None)
-            }
-            _ => {
-                let emu =
-                    LlmEmulator::start(Some("local-llm-key".into()), Duration::from_millis(40))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                say(&format!(
-                    "LLM emulator on {} (set LLM_BASE_URL and LLM_API_KEY for a real one)",
-                    emu.base_url()
-                ));
-                (
-                    emu.base_url(),
-                    "local-llm-key".to_owned(),
-                    "emulated".to_owned(),
-                    Some(emu),
-                )
-            }
-        };
+    let tencent = TencentEmulator::start(APP_ID, KEY).await.map_err(|e| e.to_string())?;
+    say(&format!("Tencent Chat REST emulator on {}", tencent.base_url()));
+    let (llm_base, llm_key, llm_model, _llm) = match (std::env::var("LLM_BASE_URL"), std::env::var("LLM_API_KEY")) {
+        (Ok(base), Ok(key)) => {
+            let model = std::env::var("LLM_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
+            say(&format!("using the real LLM at {base}, model {model}"));
+            (base, key, model, None)
+        }
+        _ => {
+            let emu = LlmEmulator::start(Some("local-llm-key".into()), Duration::from_millis(40))
+                .await
+                .map_err(|e| e.to_string())?;
+            say(&format!("LLM emulator on {} (set LLM_BASE_URL and LLM_API_KEY for a real one)", emu.base_url()));
+            (emu.base_url(), "local-llm-key".to_owned(), "emulated".to_owned(), Some(emu))
+        }
+    };
     let secret = serde_json::json!({
         "SdkAppId": APP_ID, "SecretKey": KEY, "AdminIdentifier": "administrator",
         "WebhookToken": TOKEN, "LlmApiKey": llm_key,
@@ -336,10 +270,7 @@ async fn run() -> Result<bool, String> {
     .to_string();
     let prefix = format!("local{}", std::process::id());
     let stack = create_stack(&aws, &prefix, &secret).await?;
-    say(&format!(
-        "created table {}, FIFO queues with DLQs, secret {}",
-        stack.table, stack.secret_id
-    ));
+    say(&format!("created table {}, FIFO queues with DLQs, secret {}", stack.table, stack.secret_id));
     let port = free_port().map_err(|e| e.to_string())?;
     let env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
@@ -362,9 +293,7 @@ async fn run() -> Result<bool, String> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let _watch = start_functions(port, &env).await?;
-    say(&format!(
-        "functions under cargo lambda watch on 127.0.0.1:{port} (log: .local/cargo-lambda-watch.log)"
-    ));
+    say(&format!("functions under cargo lambda watch on 127.0.0.1:{port} (log: .local/cargo-lambda-watch.log)"));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let local = Arc::new(Local {
         http: reqwest::Client::new(),
@@ -375,18 +304,8 @@ async fn run() -> Result<bool, String> {
     });
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(print_answers(local.tencent.state.subscribe(), done_tx));
-    tokio::spawn(poll_forever(
-        local.clone(),
-        sqs.clone(),
-        local.stack.c2c_queue.clone(),
-        "bot-c2c-message",
-    ));
-    tokio::spawn(poll_forever(
-        local.clone(),
-        sqs.clone(),
-        local.stack.group_queue.clone(),
-        "bot-group-message",
-    ));
+    tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.c2c_queue.clone(), "bot-c2c-message"));
+    tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.group_queue.clone(), "bot-group-message"));
 
     if !opts.script.is_empty() {
         let mut ok = true;
@@ -398,23 +317,13 @@ async fn run() -> Result<bool, String> {
                 ok = false;
                 break;
             }
-            if !wait_answer(
-                &mut done_rx,
-                line.starts_with('@'),
-                &local.tencent,
-                opts.answer_timeout,
-            )
-            .await
-            {
+            if !wait_answer(&mut done_rx, line.starts_with('@'), &local.tencent, opts.answer_timeout).await {
                 say("no complete answer in time");
                 ok = false;
                 break;
             }
         }
-        let dlq = devtools::esm::depth(&sqs, &local.stack.c2c_dlq)
-            .await
-            .map(|(v, i)| v + i)
-            .unwrap_or(0);
+        let dlq = devtools::esm::depth(&sqs, &local.stack.c2c_dlq).await.map(|(v, i)| v + i).unwrap_or(0);
         if dlq > 0 {
             say(&format!("{dlq} message(s) ended in the dead-letter queue"));
             ok = false;

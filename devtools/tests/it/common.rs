@@ -41,11 +41,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test in this process uses.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::SeqCst)
-    )
+    format!("{prefix}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
 pub async fn aws() -> SdkConfig {
@@ -99,25 +95,14 @@ impl Env {
     /// An environment whose worker is adjusted by `tweak` before use.
     pub async fn with(tweak: impl FnOnce(&mut Worker)) -> Env {
         let aws = aws().await;
-        let stack = create_stack(&aws, &unique("t"), &secret_json())
-            .await
-            .unwrap_or_else(|e| panic!("stack: {e}"));
-        let tencent = TencentEmulator::start(APP_ID, KEY)
-            .await
-            .unwrap_or_else(|e| panic!("tencent: {e}"));
+        let stack = create_stack(&aws, &unique("t"), &secret_json()).await.unwrap_or_else(|e| panic!("stack: {e}"));
+        let tencent = TencentEmulator::start(APP_ID, KEY).await.unwrap_or_else(|e| panic!("tencent: {e}"));
         let llm = LlmEmulator::start(Some(LLM_KEY.into()), Duration::from_millis(15))
             .await
             .unwrap_or_else(|e| panic!("llm: {e}"));
         let sm = aws_sdk_secretsmanager::Client::new(&aws);
-        let secrets = Arc::new(
-            AppSecrets::fetch(&sm, &stack.secret_id)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        );
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&aws),
-            &stack.table,
-        ));
+        let secrets = Arc::new(AppSecrets::fetch(&sm, &stack.secret_id).await.unwrap_or_else(|e| panic!("{e}")));
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table));
         let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws)));
         let router = Router {
             sdk_app_id: APP_ID,
@@ -161,15 +146,7 @@ impl Env {
             llm_attempts: 2,
         };
         tweak(&mut worker);
-        Env {
-            sqs: aws_sdk_sqs::Client::new(&aws),
-            stack,
-            store,
-            tencent,
-            llm,
-            router,
-            worker,
-        }
+        Env { sqs: aws_sdk_sqs::Client::new(&aws), stack, store, tencent, llm, router, worker }
     }
 
     /// Delivers a signed webhook to the router handler.
@@ -179,11 +156,8 @@ impl Env {
     }
 
     pub async fn raw_webhook(&self, query: &str, body: &[u8]) -> Ack {
-        let (ack, _) = self
-            .router
-            .handle(query, body, now(), "req-test")
-            .await
-            .unwrap_or_else(|e| panic!("router: {e}"));
+        let (ack, _) =
+            self.router.handle(query, body, now(), "req-test").await.unwrap_or_else(|e| panic!("router: {e}"));
         ack
     }
 
@@ -211,9 +185,7 @@ impl Env {
 
     /// Messages in a queue, visible plus in flight.
     pub async fn depth(&self, queue: &str) -> u64 {
-        let (v, i) = devtools::esm::depth(&self.sqs, queue)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (v, i) = devtools::esm::depth(&self.sqs, queue).await.unwrap_or_else(|e| panic!("{e}"));
         v + i
     }
 }

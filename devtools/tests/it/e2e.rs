@@ -28,44 +28,21 @@ fn user_messages(req: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn c2c_message_gets_one_streamed_answer_that_starts_before_the_llm_ends() {
     let env = Env::new().await;
-    let ack = env
-        .webhook("Bot.OnC2CMessage", &c2c_body("alice", "What is Rust?", 1))
-        .await;
+    let ack = env.webhook("Bot.OnC2CMessage", &c2c_body("alice", "What is Rust?", 1)).await;
     assert_eq!(ack.action_status, "OK");
     assert_eq!(env.drain().await, 1);
     let s = only_stream(&env);
     let reqs = env.llm.state.requests();
     assert_eq!(reqs.len(), 1);
-    let expected = default_answer(
-        reqs[0]["messages"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    );
+    let expected = default_answer(reqs[0]["messages"].as_array().map(Vec::as_slice).unwrap_or_default());
     assert_eq!(s.text(), expected);
     assert!(s.finished);
     assert_eq!((s.from.as_str(), s.to.as_str()), (BOT, "alice"));
-    assert!(
-        s.chunks.len() >= 3,
-        "coalesced into several chunks: {:?}",
-        s.chunks
-    );
-    let calls = env
-        .tencent
-        .state
-        .calls_to("openim_robot_http_svc/send_stream_msg");
-    assert_eq!(
-        calls.iter().filter(|c| c.body["Finish"] == 1).count(),
-        1,
-        "finished exactly once"
-    );
+    assert!(s.chunks.len() >= 3, "coalesced into several chunks: {:?}", s.chunks);
+    let calls = env.tencent.state.calls_to("openim_robot_http_svc/send_stream_msg");
+    assert_eq!(calls.iter().filter(|c| c.body["Finish"] == 1).count(), 1, "finished exactly once");
     let done = env.llm.state.done_ms();
-    assert!(
-        calls[0].at_ms < done[0],
-        "first chunk at {} before the LLM finished at {}",
-        calls[0].at_ms,
-        done[0]
-    );
+    assert!(calls[0].at_ms < done[0], "first chunk at {} before the LLM finished at {}", calls[0].at_ms, done[0]);
     // The system prompt is first and byte-stable; the key went as a Bearer token (checked by the server).
     assert_eq!(reqs[0]["messages"][0]["content"], "You are a test bot.");
     assert_eq!(reqs[0]["stream"], true);
@@ -75,9 +52,7 @@ async fn c2c_message_gets_one_streamed_answer_that_starts_before_the_llm_ends() 
 async fn the_same_webhook_five_times_concurrently_is_answered_once() {
     let env = Env::new().await;
     let body = c2c_body("bob", "hello", 7);
-    let acks =
-        futures_util::future::join_all((0..5).map(|_| env.webhook("Bot.OnC2CMessage", &body)))
-            .await;
+    let acks = futures_util::future::join_all((0..5).map(|_| env.webhook("Bot.OnC2CMessage", &body))).await;
     assert!(acks.iter().all(|a| a.action_status == "OK"));
     env.drain().await;
     env.drain().await;
@@ -88,31 +63,12 @@ async fn the_same_webhook_five_times_concurrently_is_answered_once() {
 #[tokio::test]
 async fn a_redelivered_job_is_not_answered_twice() {
     let env = Env::new().await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("carol", "hi", 9))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("carol", "hi", 9)).await;
     // Capture the queued job, let it be answered, then deliver the very same job again.
-    let msgs = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.stack.c2c_queue)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let body = msgs
-        .messages()
-        .first()
-        .and_then(|m| m.body.clone())
-        .unwrap_or_default();
-    let first = env
-        .worker
-        .process(&body, 1)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let second = env
-        .worker
-        .process(&body, 2)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let msgs = env.sqs.receive_message().queue_url(&env.stack.c2c_queue).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let body = msgs.messages().first().and_then(|m| m.body.clone()).unwrap_or_default();
+    let first = env.worker.process(&body, 1).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = env.worker.process(&body, 2).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(first.kind(), "answered");
     assert_eq!(second.kind(), "duplicate");
     assert_eq!(env.tencent.state.streams().len(), 1);
@@ -121,11 +77,9 @@ async fn a_redelivered_job_is_not_answered_twice() {
 #[tokio::test]
 async fn the_conversation_is_remembered_reset_and_bounded() {
     let env = Env::new().await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "My name is Dave.", 1))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "My name is Dave.", 1)).await;
     env.drain().await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "What is my name?", 2))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "What is my name?", 2)).await;
     env.drain().await;
     let reqs = env.llm.state.requests();
     let second = user_messages(&reqs[1]);
@@ -134,24 +88,15 @@ async fn the_conversation_is_remembered_reset_and_bounded() {
     assert!(second[1].starts_with("You said: \"My name is Dave.\""));
     assert_eq!(second[2], "What is my name?");
     // Another user's conversation is separate.
-    env.webhook("Bot.OnC2CMessage", &c2c_body("erin", "Hi", 3))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("erin", "Hi", 3)).await;
     env.drain().await;
     assert_eq!(user_messages(&env.llm.state.requests()[2]), ["Hi"]);
     // /reset forgets, and is answered without the LLM.
-    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "/reset", 4))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "/reset", 4)).await;
     env.drain().await;
     assert_eq!(env.llm.state.requests().len(), 3);
-    assert!(
-        env.tencent
-            .state
-            .streams()
-            .iter()
-            .any(|s| s.text() == shared::bot::RESET_DONE && s.finished)
-    );
-    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "Who am I?", 5))
-        .await;
+    assert!(env.tencent.state.streams().iter().any(|s| s.text() == shared::bot::RESET_DONE && s.finished));
+    env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "Who am I?", 5)).await;
     env.drain().await;
     assert_eq!(user_messages(&env.llm.state.requests()[3]), ["Who am I?"]);
 }
@@ -166,120 +111,69 @@ async fn turns_beyond_n_or_older_than_t_are_not_sent() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     for i in 1..=4 {
-        env.webhook("Bot.OnC2CMessage", &c2c_body("fay", &format!("m{i}"), i))
-            .await;
+        env.webhook("Bot.OnC2CMessage", &c2c_body("fay", &format!("m{i}"), i)).await;
         env.drain().await;
     }
     let reqs = env.llm.state.requests();
     let last = user_messages(&reqs[3]);
-    assert!(
-        last.len() <= 5,
-        "at most N=4 past turns plus the new message: {last:?}"
-    );
-    assert!(
-        !last.contains(&"m1".to_owned()),
-        "the oldest turns were dropped: {last:?}"
-    );
+    assert!(last.len() <= 5, "at most N=4 past turns plus the new message: {last:?}");
+    assert!(!last.contains(&"m1".to_owned()), "the oldest turns were dropped: {last:?}");
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("fay", "later", 9))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("fay", "later", 9)).await;
     env.drain().await;
-    assert_eq!(
-        user_messages(&env.llm.state.requests()[4]),
-        ["later"],
-        "turns older than T=2 s are not sent"
-    );
+    assert_eq!(user_messages(&env.llm.state.requests()[4]), ["later"], "turns older than T=2 s are not sent");
 }
 
 #[tokio::test]
 async fn a_stop_message_mid_stream_ends_that_stream_early() {
     let env = Env::new().await;
     env.llm.state.set_token_delay(Duration::from_millis(60));
-    env.webhook(
-        "Bot.OnC2CMessage",
-        &c2c_body("gus", "Tell me a long story", 1),
-    )
-    .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("gus", "Tell me a long story", 1)).await;
     let mut events = env.tencent.state.subscribe();
     let stopper = async {
         // Wait for the first chunk, then press "stop generating" for that stream.
         let key = loop {
-            if let Ok(devtools::tencent_emu::Seen::StreamChunk { msg_key, .. }) =
-                events.recv().await
-            {
+            if let Ok(devtools::tencent_emu::Seen::StreamChunk { msg_key, .. }) = events.recv().await {
                 break msg_key;
             }
         };
         let data = serde_json::json!({"chatbotPlugin": 2, "src": 22, "msgKey": key}).to_string();
         let mut stop = c2c_body("gus", "", 2);
-        stop["MsgBody"] =
-            serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": data}}]);
+        stop["MsgBody"] = serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": data}}]);
         env.webhook("Bot.OnC2CMessage", &stop).await
     };
     let (_, ack) = tokio::join!(env.drain(), stopper);
     assert_eq!(ack.action_status, "OK");
     let s = only_stream(&env);
     assert!(s.finished);
-    let full = default_answer(
-        env.llm.state.requests()[0]["messages"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    );
+    let full =
+        default_answer(env.llm.state.requests()[0]["messages"].as_array().map(Vec::as_slice).unwrap_or_default());
     assert!(s.text().len() < full.len(), "stopped early: {:?}", s.text());
     assert!(full.starts_with(&s.text()));
-    assert_eq!(
-        env.depth(&env.stack.c2c_queue).await,
-        0,
-        "the stop request itself is not queued"
-    );
+    assert_eq!(env.depth(&env.stack.c2c_queue).await, 0, "the stop request itself is not queued");
 }
 
 #[tokio::test]
 async fn a_group_mention_is_answered_in_the_group_with_an_at_of_the_asker() {
     let env = Env::new().await;
-    env.webhook(
-        "Bot.OnGroupMessage",
-        &group_body("hana", "what time is it?", 31),
-    )
-    .await;
+    env.webhook("Bot.OnGroupMessage", &group_body("hana", "what time is it?", 31)).await;
     env.drain().await;
     let msgs = env.tencent.state.group_messages();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     let m = &msgs[0];
-    assert_eq!(
-        (m.group_id.as_str(), m.from.as_deref()),
-        ("@TGS#grp1", Some(BOT))
-    );
+    assert_eq!((m.group_id.as_str(), m.from.as_deref()), ("@TGS#grp1", Some(BOT)));
     assert_eq!(m.at_accounts, ["hana"]);
     let reqs = env.llm.state.requests();
-    assert_eq!(
-        user_messages(&reqs[0]),
-        ["[hana] what time is it?"],
-        "mention stripped, sender labelled"
-    );
-    let expected = default_answer(
-        reqs[0]["messages"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default(),
-    );
-    assert_eq!(
-        m.text,
-        format!("@hana {expected}"),
-        "streamed by send-then-modify to the full answer"
-    );
+    assert_eq!(user_messages(&reqs[0]), ["[hana] what time is it?"], "mention stripped, sender labelled");
+    let expected = default_answer(reqs[0]["messages"].as_array().map(Vec::as_slice).unwrap_or_default());
+    assert_eq!(m.text, format!("@hana {expected}"), "streamed by send-then-modify to the full answer");
     // A bot's own group message is ignored.
     let mut from_bot = group_body("@RBT#002", "hi", 32);
     from_bot["From_Account"] = serde_json::json!("@RBT#002");
     env.webhook("Bot.OnGroupMessage", &from_bot).await;
     assert_eq!(env.drain().await, 0);
     // The same group message again is a duplicate.
-    env.webhook(
-        "Bot.OnGroupMessage",
-        &group_body("hana", "what time is it?", 31),
-    )
-    .await;
+    env.webhook("Bot.OnGroupMessage", &group_body("hana", "what time is it?", 31)).await;
     assert_eq!(env.drain().await, 0);
     assert_eq!(env.tencent.state.group_messages().len(), 1);
 }
@@ -287,28 +181,17 @@ async fn a_group_mention_is_answered_in_the_group_with_an_at_of_the_asker() {
 #[tokio::test]
 async fn group_answers_can_be_sent_once_without_streaming() {
     let env = Env::with(|w| w.stream.group_streaming = false).await;
-    env.webhook("Bot.OnGroupMessage", &group_body("ivy", "hello", 40))
-        .await;
+    env.webhook("Bot.OnGroupMessage", &group_body("ivy", "hello", 40)).await;
     env.drain().await;
-    assert_eq!(
-        env.tencent
-            .state
-            .calls_to("group_open_http_svc/send_group_msg")
-            .len(),
-        1
-    );
-    assert_eq!(
-        env.tencent.state.calls_to("openim/modify_group_msg").len(),
-        0
-    );
+    assert_eq!(env.tencent.state.calls_to("group_open_http_svc/send_group_msg").len(), 1);
+    assert_eq!(env.tencent.state.calls_to("openim/modify_group_msg").len(), 0);
 }
 
 #[tokio::test]
 async fn llm_500_before_the_first_token_is_retried_without_a_second_answer() {
     let env = Env::new().await;
     env.llm.state.push(Script::Status { status: 500 });
-    env.webhook("Bot.OnC2CMessage", &c2c_body("jon", "hi", 1))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("jon", "hi", 1)).await;
     env.drain().await;
     assert_eq!(env.llm.state.requests().len(), 2);
     let s = only_stream(&env);
@@ -321,14 +204,9 @@ async fn llm_down_for_every_attempt_ends_in_one_apology_and_the_dlq() {
     for _ in 0..3 {
         env.llm.state.push(Script::Status { status: 503 });
     }
-    env.webhook("Bot.OnC2CMessage", &c2c_body("kim", "hi", 1))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("kim", "hi", 1)).await;
     env.drain().await;
-    assert_eq!(
-        env.llm.state.requests().len(),
-        3,
-        "one try per delivery, three deliveries"
-    );
+    assert_eq!(env.llm.state.requests().len(), 3, "one try per delivery, three deliveries");
     let s = only_stream(&env);
     assert_eq!((s.text().as_str(), s.finished), (APOLOGY, true));
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
@@ -338,33 +216,22 @@ async fn llm_down_for_every_attempt_ends_in_one_apology_and_the_dlq() {
 async fn llm_cut_mid_stream_finishes_the_stream_with_the_apology_and_dead_letters() {
     let env = Env::new().await;
     env.llm.state.push(Script::CutAfter { after: 5 });
-    env.webhook("Bot.OnC2CMessage", &c2c_body("lee", "hi", 1))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("lee", "hi", 1)).await;
     env.drain().await;
     let s = only_stream(&env);
     assert!(s.finished);
-    assert!(
-        s.text().starts_with("You said") && s.text().ends_with(APOLOGY),
-        "{:?}",
-        s.text()
-    );
-    assert_eq!(
-        env.llm.state.requests().len(),
-        1,
-        "never restarted once text was shown"
-    );
+    assert!(s.text().starts_with("You said") && s.text().ends_with(APOLOGY), "{:?}", s.text());
+    assert_eq!(env.llm.state.requests().len(), 1, "never restarted once text was shown");
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
 }
 
 #[tokio::test]
 async fn tencent_usersig_expiry_mid_stream_is_survived() {
     let env = Env::new().await;
-    env.tencent.state.push_fault(Fault::Code {
-        path: Some("openim_robot_http_svc/send_stream_msg".into()),
-        code: 70001,
-    });
-    env.webhook("Bot.OnC2CMessage", &c2c_body("mia", "hi", 1))
-        .await;
+    env.tencent
+        .state
+        .push_fault(Fault::Code { path: Some("openim_robot_http_svc/send_stream_msg".into()), code: 70001 });
+    env.webhook("Bot.OnC2CMessage", &c2c_body("mia", "hi", 1)).await;
     env.drain().await;
     let s = only_stream(&env);
     assert!(s.finished && s.text().starts_with("You said") && !s.text().contains(APOLOGY));
@@ -374,30 +241,14 @@ async fn tencent_usersig_expiry_mid_stream_is_survived() {
 #[tokio::test]
 async fn a_worker_that_died_mid_stream_finishes_that_stream_on_redelivery() {
     let env = Env::new().await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("ned", "hi", 1))
-        .await;
-    let msgs = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.stack.c2c_queue)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let body = msgs
-        .messages()
-        .first()
-        .and_then(|m| m.body.clone())
-        .unwrap_or_default();
+    env.webhook("Bot.OnC2CMessage", &c2c_body("ned", "hi", 1)).await;
+    let msgs = env.sqs.receive_message().queue_url(&env.stack.c2c_queue).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let body = msgs.messages().first().and_then(|m| m.body.clone()).unwrap_or_default();
     // Simulate a crash: the first chunk went out, then the process vanished.
     env.llm.state.set_token_delay(Duration::from_millis(100));
-    let attempt =
-        tokio::time::timeout(Duration::from_millis(400), env.worker.process(&body, 1)).await;
+    let attempt = tokio::time::timeout(Duration::from_millis(400), env.worker.process(&body, 1)).await;
     assert!(attempt.is_err(), "the first attempt was cut off mid-stream");
-    let again = env
-        .worker
-        .process(&body, 2)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = env.worker.process(&body, 2).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.kind(), "dead_lettered");
     let s = only_stream(&env);
     assert!(s.finished && s.text().ends_with(APOLOGY), "{:?}", s.text());
@@ -410,16 +261,9 @@ async fn non_text_and_help_get_fixed_replies_without_the_llm() {
     let mut img = c2c_body("ola", "", 1);
     img["MsgBody"] = serde_json::json!([{"MsgType": "TIMImageElem", "MsgContent": {"UUID": "x"}}]);
     env.webhook("Bot.OnC2CMessage", &img).await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("ola", "/help", 2))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("ola", "/help", 2)).await;
     env.drain().await;
-    let texts: Vec<String> = env
-        .tencent
-        .state
-        .streams()
-        .iter()
-        .map(Stream::text)
-        .collect();
+    let texts: Vec<String> = env.tencent.state.streams().iter().map(Stream::text).collect();
     assert_eq!(texts, [shared::bot::TEXT_ONLY, shared::bot::HELP]);
     assert!(env.llm.state.requests().is_empty());
 }
@@ -429,25 +273,13 @@ async fn the_daily_quota_is_enforced_politely() {
     let env = Env::new().await;
     use shared::store::Store;
     env.store
-        .put_doc(
-            &shared::bot::profile::BotProfile::key(BOT),
-            r#"{"daily_quota": 1}"#,
-            None,
-        )
+        .put_doc(&shared::bot::profile::BotProfile::key(BOT), r#"{"daily_quota": 1}"#, None)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    env.webhook("Bot.OnC2CMessage", &c2c_body("pat", "one", 1))
-        .await;
-    env.webhook("Bot.OnC2CMessage", &c2c_body("pat", "two", 2))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("pat", "one", 1)).await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("pat", "two", 2)).await;
     env.drain().await;
-    let texts: Vec<String> = env
-        .tencent
-        .state
-        .streams()
-        .iter()
-        .map(Stream::text)
-        .collect();
+    let texts: Vec<String> = env.tencent.state.streams().iter().map(Stream::text).collect();
     assert_eq!(texts.len(), 2);
     assert!(texts[1].contains("today's limit of 1"), "{texts:?}");
     assert_eq!(env.llm.state.requests().len(), 1);
@@ -464,16 +296,10 @@ async fn a_fallback_model_answers_when_the_primary_fails_before_its_first_token(
         .unwrap_or_else(|e| panic!("{e}"));
     env.llm.state.push(Script::Status { status: 500 });
     env.llm.state.push(Script::Status { status: 429 });
-    env.webhook("Bot.OnC2CMessage", &c2c_body("quinn", "hi", 1))
-        .await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("quinn", "hi", 1)).await;
     env.drain().await;
-    let models: Vec<String> = env
-        .llm
-        .state
-        .requests()
-        .iter()
-        .map(|r| r["model"].as_str().unwrap_or("").to_owned())
-        .collect();
+    let models: Vec<String> =
+        env.llm.state.requests().iter().map(|r| r["model"].as_str().unwrap_or("").to_owned()).collect();
     assert_eq!(models, ["primary", "primary", "backup"]);
     assert!(only_stream(&env).text().starts_with("You said"));
 }

@@ -9,9 +9,7 @@ use shared::secrets::SecretString;
 use shared::tencent::{ChatApi, CreateRobot, RestClient, RestError, SendMsg, SendStreamMsg};
 
 async fn setup() -> (TencentEmulator, RestClient) {
-    let emu = TencentEmulator::start(APP_ID, KEY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let emu = TencentEmulator::start(APP_ID, KEY).await.unwrap_or_else(|e| panic!("{e}"));
     let client = RestClient::new(
         reqwest::Client::new(),
         rest_options(&emu.base_url()),
@@ -38,10 +36,7 @@ fn hello() -> SendMsg {
 #[tokio::test]
 async fn when_usersig_expired_should_regenerate_and_succeed() {
     let (emu, c) = setup().await;
-    emu.state.push_fault(Fault::Code {
-        path: None,
-        code: 70001,
-    });
+    emu.state.push_fault(Fault::Code { path: None, code: 70001 });
     let r = c.send_msg(&hello()).await;
     assert!(r.is_ok(), "{r:?}");
     let calls = emu.state.calls_to("openim/sendmsg");
@@ -53,42 +48,23 @@ async fn when_usersig_expired_should_regenerate_and_succeed() {
 #[tokio::test]
 async fn when_rate_limited_or_bad_gateway_should_back_off_and_succeed() {
     let (emu, c) = setup().await;
-    emu.state.push_fault(Fault::Code {
-        path: None,
-        code: 60007,
-    });
-    emu.state.push_fault(Fault::Status {
-        path: None,
-        status: 502,
-    });
+    emu.state.push_fault(Fault::Code { path: None, code: 60007 });
+    emu.state.push_fault(Fault::Status { path: None, status: 502 });
     let r = c.send_msg(&hello()).await;
     assert!(r.is_ok(), "{r:?}");
-    assert_eq!(
-        emu.state
-            .calls_to("openim/sendmsg")
-            .iter()
-            .map(|c| c.code)
-            .collect::<Vec<_>>(),
-        [60007, 502, 0]
-    );
+    assert_eq!(emu.state.calls_to("openim/sendmsg").iter().map(|c| c.code).collect::<Vec<_>>(), [60007, 502, 0]);
 }
 
 #[tokio::test]
 async fn when_a_call_times_out_should_retry_idempotent_calls_only() {
     let (emu, c) = setup().await;
-    emu.state.push_fault(Fault::Delay {
-        path: None,
-        ms: 1500,
-    });
+    emu.state.push_fault(Fault::Delay { path: None, ms: 1500 });
     let r = c.send_msg(&hello()).await;
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(emu.state.calls_to("openim/sendmsg").len(), 2);
 
     // A stream chunk that timed out may have been applied: it is not sent twice.
-    emu.state.push_fault(Fault::Delay {
-        path: None,
-        ms: 1500,
-    });
+    emu.state.push_fault(Fault::Delay { path: None, ms: 1500 });
     let chunk = SendStreamMsg {
         from_account: "@RBT#001".into(),
         to_account: "user1".into(),
@@ -97,27 +73,16 @@ async fn when_a_call_times_out_should_retry_idempotent_calls_only() {
         finish: None,
     };
     let r = c.send_stream_msg(&chunk).await;
-    assert_eq!(
-        r,
-        Err(RestError::Timeout {
-            call: "openim_robot_http_svc/send_stream_msg"
-        })
-    );
+    assert_eq!(r, Err(RestError::Timeout { call: "openim_robot_http_svc/send_stream_msg" }));
     // A stream chunk Tencent refused with a code was certainly not applied: it is retried.
-    emu.state.push_fault(Fault::Code {
-        path: None,
-        code: 60007,
-    });
+    emu.state.push_fault(Fault::Code { path: None, code: 60007 });
     assert!(c.send_stream_msg(&chunk).await.is_ok());
 }
 
 #[tokio::test]
 async fn when_error_is_permanent_should_fail_at_once_with_code() {
     let (emu, c) = setup().await;
-    emu.state.push_fault(Fault::Code {
-        path: None,
-        code: 90001,
-    });
+    emu.state.push_fault(Fault::Code { path: None, code: 90001 });
     let r = c.send_msg(&hello()).await;
     assert_eq!(r.as_ref().err().and_then(RestError::code), Some(90001));
     assert_eq!(emu.state.calls_to("openim/sendmsg").len(), 1);
@@ -129,10 +94,7 @@ async fn when_error_is_permanent_should_fail_at_once_with_code() {
 async fn when_retries_run_out_should_report_last_error() {
     let (emu, c) = setup().await;
     for _ in 0..4 {
-        emu.state.push_fault(Fault::Code {
-            path: None,
-            code: 20004,
-        });
+        emu.state.push_fault(Fault::Code { path: None, code: 20004 });
     }
     let r = c.send_msg(&hello()).await;
     assert_eq!(r.err().and_then(|e| e.code()), Some(20004));
@@ -148,29 +110,16 @@ async fn robot_calls_round_trip() {
         face_url: None,
         self_signature: None,
     };
-    c.create_robot(&robot)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        c.get_all_robots().await.map(|r| r.robot_account),
-        Ok(vec!["@RBT#helper".to_owned()])
-    );
-    let bad = CreateRobot {
-        user_id: "helper".into(),
-        ..robot
-    };
-    assert_eq!(
-        c.create_robot(&bad).await.err().and_then(|e| e.code()),
-        Some(10004)
-    );
+    c.create_robot(&robot).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.get_all_robots().await.map(|r| r.robot_account), Ok(vec!["@RBT#helper".to_owned()]));
+    let bad = CreateRobot { user_id: "helper".into(), ..robot };
+    assert_eq!(c.create_robot(&bad).await.err().and_then(|e| e.code()), Some(10004));
     assert_eq!(emu.state.robots(), vec!["@RBT#helper".to_owned()]);
 }
 
 #[tokio::test]
 async fn wrong_key_is_refused_by_the_emulator_as_by_tencent() {
-    let emu = TencentEmulator::start(APP_ID, KEY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let emu = TencentEmulator::start(APP_ID, KEY).await.unwrap_or_else(|e| panic!("{e}"));
     let c = RestClient::new(
         reqwest::Client::new(),
         rest_options(&emu.base_url()),
@@ -178,8 +127,5 @@ async fn wrong_key_is_refused_by_the_emulator_as_by_tencent() {
         "administrator".into(),
         SecretString::new("wrong"),
     );
-    assert_eq!(
-        c.send_msg(&hello()).await.err().and_then(|e| e.code()),
-        Some(70009)
-    );
+    assert_eq!(c.send_msg(&hello()).await.err().and_then(|e| e.code()), Some(70009));
 }

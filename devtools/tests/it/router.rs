@@ -6,9 +6,7 @@ use shared::webhook::CallbackQuery;
 use shared::webhook::sign::compute_sign;
 
 fn query(app: &str, command: &str, sign: Option<&str>, time: Option<i64>) -> String {
-    let mut q = format!(
-        "SdkAppid={app}&CallbackCommand={command}&contenttype=json&ClientIP=1.2.3.4&OptPlatform=iOS"
-    );
+    let mut q = format!("SdkAppid={app}&CallbackCommand={command}&contenttype=json&ClientIP=1.2.3.4&OptPlatform=iOS");
     if let Some(s) = sign {
         q.push_str(&format!("&Sign={s}"));
     }
@@ -19,71 +17,28 @@ fn query(app: &str, command: &str, sign: Option<&str>, time: Option<i64>) -> Str
 }
 
 #[tokio::test]
-async fn when_signature_is_forged_stale_future_missing_or_app_wrong_should_reject_and_queue_nothing()
- {
+async fn when_signature_is_forged_stale_future_missing_or_app_wrong_should_reject_and_queue_nothing() {
     let env = Env::new().await;
     let body = c2c_body("alice", "hi", 1).to_string();
     let t = now();
     let good = compute_sign(TOKEN, &t.to_string());
     let app = APP_ID.to_string();
     let cases = [
-        (
-            "forged",
-            query(
-                &app,
-                "Bot.OnC2CMessage",
-                Some(&compute_sign("guess", &t.to_string())),
-                Some(t),
-            ),
-        ),
-        (
-            "stale",
-            query(
-                &app,
-                "Bot.OnC2CMessage",
-                Some(&compute_sign(TOKEN, &(t - 120).to_string())),
-                Some(t - 120),
-            ),
-        ),
-        (
-            "future",
-            query(
-                &app,
-                "Bot.OnC2CMessage",
-                Some(&compute_sign(TOKEN, &(t + 120).to_string())),
-                Some(t + 120),
-            ),
-        ),
+        ("forged", query(&app, "Bot.OnC2CMessage", Some(&compute_sign("guess", &t.to_string())), Some(t))),
+        ("stale", query(&app, "Bot.OnC2CMessage", Some(&compute_sign(TOKEN, &(t - 120).to_string())), Some(t - 120))),
+        ("future", query(&app, "Bot.OnC2CMessage", Some(&compute_sign(TOKEN, &(t + 120).to_string())), Some(t + 120))),
         ("missing", query(&app, "Bot.OnC2CMessage", None, None)),
-        (
-            "replayed time",
-            query(&app, "Bot.OnC2CMessage", Some(&good), Some(t - 1)),
-        ),
-        (
-            "wrong app",
-            query("1400999999", "Bot.OnC2CMessage", Some(&good), Some(t)),
-        ),
-        (
-            "no app",
-            format!("CallbackCommand=Bot.OnC2CMessage&Sign={good}&RequestTime={t}"),
-        ),
+        ("replayed time", query(&app, "Bot.OnC2CMessage", Some(&good), Some(t - 1))),
+        ("wrong app", query("1400999999", "Bot.OnC2CMessage", Some(&good), Some(t))),
+        ("no app", format!("CallbackCommand=Bot.OnC2CMessage&Sign={good}&RequestTime={t}")),
     ];
     for (name, q) in cases {
         let ack = env.raw_webhook(&q, body.as_bytes()).await;
-        assert_eq!(
-            (ack.action_status.as_str(), ack.error_code),
-            ("FAIL", 1),
-            "{name}: {ack:?}"
-        );
+        assert_eq!((ack.action_status.as_str(), ack.error_code), ("FAIL", 1), "{name}: {ack:?}");
     }
     assert_eq!(env.depth(&env.stack.c2c_queue).await, 0);
     // The same body, signed right, is accepted and queued.
-    let ack = env
-        .raw_webhook(
-            &query(&app, "Bot.OnC2CMessage", Some(&good), Some(t)),
-            body.as_bytes(),
-        )
-        .await;
+    let ack = env.raw_webhook(&query(&app, "Bot.OnC2CMessage", Some(&good), Some(t)), body.as_bytes()).await;
     assert_eq!(ack.action_status, "OK");
     assert_eq!(env.depth(&env.stack.c2c_queue).await, 1);
 }
@@ -92,10 +47,7 @@ async fn when_signature_is_forged_stale_future_missing_or_app_wrong_should_rejec
 async fn when_body_is_malformed_should_fail_ack_without_panic() {
     let env = Env::new().await;
     let q = CallbackQuery::encode(APP_ID, "Bot.OnC2CMessage", Some((TOKEN, now())));
-    let huge = format!(
-        r#"{{"CallbackCommand":"Bot.OnC2CMessage","From_Account":"{}"}}"#,
-        "x".repeat(70_000)
-    );
+    let huge = format!(r#"{{"CallbackCommand":"Bot.OnC2CMessage","From_Account":"{}"}}"#, "x".repeat(70_000));
     let bodies: Vec<Vec<u8>> = vec![
         b"".to_vec(),
         b"{".to_vec(),
@@ -109,12 +61,7 @@ async fn when_body_is_malformed_should_fail_ack_without_panic() {
     ];
     for body in bodies {
         let ack = env.raw_webhook(&q, &body).await;
-        assert_eq!(
-            ack.action_status,
-            "FAIL",
-            "{}",
-            String::from_utf8_lossy(&body[..body.len().min(80)])
-        );
+        assert_eq!(ack.action_status, "FAIL", "{}", String::from_utf8_lossy(&body[..body.len().min(80)]));
         assert!(!ack.error_info.is_empty());
     }
     assert_eq!(env.depth(&env.stack.c2c_queue).await, 0);
@@ -123,16 +70,10 @@ async fn when_body_is_malformed_should_fail_ack_without_panic() {
 #[tokio::test]
 async fn unknown_commands_and_bot_senders_are_acked_and_ignored() {
     let env = Env::new().await;
-    let ack = env
-        .webhook(
-            "Sns.CallbackFriendAdd",
-            &serde_json::json!({"CallbackCommand": "Sns.CallbackFriendAdd"}),
-        )
-        .await;
+    let ack =
+        env.webhook("Sns.CallbackFriendAdd", &serde_json::json!({"CallbackCommand": "Sns.CallbackFriendAdd"})).await;
     assert_eq!((ack.action_status.as_str(), ack.error_code), ("OK", 0));
-    let ack = env
-        .webhook("Bot.OnC2CMessage", &c2c_body("@RBT#other", "loop?", 3))
-        .await;
+    let ack = env.webhook("Bot.OnC2CMessage", &c2c_body("@RBT#other", "loop?", 3)).await;
     assert_eq!(ack.action_status, "OK");
     let ack = env
         .webhook(

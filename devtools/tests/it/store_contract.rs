@@ -9,19 +9,12 @@ async fn dynamo() -> Arc<dyn Store> {
     let cfg = aws().await;
     let client = aws_sdk_dynamodb::Client::new(&cfg);
     let table = unique("contract");
-    shared::store::dynamo::ensure_table(&client, &table)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    shared::store::dynamo::ensure_table(&client, &table).await.unwrap_or_else(|e| panic!("{e}"));
     Arc::new(DynamoStore::new(client, table))
 }
 
 fn turn(at_ms: u64, role: Role, text: &str) -> Turn {
-    Turn {
-        at_ms,
-        role,
-        speaker: None,
-        text: text.into(),
-    }
+    Turn { at_ms, role, speaker: None, text: text.into() }
 }
 
 async fn claims_are_exclusive_until_released(s: Arc<dyn Store>) {
@@ -43,10 +36,7 @@ async fn fifty_concurrent_claims_have_one_winner(s: Arc<dyn Store>) {
         .collect();
     let mut wins = 0;
     for t in tasks {
-        if t.await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"))
-        {
+        if t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")) {
             wins += 1;
         }
     }
@@ -55,17 +45,11 @@ async fn fifty_concurrent_claims_have_one_winner(s: Arc<dyn Store>) {
 
 async fn docs_round_trip_and_expire(s: Arc<dyn Store>) {
     assert_eq!(s.get_doc("d").await, Ok(None));
-    s.put_doc("d", r#"{"a":1}"#, None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_doc("d", r#"{"a":1}"#, None).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_doc("d").await, Ok(Some(r#"{"a":1}"#.into())));
-    s.put_doc("d", r#"{"a":2}"#, Some(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_doc("d", r#"{"a":2}"#, Some(60)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_doc("d").await, Ok(Some(r#"{"a":2}"#.into())));
-    s.put_doc("gone", "x", Some(0))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_doc("gone", "x", Some(0)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_doc("gone").await, Ok(None));
     s.delete_doc("d").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.get_doc("d").await, Ok(None));
@@ -74,36 +58,21 @@ async fn docs_round_trip_and_expire(s: Arc<dyn Store>) {
 async fn turns_come_back_newest_n_oldest_first(s: Arc<dyn Store>) {
     let base = now_ms() - 10_000;
     for i in 0..30u64 {
-        let role = if i % 2 == 0 {
-            Role::User
-        } else {
-            Role::Assistant
-        };
+        let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
         s.append_turn("conv", &turn(base + i * 10, role, &format!("t{i}")), 3600)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    s.append_turn("other", &turn(base, Role::User, "x"), 3600)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let last5 = s
-        .recent_turns("conv", 0, 5)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.append_turn("other", &turn(base, Role::User, "x"), 3600).await.unwrap_or_else(|e| panic!("{e}"));
+    let last5 = s.recent_turns("conv", 0, 5).await.unwrap_or_else(|e| panic!("{e}"));
     let texts: Vec<&str> = last5.iter().map(|t| t.text.as_str()).collect();
     assert_eq!(texts, ["t25", "t26", "t27", "t28", "t29"]);
     assert_eq!(last5[4].role, Role::Assistant);
-    let since = s
-        .recent_turns("conv", base + 275, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let since = s.recent_turns("conv", base + 275, 100).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(since.len(), 2, "turns at or after the cut-off only");
     assert_eq!(s.clear_turns("conv").await, Ok(30));
     assert_eq!(s.recent_turns("conv", 0, 100).await.map(|t| t.len()), Ok(0));
-    assert_eq!(
-        s.recent_turns("other", 0, 100).await.map(|t| t.len()),
-        Ok(1)
-    );
+    assert_eq!(s.recent_turns("other", 0, 100).await.map(|t| t.len()), Ok(1));
 }
 
 async fn counters_add_atomically(s: Arc<dyn Store>) {
@@ -115,19 +84,13 @@ async fn counters_add_atomically(s: Arc<dyn Store>) {
         })
         .collect();
     for t in tasks {
-        t.await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
     }
     assert_eq!(s.counter("c").await, Ok(40));
     assert_eq!(s.incr("c", -1, None).await, Ok(39));
     assert_eq!(s.incr("expired", 5, Some(0)).await, Ok(5));
     assert_eq!(s.counter("expired").await, Ok(0));
-    assert_eq!(
-        s.incr("expired", 1, Some(60)).await,
-        Ok(1),
-        "an expired counter starts again"
-    );
+    assert_eq!(s.incr("expired", 1, Some(60)).await, Ok(1), "an expired counter starts again");
 }
 
 macro_rules! contract {

@@ -34,27 +34,14 @@ fn our_usersig_and_tencents_verify_each_other() {
     let out = Command::new("node")
         .arg(script)
         .arg(&module)
-        .args([
-            appid.to_string(),
-            key.into(),
-            id.into(),
-            expire.to_string(),
-            time.to_string(),
-            ours.clone(),
-        ])
+        .args([appid.to_string(), key.into(), id.into(), expire.to_string(), time.to_string(), ours.clone()])
         .output()
         .unwrap_or_else(|e| panic!("node: {e}"));
-    assert!(
-        out.status.success(),
-        "node failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
     // Theirs verifies with our verifier and decodes to the same document as ours.
     let theirs = v["theirs"].as_str().unwrap_or_default();
-    let their_doc = usersig::verify(appid, key.as_bytes(), id, theirs, time + 10)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let their_doc = usersig::verify(appid, key.as_bytes(), id, theirs, time + 10).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Ok(their_doc), usersig::decode(&ours));
     // Ours inflates with Node's zlib and its HMAC matches one computed by Node's crypto.
     assert_eq!(v["hmacMatches"], true);

@@ -9,10 +9,8 @@ async fn main() -> Result<(), Error> {
     shared::observe::init_tracing();
     let moderator = Boot::load().await?.moderator()?;
     let moderator = &moderator;
-    lambda_runtime::run(service_fn(
-        move |ev: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(moderator.handle(&ev.payload).await)
-        },
-    ))
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
+        Ok::<_, Error>(moderator.handle(&ev.payload).await)
+    }))
     .await
 }

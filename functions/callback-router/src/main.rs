@@ -9,8 +9,5 @@ async fn main() -> Result<(), Error> {
     shared::observe::init_tracing();
     let router = Boot::load().await?.router()?;
     let router = &router;
-    lambda_http::run(service_fn(move |req| {
-        shared::router::http_handler(router, req)
-    }))
-    .await
+    lambda_http::run(service_fn(move |req| shared::router::http_handler(router, req))).await
 }

@@ -25,12 +25,7 @@ pub enum JobMsg {
 
 impl Job {
     pub fn new(request_id: &str, bot: String, msg: JobMsg) -> Self {
-        Job {
-            request_id: request_id.to_owned(),
-            received_ms: crate::store::now_ms(),
-            bot,
-            msg,
-        }
+        Job { request_id: request_id.to_owned(), received_ms: crate::store::now_ms(), bot, msg }
     }
 
     /// Identifies this message for this robot: the idempotency key of its answer.

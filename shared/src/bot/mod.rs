@@ -21,7 +21,6 @@ pub const TRUNCATED_NOTICE: &str = "\n\n(The answer was too long and has been cu
 pub const HELP: &str = "I'm an AI assistant. Write to me in plain text and I'll answer.\n\
 /reset - forget our conversation so far\n/help - show this help";
 /// The reply to a message without text.
-pub const TEXT_ONLY: &str =
-    "I can only read text messages for now. Please write your question in words.";
+pub const TEXT_ONLY: &str = "I can only read text messages for now. Please write your question in words.";
 /// The reply to `/reset`.
 pub const RESET_DONE: &str = "Done: I've forgotten our conversation. What shall we talk about?";

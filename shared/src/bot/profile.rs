@@ -84,9 +84,7 @@ impl BotProfile {
     /// Fills what the profile leaves out from the defaults.
     pub fn resolve(self, d: &LlmDefaults) -> Resolved {
         Resolved {
-            system_prompt: self
-                .system_prompt
-                .unwrap_or_else(|| d.system_prompt.clone()),
+            system_prompt: self.system_prompt.unwrap_or_else(|| d.system_prompt.clone()),
             model: self.model.unwrap_or_else(|| d.model.clone()),
             fallback_models: self.fallback_models,
             base_url: self.base_url.unwrap_or_else(|| d.base_url.clone()),

@@ -108,9 +108,7 @@ impl Pumper<'_> {
         loop {
             // With truncation, room for the notice is always kept free.
             let limit = match self.cfg.overflow {
-                OverflowPolicy::Truncate => {
-                    self.cfg.max_message_bytes.saturating_sub(TRUNCATE_ROOM)
-                }
+                OverflowPolicy::Truncate => self.cfg.max_message_bytes.saturating_sub(TRUNCATE_ROOM),
                 OverflowPolicy::Continue => self.cfg.max_message_bytes,
             };
             let room = limit.saturating_sub(self.sink.message_bytes());
@@ -158,13 +156,7 @@ pub async fn pump(
         ctl,
         cfg,
         stream_id: None,
-        report: Report {
-            end: End::Completed,
-            text: String::new(),
-            usage: None,
-            first_chunk_at: None,
-            chunks: 0,
-        },
+        report: Report { end: End::Completed, text: String::new(), usage: None, first_chunk_at: None, chunks: 0 },
     };
     // The first text goes out at once: time to first chunk is what the user feels.
     if let Flow::Done(end) = p.send(first, false).await? {
@@ -276,29 +268,18 @@ mod tests {
     }
 
     fn deltas(parts: &[&str]) -> DeltaStream {
-        let v: Vec<Result<Delta, LlmError>> = parts
-            .iter()
-            .map(|p| Ok(Delta::Text(p.to_string())))
-            .collect();
+        let v: Vec<Result<Delta, LlmError>> = parts.iter().map(|p| Ok(Delta::Text(p.to_string()))).collect();
         Box::pin(futures_util::stream::iter(v))
     }
 
     fn cfg(max_msg: usize, overflow: OverflowPolicy) -> PumpSettings {
-        PumpSettings {
-            interval: Duration::from_millis(50),
-            max_chunk_bytes: 8,
-            max_message_bytes: max_msg,
-            overflow,
-        }
+        PumpSettings { interval: Duration::from_millis(50), max_chunk_bytes: 8, max_message_bytes: max_msg, overflow }
     }
 
     #[tokio::test]
     async fn chunks_join_to_the_answer_and_finish_once() {
         let mut sink = RecSink::default();
-        let ctl = Ctl {
-            stop: false,
-            opened: Mutex::new(vec![]),
-        };
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
         let r = pump(
             "He".into(),
             deltas(&["llo", ", wor", "ld", "!"]),
@@ -320,61 +301,29 @@ mod tests {
     async fn overflow_truncates_or_continues() {
         let long: Vec<String> = (0..20).map(|i| format!("{i:02}-abcdefg ")).collect();
         let parts: Vec<&str> = long.iter().map(String::as_str).collect();
-        let ctl = Ctl {
-            stop: false,
-            opened: Mutex::new(vec![]),
-        };
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
         let mut sink = RecSink::default();
-        let r = pump(
-            "x".into(),
-            deltas(&parts),
-            &mut sink,
-            &ctl,
-            &cfg(100, OverflowPolicy::Truncate),
-        )
-        .await;
+        let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Truncate)).await;
         assert_eq!(r.map(|r| r.end).ok(), Some(End::Truncated));
-        assert!(
-            sink.pushes
-                .last()
-                .is_some_and(|(d, f)| *f && d.ends_with(crate::bot::TRUNCATED_NOTICE))
-        );
+        assert!(sink.pushes.last().is_some_and(|(d, f)| *f && d.ends_with(crate::bot::TRUNCATED_NOTICE)));
         assert!(sink.bytes <= 100);
 
         let mut sink = RecSink::default();
-        let r = pump(
-            "x".into(),
-            deltas(&parts),
-            &mut sink,
-            &ctl,
-            &cfg(100, OverflowPolicy::Continue),
-        )
-        .await;
+        let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Continue)).await;
         assert_eq!(r.as_ref().map(|r| r.end.clone()).ok(), Some(End::Completed));
         let finishes = sink.pushes.iter().filter(|(_, f)| *f).count();
-        assert_eq!(
-            finishes, 3,
-            "201 bytes in messages of at most 100 make three messages"
-        );
+        assert_eq!(finishes, 3, "201 bytes in messages of at most 100 make three messages");
         let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(joined, format!("x{}", long.concat()));
     }
 
     #[tokio::test]
     async fn stop_flag_finishes_early() {
-        let ctl = Ctl {
-            stop: true,
-            opened: Mutex::new(vec![]),
-        };
+        let ctl = Ctl { stop: true, opened: Mutex::new(vec![]) };
         let mut sink = RecSink::default();
-        let r = pump(
-            "a".into(),
-            deltas(&["bbbbbbbbbb", "c", "d"]),
-            &mut sink,
-            &ctl,
-            &cfg(1000, OverflowPolicy::Truncate),
-        )
-        .await;
+        let r =
+            pump("a".into(), deltas(&["bbbbbbbbbb", "c", "d"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate))
+                .await;
         assert_eq!(r.map(|r| r.end).ok(), Some(End::Stopped));
         assert_eq!(sink.pushes.last().map(|p| p.1), Some(true));
         let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();

@@ -43,15 +43,7 @@ pub struct C2cStreamSink {
 impl C2cStreamSink {
     /// A sink for a new answer, or for continuing the stream `msg_key` already opened.
     pub fn new(chat: Arc<dyn ChatApi>, bot: &str, user: &str, msg_key: Option<String>) -> Self {
-        C2cStreamSink {
-            chat,
-            bot: bot.to_owned(),
-            user: user.to_owned(),
-            msg_key,
-            bytes: 0,
-            finished: false,
-            calls: 0,
-        }
+        C2cStreamSink { chat, bot: bot.to_owned(), user: user.to_owned(), msg_key, bytes: 0, finished: false, calls: 0 }
     }
 }
 
@@ -155,10 +147,7 @@ impl GroupSink {
             from_account: Some(self.bot.clone()),
             msg_body: self.body(),
             topic_id: self.topic_id.clone(),
-            group_at_info: vec![GroupAt {
-                group_at_all_flag: 0,
-                group_at_account: Some(self.asker.clone()),
-            }],
+            group_at_info: vec![GroupAt { group_at_all_flag: 0, group_at_account: Some(self.asker.clone()) }],
             cloud_custom_data: None,
         };
         self.calls += 1;

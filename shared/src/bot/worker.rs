@@ -99,10 +99,7 @@ struct JobControl<'a> {
 impl Control for JobControl<'_> {
     async fn stop_requested(&self, stream_id: Option<&str>) -> bool {
         if let Some(id) = stream_id
-            && matches!(
-                self.store.get_doc(&stop_key(&self.scope, Some(id))).await,
-                Ok(Some(_))
-            )
+            && matches!(self.store.get_doc(&stop_key(&self.scope, Some(id))).await, Ok(Some(_)))
         {
             return true;
         }
@@ -111,9 +108,7 @@ impl Control for JobControl<'_> {
             at_ms: u64,
         }
         match self.store.get_doc(&stop_key(&self.scope, None)).await {
-            Ok(Some(doc)) => {
-                serde_json::from_str::<At>(&doc).is_ok_and(|a| a.at_ms >= self.started_ms)
-            }
+            Ok(Some(doc)) => serde_json::from_str::<At>(&doc).is_ok_and(|a| a.at_ms >= self.started_ms),
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the stop flag; streaming on");
@@ -123,15 +118,8 @@ impl Control for JobControl<'_> {
     }
 
     async fn opened(&self, stream_id: &str) {
-        let doc = ReplyState {
-            state: "open".into(),
-            stream_id: Some(stream_id.to_owned()),
-        };
-        if let Err(e) = self
-            .store
-            .put_doc(&self.reply_key, &json(&doc), Some(self.ttl))
-            .await
-        {
+        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()) };
+        if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
             tracing::error!(error = %e, "could not record the open stream");
         }
     }
@@ -150,10 +138,7 @@ pub fn strip_mentions(text: &str, robots: &[String]) -> String {
     }
     let mut rest = t.trim_start();
     while rest.starts_with('@') {
-        rest = rest
-            .split_once(char::is_whitespace)
-            .map(|(_, r)| r.trim_start())
-            .unwrap_or("");
+        rest = rest.split_once(char::is_whitespace).map(|(_, r)| r.trim_start()).unwrap_or("");
     }
     rest.trim().to_owned()
 }
@@ -171,11 +156,7 @@ impl Worker {
                 failures.push(id);
                 continue;
             }
-            let receives = rec
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
+            let receives = rec.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
             let body = rec.body.unwrap_or_default();
             if let Err(e) = self.process(&body, receives).await {
                 tracing::warn!(message_id = %id, error = %e, "message will be delivered again");
@@ -206,8 +187,7 @@ impl Worker {
                 return Ok(WorkOutcome::DeadLettered(reason));
             }
         };
-        let span =
-            tracing::info_span!("job", request_id = %job.request_id, bot = %job.bot, receives);
+        let span = tracing::info_span!("job", request_id = %job.request_id, bot = %job.bot, receives);
         async {
             let result = self.process_job(&job, receives).await;
             match &result {
@@ -267,12 +247,7 @@ impl Worker {
 
     fn sink_for(&self, job: &Job, open_id: Option<String>) -> Box<dyn Sink> {
         match &job.msg {
-            JobMsg::C2c(m) => Box::new(C2cStreamSink::new(
-                self.chat.clone(),
-                &job.bot,
-                &m.from_account,
-                open_id,
-            )),
+            JobMsg::C2c(m) => Box::new(C2cStreamSink::new(self.chat.clone(), &job.bot, &m.from_account, open_id)),
             JobMsg::Group(m) => Box::new(GroupSink::new(
                 self.chat.clone(),
                 &job.bot,
@@ -288,11 +263,7 @@ impl Worker {
 
     /// Shows the apology: at the end of the open message, or as a message of its own.
     async fn apologise(&self, sink: &mut dyn Sink) {
-        let text = if sink.is_open() {
-            format!("\n\n{APOLOGY}")
-        } else {
-            APOLOGY.to_owned()
-        };
+        let text = if sink.is_open() { format!("\n\n{APOLOGY}") } else { APOLOGY.to_owned() };
         if sink.message_bytes() + text.len() > self.stream.max_message_bytes {
             sink.next_message();
         }
@@ -301,12 +272,7 @@ impl Worker {
         }
     }
 
-    async fn recover(
-        &self,
-        job: &Job,
-        reply_key: &str,
-        stream_id: Option<String>,
-    ) -> Result<WorkOutcome, Retry> {
+    async fn recover(&self, job: &Job, reply_key: &str, stream_id: Option<String>) -> Result<WorkOutcome, Retry> {
         // A C2C stream can be finished by its MsgKey; a group message is not rewritten (its text
         // so far is unknown here), so the apology follows as a message of its own.
         let open = match &job.msg {
@@ -322,15 +288,8 @@ impl Worker {
     }
 
     async fn mark_done(&self, reply_key: &str) {
-        let doc = ReplyState {
-            state: "done".into(),
-            stream_id: None,
-        };
-        if let Err(e) = self
-            .store
-            .put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs))
-            .await
-        {
+        let doc = ReplyState { state: "done".into(), stream_id: None };
+        if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
             tracing::error!(error = %e, "could not mark the answer done");
         }
     }
@@ -342,10 +301,7 @@ impl Worker {
             group_id: Some("dead-letter".into()),
             dedup_id: Some(fifo_id(&format!("{key}#{reason}"))),
         };
-        self.queue
-            .send(&self.dlq_url, &msg)
-            .await
-            .map_err(|e| Retry(e.to_string()))
+        self.queue.send(&self.dlq_url, &msg).await.map_err(|e| Retry(e.to_string()))
     }
 
     async fn profile(&self, bot: &str) -> Resolved {
@@ -363,30 +319,13 @@ impl Worker {
         stored.resolve(&self.defaults)
     }
 
-    async fn answer(
-        &self,
-        job: &Job,
-        sink: &mut dyn Sink,
-        ctl: &JobControl<'_>,
-    ) -> Result<WorkOutcome, Failure> {
+    async fn answer(&self, job: &Job, sink: &mut dyn Sink, ctl: &JobControl<'_>) -> Result<WorkOutcome, Failure> {
         let store = self.store.as_ref();
-        let fail = |retryable: bool| {
-            move |e: crate::store::StoreError| Failure {
-                reason: e.to_string(),
-                retryable,
-            }
-        };
-        let rest_fail = |e: crate::tencent::RestError| Failure {
-            retryable: e.is_retryable(),
-            reason: e.to_string(),
-        };
+        let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
+        let rest_fail = |e: crate::tencent::RestError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
         let profile = self.profile(&job.bot).await;
         let (text, conv, speaker) = match &job.msg {
-            JobMsg::C2c(m) => (
-                joined_text(&m.msg_body),
-                format!("c2c#{}#{}", job.bot, m.from_account),
-                None,
-            ),
+            JobMsg::C2c(m) => (joined_text(&m.msg_body), format!("c2c#{}#{}", job.bot, m.from_account), None),
             JobMsg::Group(m) => {
                 let topic = m.topic_id.as_deref().unwrap_or("");
                 let conv = match profile.group_scope {
@@ -395,10 +334,8 @@ impl Worker {
                         format!("grp#{}#{topic}#{}#{}", m.group_id, job.bot, m.from_account)
                     }
                 };
-                let text =
-                    joined_text(&m.msg_body).map(|t| strip_mentions(&t, &m.at_robots_account));
-                let speaker =
-                    (profile.group_scope == GroupScope::Group).then(|| m.from_account.clone());
+                let text = joined_text(&m.msg_body).map(|t| strip_mentions(&t, &m.at_robots_account));
+                let speaker = (profile.group_scope == GroupScope::Group).then(|| m.from_account.clone());
                 (text, conv, speaker)
             }
         };
@@ -420,10 +357,7 @@ impl Worker {
         if profile.daily_quota > 0 {
             let day = now_secs() / 86_400;
             let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
-            let used = store
-                .incr(&key, 1, Some(2 * 86_400))
-                .await
-                .map_err(fail(true))?;
+            let used = store.incr(&key, 1, Some(2 * 86_400)).await.map_err(fail(true))?;
             if used > profile.daily_quota as i64 {
                 let msg = format!(
                     "You've reached today's limit of {} messages with me. Please come back tomorrow.",
@@ -437,26 +371,15 @@ impl Worker {
             max_age_secs: profile.max_age_secs,
             token_budget: profile.token_budget,
         };
-        let history = window::load(store, &conv, limits, now_ms())
-            .await
-            .map_err(fail(true))?;
+        let history = window::load(store, &conv, limits, now_ms()).await.map_err(fail(true))?;
         let label = |t: &Turn| match (&t.role, &t.speaker) {
             (Role::User, Some(s)) => format!("[{s}] {}", t.text),
             _ => t.text.clone(),
         };
-        let user_turn = Turn {
-            at_ms: job.received_ms,
-            role: Role::User,
-            speaker: speaker.clone(),
-            text: text.clone(),
-        };
+        let user_turn = Turn { at_ms: job.received_ms, role: Role::User, speaker: speaker.clone(), text: text.clone() };
         let mut messages = vec![ChatMessage::new("system", profile.system_prompt.clone())];
         for t in history.iter().chain(std::iter::once(&user_turn)) {
-            let role = if t.role == Role::User {
-                "user"
-            } else {
-                "assistant"
-            };
+            let role = if t.role == Role::User { "user" } else { "assistant" };
             messages.push(ChatMessage::new(role, label(t)));
         }
         let req = ChatRequest {
@@ -464,10 +387,7 @@ impl Worker {
                 base_url: profile.base_url.clone(),
                 api_style: profile.api_style.clone(),
                 api_version: profile.api_version.clone(),
-                api_key: self
-                    .secrets
-                    .llm_key(profile.api_key_name.as_deref())
-                    .cloned(),
+                api_key: self.secrets.llm_key(profile.api_key_name.as_deref()).cloned(),
             },
             model: profile.model.clone(),
             messages,
@@ -480,48 +400,25 @@ impl Worker {
             total: self.defaults.total_timeout,
         };
         let llm_started = tokio::time::Instant::now();
-        let (first, rest, model) = start_with_fallback(
-            self.llm.as_ref(),
-            &req,
-            &profile.fallback_models,
-            self.llm_attempts,
-            timeouts,
-        )
-        .await
-        .map_err(|e| Failure {
-            retryable: e.is_retryable(),
-            reason: e.to_string(),
-        })?;
+        let (first, rest, model) =
+            start_with_fallback(self.llm.as_ref(), &req, &profile.fallback_models, self.llm_attempts, timeouts)
+                .await
+                .map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
         let first_token_ms = llm_started.elapsed().as_millis() as u64;
         let min_interval = match job.msg {
             JobMsg::C2c(_) => Duration::ZERO,
             JobMsg::Group(_) => self.stream.group_modify_interval,
         };
         let cfg = PumpSettings::from_stream(&self.stream, min_interval);
-        let report = pump(first, rest, sink, ctl, &cfg)
-            .await
-            .map_err(rest_fail)?;
+        let report = pump(first, rest, sink, ctl, &cfg).await.map_err(rest_fail)?;
         let since_webhook = |at: tokio::time::Instant| {
             let elapsed_since_first = at.elapsed().as_millis() as u64;
-            now_ms()
-                .saturating_sub(job.received_ms)
-                .saturating_sub(elapsed_since_first)
+            now_ms().saturating_sub(job.received_ms).saturating_sub(elapsed_since_first)
         };
         Metrics::new("bot")
-            .dim(
-                "Kind",
-                if matches!(job.msg, JobMsg::C2c(_)) {
-                    "c2c"
-                } else {
-                    "group"
-                },
-            )
+            .dim("Kind", if matches!(job.msg, JobMsg::C2c(_)) { "c2c" } else { "group" })
             .value("LlmFirstTokenMs", first_token_ms as f64, "Milliseconds")
-            .value(
-                "LlmTotalMs",
-                llm_started.elapsed().as_millis() as f64,
-                "Milliseconds",
-            )
+            .value("LlmTotalMs", llm_started.elapsed().as_millis() as f64, "Milliseconds")
             .value(
                 "WebhookToFirstChunkMs",
                 report.first_chunk_at.map(since_webhook).unwrap_or(0) as f64,
@@ -529,22 +426,11 @@ impl Worker {
             )
             .value("ChunksPerAnswer", f64::from(report.chunks), "Count")
             .value("RestCallsPerAnswer", f64::from(sink.calls()), "Count")
-            .value(
-                "PromptTokens",
-                report.usage.map(|u| u.prompt_tokens).unwrap_or(0) as f64,
-                "Count",
-            )
-            .value(
-                "CompletionTokens",
-                report.usage.map(|u| u.completion_tokens).unwrap_or(0) as f64,
-                "Count",
-            )
+            .value("PromptTokens", report.usage.map(|u| u.prompt_tokens).unwrap_or(0) as f64, "Count")
+            .value("CompletionTokens", report.usage.map(|u| u.completion_tokens).unwrap_or(0) as f64, "Count")
             .emit();
         tracing::info!(model = %model, chunks = report.chunks, end = ?report.end, "answer streamed");
-        store
-            .append_turn(&conv, &user_turn, self.history_ttl_secs)
-            .await
-            .map_err(fail(false))?;
+        store.append_turn(&conv, &user_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         if !report.text.is_empty() {
             let bot_turn = Turn {
                 at_ms: now_ms().max(job.received_ms + 1),
@@ -552,10 +438,7 @@ impl Worker {
                 speaker: None,
                 text: report.text,
             };
-            store
-                .append_turn(&conv, &bot_turn, self.history_ttl_secs)
-                .await
-                .map_err(fail(false))?;
+            store.append_turn(&conv, &bot_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         }
         Ok(WorkOutcome::Answered(report.end))
     }
@@ -569,14 +452,8 @@ mod tests {
     fn mentions_are_stripped() {
         let robots = vec!["@RBT#001".to_owned()];
         assert_eq!(strip_mentions("@@RBT#001 hello", &robots), "hello");
-        assert_eq!(
-            strip_mentions("@Jarvis what is 2+2?", &robots),
-            "what is 2+2?"
-        );
-        assert_eq!(
-            strip_mentions("tell me @@RBT#001 a joke", &robots),
-            "tell me  a joke"
-        );
+        assert_eq!(strip_mentions("@Jarvis what is 2+2?", &robots), "what is 2+2?");
+        assert_eq!(strip_mentions("tell me @@RBT#001 a joke", &robots), "tell me  a joke");
         assert_eq!(strip_mentions("@Jarvis", &robots), "");
     }
 }

@@ -23,10 +23,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        ChatMessage {
-            role: role.to_owned(),
-            content: content.into(),
-        }
+        ChatMessage { role: role.to_owned(), content: content.into() }
     }
 }
 
@@ -98,10 +95,7 @@ impl LlmError {
             | LlmError::FirstTokenTimeout(_)
             | LlmError::IdleTimeout(_)
             | LlmError::Network(_) => true,
-            LlmError::TotalTimeout(_)
-            | LlmError::Malformed(_)
-            | LlmError::Provider(_)
-            | LlmError::Config(_) => false,
+            LlmError::TotalTimeout(_) | LlmError::Malformed(_) | LlmError::Provider(_) | LlmError::Config(_) => false,
         }
     }
 }

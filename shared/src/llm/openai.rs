@@ -45,23 +45,13 @@ pub fn parse_event(data: &str) -> Result<Option<Vec<Delta>>, LlmError> {
     if data == "[DONE]" {
         return Ok(None);
     }
-    let chunk: Chunk =
-        serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
+    let chunk: Chunk = serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
     if let Some(err) = chunk.error {
-        let msg = err
-            .get("message")
-            .and_then(|m| m.as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| err.to_string());
+        let msg = err.get("message").and_then(|m| m.as_str()).map(str::to_owned).unwrap_or_else(|| err.to_string());
         return Err(LlmError::Provider(msg));
     }
-    let mut out: Vec<Delta> = chunk
-        .choices
-        .into_iter()
-        .filter_map(|c| c.delta?.content)
-        .filter(|t| !t.is_empty())
-        .map(Delta::Text)
-        .collect();
+    let mut out: Vec<Delta> =
+        chunk.choices.into_iter().filter_map(|c| c.delta?.content).filter(|t| !t.is_empty()).map(Delta::Text).collect();
     if let Some(u) = chunk.usage {
         out.push(Delta::Usage(u));
     }
@@ -71,10 +61,7 @@ pub fn parse_event(data: &str) -> Result<Option<Vec<Delta>>, LlmError> {
 fn request_url(ep: &Endpoint) -> String {
     let base = ep.base_url.trim_end_matches('/');
     match ep.api_style.as_str() {
-        "azure" => format!(
-            "{base}/chat/completions?api-version={}",
-            ep.api_version.as_deref().unwrap_or("2024-10-21")
-        ),
+        "azure" => format!("{base}/chat/completions?api-version={}", ep.api_version.as_deref().unwrap_or("2024-10-21")),
         _ => format!("{base}/chat/completions"),
     }
 }
@@ -118,77 +105,59 @@ impl Llm for OpenAiClient {
             let text = res.text().await.unwrap_or_default();
             let message = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
-                .and_then(|v| {
-                    v.pointer("/error/message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_owned)
-                })
+                .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(LlmError::Http {
-                status: status.as_u16(),
-                message,
-            });
+            return Err(LlmError::Http { status: status.as_u16(), message });
         }
         let events = res.bytes_stream().eventsource();
         let deadline = started + t.total;
         // State: the event stream, pending deltas, whether text has arrived, and done.
-        let state = (
-            Box::pin(events),
-            std::collections::VecDeque::<Delta>::new(),
-            false,
-            false,
-        );
-        let s = futures_util::stream::unfold(
-            state,
-            move |(mut events, mut pending, mut got_text, done)| async move {
-                loop {
-                    if let Some(d) = pending.pop_front() {
-                        if matches!(d, Delta::Text(_)) {
-                            got_text = true;
-                        }
-                        return Some((Ok(d), (events, pending, got_text, done)));
+        let state = (Box::pin(events), std::collections::VecDeque::<Delta>::new(), false, false);
+        let s = futures_util::stream::unfold(state, move |(mut events, mut pending, mut got_text, done)| async move {
+            loop {
+                if let Some(d) = pending.pop_front() {
+                    if matches!(d, Delta::Text(_)) {
+                        got_text = true;
                     }
-                    if done {
-                        return None;
-                    }
-                    let limit = if got_text { t.idle } else { t.first_token };
-                    let wait = limit.min(deadline.saturating_duration_since(Instant::now()));
-                    let next = match tokio::time::timeout(wait, events.next()).await {
-                        Err(_) => {
-                            let e = if Instant::now() >= deadline {
-                                LlmError::TotalTimeout(t.total)
-                            } else if got_text {
-                                LlmError::IdleTimeout(t.idle)
-                            } else {
-                                LlmError::FirstTokenTimeout(t.first_token)
-                            };
-                            return Some((Err(e), (events, pending, got_text, true)));
-                        }
-                        Ok(n) => n,
-                    };
-                    match next {
-                        // The provider closed the stream without `[DONE]`: the answer was cut.
-                        None => {
-                            return Some((
-                                Err(LlmError::Network("stream ended before [DONE]".into())),
-                                (events, pending, got_text, true),
-                            ));
-                        }
-                        Some(Err(e)) => {
-                            return Some((
-                                Err(LlmError::Network(e.to_string())),
-                                (events, pending, got_text, true),
-                            ));
-                        }
-                        Some(Ok(ev)) => match parse_event(&ev.data) {
-                            Ok(None) => return None,
-                            Ok(Some(ds)) => pending.extend(ds),
-                            Err(e) => return Some((Err(e), (events, pending, got_text, true))),
-                        },
-                    }
+                    return Some((Ok(d), (events, pending, got_text, done)));
                 }
-            },
-        );
+                if done {
+                    return None;
+                }
+                let limit = if got_text { t.idle } else { t.first_token };
+                let wait = limit.min(deadline.saturating_duration_since(Instant::now()));
+                let next = match tokio::time::timeout(wait, events.next()).await {
+                    Err(_) => {
+                        let e = if Instant::now() >= deadline {
+                            LlmError::TotalTimeout(t.total)
+                        } else if got_text {
+                            LlmError::IdleTimeout(t.idle)
+                        } else {
+                            LlmError::FirstTokenTimeout(t.first_token)
+                        };
+                        return Some((Err(e), (events, pending, got_text, true)));
+                    }
+                    Ok(n) => n,
+                };
+                match next {
+                    // The provider closed the stream without `[DONE]`: the answer was cut.
+                    None => {
+                        return Some((
+                            Err(LlmError::Network("stream ended before [DONE]".into())),
+                            (events, pending, got_text, true),
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        return Some((Err(LlmError::Network(e.to_string())), (events, pending, got_text, true)));
+                    }
+                    Some(Ok(ev)) => match parse_event(&ev.data) {
+                        Ok(None) => return None,
+                        Ok(Some(ds)) => pending.extend(ds),
+                        Err(e) => return Some((Err(e), (events, pending, got_text, true))),
+                    },
+                }
+            }
+        });
         Ok(Box::pin(s))
     }
 }
@@ -201,26 +170,12 @@ mod tests {
     fn parses_content_usage_done_and_errors() {
         let d = parse_event(r#"{"choices":[{"delta":{"content":"Hel"}}]}"#);
         assert_eq!(d, Ok(Some(vec![Delta::Text("Hel".into())])));
-        let u = parse_event(
-            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#,
-        );
-        assert_eq!(
-            u,
-            Ok(Some(vec![Delta::Usage(Usage {
-                prompt_tokens: 3,
-                completion_tokens: 5
-            })]))
-        );
+        let u = parse_event(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#);
+        assert_eq!(u, Ok(Some(vec![Delta::Usage(Usage { prompt_tokens: 3, completion_tokens: 5 })])));
         assert_eq!(parse_event(" [DONE] "), Ok(None));
         assert!(matches!(parse_event("{oops"), Err(LlmError::Malformed(_))));
-        assert_eq!(
-            parse_event(r#"{"error":{"message":"overloaded"}}"#),
-            Err(LlmError::Provider("overloaded".into()))
-        );
-        assert_eq!(
-            parse_event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
-            Ok(Some(vec![]))
-        );
+        assert_eq!(parse_event(r#"{"error":{"message":"overloaded"}}"#), Err(LlmError::Provider("overloaded".into())));
+        assert_eq!(parse_event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#), Ok(Some(vec![])));
     }
 
     #[test]

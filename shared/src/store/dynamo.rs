@@ -28,13 +28,8 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn err<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    op: &'static str,
-) -> impl Fn(SdkError<E, R>) -> StoreError {
-    move |e| StoreError {
-        op,
-        reason: DisplayErrorContext(e).to_string(),
-    }
+fn err<E: std::error::Error + 'static, R: std::fmt::Debug>(op: &'static str) -> impl Fn(SdkError<E, R>) -> StoreError {
+    move |e| StoreError { op, reason: DisplayErrorContext(e).to_string() }
 }
 
 fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
@@ -45,19 +40,13 @@ fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'
     item.get(name)?.as_s().ok().map(String::as_str)
 }
 
-fn is_conditional_failure<R>(
-    e: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>,
-) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_conditional_check_failed_exception())
+fn is_conditional_failure<R>(e: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>) -> bool {
+    e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore {
-            client,
-            table: table.into(),
-        }
+        DynamoStore { client, table: table.into() }
     }
 
     fn turn_pk(conv: &str) -> String {
@@ -96,13 +85,8 @@ impl Store for DynamoStore {
     }
 
     async fn put_doc(&self, key: &str, doc: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(key))
-            .item("sk", s(ONE))
-            .item("doc", s(doc));
+        let mut req =
+            self.client.put_item().table_name(&self.table).item("pk", s(key)).item("sk", s(ONE)).item("doc", s(doc));
         if let Some(t) = ttl_secs {
             req = req.item("expires_at", n(now_secs() + t));
         }
@@ -161,12 +145,7 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn recent_turns(
-        &self,
-        conv: &str,
-        since_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<Turn>, StoreError> {
+    async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError> {
         let now = now_secs();
         let mut out = Vec::new();
         let mut start = None;
@@ -235,12 +214,7 @@ impl Store for DynamoStore {
         for chunk in keys.chunks(25) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
-                .filter_map(|k| {
-                    DeleteRequest::builder()
-                        .set_key(Some(k.clone()))
-                        .build()
-                        .ok()
-                })
+                .filter_map(|k| DeleteRequest::builder().set_key(Some(k.clone())).build().ok())
                 .map(|d| WriteRequest::builder().delete_request(d).build())
                 .collect();
             // BatchWriteItem may leave some items unprocessed under load; resend those.
@@ -255,16 +229,10 @@ impl Store for DynamoStore {
                     .send()
                     .await
                     .map_err(err("clear_turns"))?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
+                pending = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
             }
             if !pending.is_empty() {
-                return Err(StoreError {
-                    op: "clear_turns",
-                    reason: "items left unprocessed after retries".into(),
-                });
+                return Err(StoreError { op: "clear_turns", reason: "items left unprocessed after retries".into() });
             }
         }
         Ok(count)
@@ -288,14 +256,8 @@ impl Store for DynamoStore {
             None => req.update_expression("ADD n :by"),
         };
         match req.send().await {
-            Ok(out) => Ok(out
-                .attributes
-                .and_then(|a| a.get("n")?.as_n().ok()?.parse().ok())
-                .unwrap_or(by)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Ok(out) => Ok(out.attributes.and_then(|a| a.get("n")?.as_n().ok()?.parse().ok()).unwrap_or(by)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
                 // The counter expired but was not yet removed: start it again.
                 self.client
                     .put_item()
@@ -336,13 +298,9 @@ impl Store for DynamoStore {
 /// in AWS the template creates it.
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
     };
-    let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError {
-        op: "ensure_table",
-        reason: e.to_string(),
-    };
+    let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError { op: "ensure_table", reason: e.to_string() };
     let attr = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
@@ -350,13 +308,7 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
             .build()
             .map_err(build)
     };
-    let key = |name: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(t)
-            .build()
-            .map_err(build)
-    };
+    let key = |name: &str, t| KeySchemaElement::builder().attribute_name(name).key_type(t).build().map_err(build);
     let res = client
         .create_table()
         .table_name(table)
@@ -369,19 +321,12 @@ pub async fn ensure_table(client: &Client, table: &str) -> Result<(), StoreError
         .await;
     match res {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) =>
-        {
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {
             return Ok(());
         }
         Err(e) => return Err(err("ensure_table")(e)),
     }
-    let ttl = TimeToLiveSpecification::builder()
-        .attribute_name("expires_at")
-        .enabled(true)
-        .build()
-        .map_err(build)?;
+    let ttl = TimeToLiveSpecification::builder().attribute_name("expires_at").enabled(true).build().map_err(build)?;
     client
         .update_time_to_live()
         .table_name(table)

@@ -44,8 +44,7 @@ impl Store for MemoryStore {
         match g.docs.get(key) {
             Some((_, exp)) if live(*exp, now) => Ok(false),
             _ => {
-                g.docs
-                    .insert(key.to_owned(), (String::new(), Some(now + ttl_secs)));
+                g.docs.insert(key.to_owned(), (String::new(), Some(now + ttl_secs)));
                 Ok(true)
             }
         }
@@ -58,20 +57,13 @@ impl Store for MemoryStore {
 
     async fn put_doc(&self, key: &str, doc: &str, ttl_secs: Option<u64>) -> Result<(), StoreError> {
         let exp = ttl_secs.map(|t| now_secs() + t);
-        self.lock()
-            .docs
-            .insert(key.to_owned(), (doc.to_owned(), exp));
+        self.lock().docs.insert(key.to_owned(), (doc.to_owned(), exp));
         Ok(())
     }
 
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = now_secs();
-        Ok(self
-            .lock()
-            .docs
-            .get(key)
-            .filter(|(_, e)| live(*e, now))
-            .map(|(d, _)| d.clone()))
+        Ok(self.lock().docs.get(key).filter(|(_, e)| live(*e, now)).map(|(d, _)| d.clone()))
     }
 
     async fn delete_doc(&self, key: &str) -> Result<(), StoreError> {
@@ -83,19 +75,11 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         g.seq += 1;
         let seq = g.seq;
-        g.turns
-            .entry(conv.to_owned())
-            .or_default()
-            .insert((turn.at_ms, seq), (turn.clone(), now_secs() + ttl_secs));
+        g.turns.entry(conv.to_owned()).or_default().insert((turn.at_ms, seq), (turn.clone(), now_secs() + ttl_secs));
         Ok(())
     }
 
-    async fn recent_turns(
-        &self,
-        conv: &str,
-        since_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<Turn>, StoreError> {
+    async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError> {
         let now = now_secs();
         let g = self.lock();
         let Some(turns) = g.turns.get(conv) else {
@@ -119,10 +103,7 @@ impl Store for MemoryStore {
     async fn incr(&self, key: &str, by: i64, ttl_secs: Option<u64>) -> Result<i64, StoreError> {
         let now = now_secs();
         let mut g = self.lock();
-        let entry = g
-            .counters
-            .entry(key.to_owned())
-            .or_insert((0, ttl_secs.map(|t| now + t)));
+        let entry = g.counters.entry(key.to_owned()).or_insert((0, ttl_secs.map(|t| now + t)));
         if !live(entry.1, now) {
             *entry = (0, ttl_secs.map(|t| now + t));
         }
@@ -132,12 +113,6 @@ impl Store for MemoryStore {
 
     async fn counter(&self, key: &str) -> Result<i64, StoreError> {
         let now = now_secs();
-        Ok(self
-            .lock()
-            .counters
-            .get(key)
-            .filter(|(_, e)| live(*e, now))
-            .map(|(v, _)| *v)
-            .unwrap_or(0))
+        Ok(self.lock().counters.get(key).filter(|(_, e)| live(*e, now)).map(|(v, _)| *v).unwrap_or(0))
     }
 }

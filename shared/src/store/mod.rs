@@ -60,12 +60,7 @@ pub trait Store: Send + Sync {
     /// Appends a turn to a conversation.
     async fn append_turn(&self, conv: &str, turn: &Turn, ttl_secs: u64) -> Result<(), StoreError>;
     /// The newest `limit` turns said at or after `since_ms`, oldest first.
-    async fn recent_turns(
-        &self,
-        conv: &str,
-        since_ms: u64,
-        limit: usize,
-    ) -> Result<Vec<Turn>, StoreError>;
+    async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError>;
     /// Forgets a conversation; returns how many turns were removed.
     async fn clear_turns(&self, conv: &str) -> Result<usize, StoreError>;
     /// Adds `by` to a counter atomically and returns the new value. A TTL, when given, is set
@@ -77,16 +72,10 @@ pub trait Store: Send + Sync {
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

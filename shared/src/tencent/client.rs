@@ -20,11 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RestError {
     #[error("{call}: Tencent error {code}: {info}")]
-    Tencent {
-        call: &'static str,
-        code: i64,
-        info: String,
-    },
+    Tencent { call: &'static str, code: i64, info: String },
     #[error("{call}: HTTP status {status}")]
     Http { call: &'static str, status: u16 },
     #[error("{call}: timed out")]
@@ -38,9 +34,8 @@ pub enum RestError {
 }
 
 /// Tencent error codes that mean "try again later" (§4.6).
-const TRANSIENT_CODES: &[i64] = &[
-    10002, 20004, 20005, 60008, 70169, 70500, 90992, 90994, 90995, 91000, 20028, 60004, 60005,
-];
+const TRANSIENT_CODES: &[i64] =
+    &[10002, 20004, 20005, 60008, 70169, 70500, 90992, 90994, 90995, 91000, 20028, 60004, 60005];
 /// Tencent error codes that mean "too fast" (§4.6).
 const RATE_LIMIT_CODES: &[i64] = &[60007, 60018, 60011, 60019, 10006, 10023, 90057];
 /// The UserSig expired: regenerate it and try again.
@@ -51,14 +46,10 @@ impl RestError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RestError::Tencent { code, .. } => {
-                TRANSIENT_CODES.contains(code)
-                    || RATE_LIMIT_CODES.contains(code)
-                    || *code == USERSIG_EXPIRED
+                TRANSIENT_CODES.contains(code) || RATE_LIMIT_CODES.contains(code) || *code == USERSIG_EXPIRED
             }
             RestError::Http { status, .. } => *status == 429 || *status >= 500,
-            RestError::Timeout { .. } | RestError::Connect { .. } | RestError::Network { .. } => {
-                true
-            }
+            RestError::Timeout { .. } | RestError::Connect { .. } | RestError::Network { .. } => true,
             RestError::Decode { .. } => false,
         }
     }
@@ -144,28 +135,12 @@ impl std::fmt::Debug for RestClient {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl RestClient {
-    pub fn new(
-        http: reqwest::Client,
-        opts: RestOptions,
-        sdk_app_id: u64,
-        admin: String,
-        key: SecretString,
-    ) -> Self {
-        RestClient {
-            http,
-            opts,
-            sdk_app_id,
-            admin,
-            key,
-            usersig: Mutex::new(None),
-        }
+    pub fn new(http: reqwest::Client, opts: RestOptions, sdk_app_id: u64, admin: String, key: SecretString) -> Self {
+        RestClient { http, opts, sdk_app_id, admin, key, usersig: Mutex::new(None) }
     }
 
     /// The cached admin UserSig, regenerated when a tenth of its life is left or when forced.
@@ -176,13 +151,7 @@ impl RestClient {
         match cache.as_ref() {
             Some((sig, renew_at)) if !force && now < *renew_at => sig.clone(),
             _ => {
-                let sig = usersig::generate(
-                    self.sdk_app_id,
-                    self.key.expose().as_bytes(),
-                    &self.admin,
-                    ttl,
-                    now,
-                );
+                let sig = usersig::generate(self.sdk_app_id, self.key.expose().as_bytes(), &self.admin, ttl, now);
                 *cache = Some((sig.clone(), now + ttl - ttl / 10));
                 sig
             }
@@ -222,21 +191,14 @@ impl RestClient {
                 tracing::warn!(call = path, attempt, error = %err, "tencent call failed");
                 return Err(err);
             }
-            let delay = if force_sig {
-                Duration::ZERO
-            } else {
-                self.backoff(attempt)
-            };
+            let delay = if force_sig { Duration::ZERO } else { self.backoff(attempt) };
             tracing::info!(call = path, attempt, error = %err, delay_ms = delay.as_millis() as u64, "retrying tencent call");
             tokio::time::sleep(delay).await;
         }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .opts
-            .backoff_base
-            .saturating_mul(1 << (attempt - 1).min(10));
+        let exp = self.opts.backoff_base.saturating_mul(1 << (attempt - 1).min(10));
         let capped = exp.min(self.opts.backoff_max);
         // Full jitter keeps a burst of retries from arriving together.
         capped.mul_f64(0.5 + fastrand::f64() / 2.0)
@@ -249,91 +211,47 @@ impl RestClient {
         force_sig: bool,
     ) -> Result<Resp, RestError> {
         let url = self.url(path, &self.usersig(force_sig));
-        let res = self
-            .http
-            .post(url)
-            .timeout(self.opts.timeout)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| classify(path, e))?;
+        let res =
+            self.http.post(url).timeout(self.opts.timeout).json(body).send().await.map_err(|e| classify(path, e))?;
         let status = res.status();
         if !status.is_success() {
-            return Err(RestError::Http {
-                call: path,
-                status: status.as_u16(),
-            });
+            return Err(RestError::Http { call: path, status: status.as_u16() });
         }
         let bytes = res.bytes().await.map_err(|e| classify(path, e))?;
         let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RestError::Decode {
-                call: path,
-                reason: e.to_string(),
-            })?;
+            serde_json::from_slice(&bytes).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })?;
         let code = value.get("ErrorCode").and_then(|c| c.as_i64()).unwrap_or(0);
-        let status_ok = value
-            .get("ActionStatus")
-            .and_then(|s| s.as_str())
-            .is_none_or(|s| s == "OK");
+        let status_ok = value.get("ActionStatus").and_then(|s| s.as_str()).is_none_or(|s| s == "OK");
         if code != 0 || !status_ok {
-            let info = value
-                .get("ErrorInfo")
-                .and_then(|s| s.as_str())
-                .unwrap_or("")
-                .to_owned();
-            return Err(RestError::Tencent {
-                call: path,
-                code,
-                info,
-            });
+            let info = value.get("ErrorInfo").and_then(|s| s.as_str()).unwrap_or("").to_owned();
+            return Err(RestError::Tencent { call: path, code, info });
         }
-        serde_json::from_value(value).map_err(|e| RestError::Decode {
-            call: path,
-            reason: e.to_string(),
-        })
+        serde_json::from_value(value).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })
     }
 
     /// `openim_robot_http_svc/create_robot`.
     pub async fn create_robot(&self, req: &CreateRobot) -> Result<(), RestError> {
-        self.call::<_, serde_json::Value>("openim_robot_http_svc/create_robot", req, Repeat::Safe)
-            .await
-            .map(drop)
+        self.call::<_, serde_json::Value>("openim_robot_http_svc/create_robot", req, Repeat::Safe).await.map(drop)
     }
 
     /// `openim_robot_http_svc/delete_robot`.
     pub async fn delete_robot(&self, req: &DeleteRobot) -> Result<(), RestError> {
-        self.call::<_, serde_json::Value>("openim_robot_http_svc/delete_robot", req, Repeat::Safe)
-            .await
-            .map(drop)
+        self.call::<_, serde_json::Value>("openim_robot_http_svc/delete_robot", req, Repeat::Safe).await.map(drop)
     }
 
     /// `openim_robot_http_svc/get_all_robots`.
     pub async fn get_all_robots(&self) -> Result<AllRobots, RestError> {
-        self.call(
-            "openim_robot_http_svc/get_all_robots",
-            &serde_json::json!({}),
-            Repeat::Safe,
-        )
-        .await
+        self.call("openim_robot_http_svc/get_all_robots", &serde_json::json!({}), Repeat::Safe).await
     }
 
     /// `openim/admin_getroammsg`: one page of C2C history.
     pub async fn admin_getroammsg(&self, req: &AdminGetRoamMsg) -> Result<RoamMsgPage, RestError> {
-        self.call("openim/admin_getroammsg", req, Repeat::Safe)
-            .await
+        self.call("openim/admin_getroammsg", req, Repeat::Safe).await
     }
 
     /// `group_open_http_svc/group_msg_get_simple`: one page of group history.
-    pub async fn group_msg_get_simple(
-        &self,
-        req: &GroupMsgGetSimple,
-    ) -> Result<GroupMsgPage, RestError> {
-        self.call(
-            "group_open_http_svc/group_msg_get_simple",
-            req,
-            Repeat::Safe,
-        )
-        .await
+    pub async fn group_msg_get_simple(&self, req: &GroupMsgGetSimple) -> Result<GroupMsgPage, RestError> {
+        self.call("group_open_http_svc/group_msg_get_simple", req, Repeat::Safe).await
     }
 }
 
@@ -343,30 +261,19 @@ impl ChatApi for RestClient {
         self.call("openim/sendmsg", req, Repeat::Safe).await
     }
     async fn send_stream_msg(&self, req: &SendStreamMsg) -> Result<SendStreamMsgReply, RestError> {
-        self.call("openim_robot_http_svc/send_stream_msg", req, Repeat::Unsafe)
-            .await
+        self.call("openim_robot_http_svc/send_stream_msg", req, Repeat::Unsafe).await
     }
     async fn send_group_msg(&self, req: &SendGroupMsg) -> Result<SendGroupMsgReply, RestError> {
-        self.call("group_open_http_svc/send_group_msg", req, Repeat::Safe)
-            .await
+        self.call("group_open_http_svc/send_group_msg", req, Repeat::Safe).await
     }
     async fn modify_c2c_msg(&self, req: &ModifyC2cMsg) -> Result<(), RestError> {
-        self.call::<_, serde_json::Value>("openim/modify_c2c_msg", req, Repeat::Safe)
-            .await
-            .map(drop)
+        self.call::<_, serde_json::Value>("openim/modify_c2c_msg", req, Repeat::Safe).await.map(drop)
     }
     async fn modify_group_msg(&self, req: &ModifyGroupMsg) -> Result<(), RestError> {
-        self.call::<_, serde_json::Value>("openim/modify_group_msg", req, Repeat::Safe)
-            .await
-            .map(drop)
+        self.call::<_, serde_json::Value>("openim/modify_group_msg", req, Repeat::Safe).await.map(drop)
     }
     async fn create_topic(&self, req: &CreateTopic) -> Result<CreateTopicReply, RestError> {
-        self.call(
-            "million_group_open_http_svc/create_topic",
-            req,
-            Repeat::Safe,
-        )
-        .await
+        self.call("million_group_open_http_svc/create_topic", req, Repeat::Safe).await
     }
 }
 
@@ -376,14 +283,8 @@ fn classify(call: &'static str, e: reqwest::Error) -> RestError {
     if e.is_timeout() {
         RestError::Timeout { call }
     } else if e.is_connect() {
-        RestError::Connect {
-            call,
-            reason: e.to_string(),
-        }
+        RestError::Connect { call, reason: e.to_string() }
     } else {
-        RestError::Network {
-            call,
-            reason: e.to_string(),
-        }
+        RestError::Network { call, reason: e.to_string() }
     }
 }

@@ -51,9 +51,8 @@ pub struct UserSigDoc {
 
 /// The base64 string of HMAC-SHA256(key, content) over the four TLS lines.
 pub fn hmac_sig(sdkappid: u64, key: &[u8], identifier: &str, time: u64, expire: u64) -> String {
-    let content = format!(
-        "TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n"
-    );
+    let content =
+        format!("TLS.identifier:{identifier}\nTLS.sdkappid:{sdkappid}\nTLS.time:{time}\nTLS.expire:{expire}\n");
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(content.as_bytes());
@@ -152,39 +151,21 @@ mod tests {
     #[test]
     fn hmac_matches_known_answer() {
         assert_eq!(
-            hmac_sig(
-                APPID,
-                KEY.as_bytes(),
-                "administrator",
-                1_700_000_000,
-                86_400
-            ),
+            hmac_sig(APPID, KEY.as_bytes(), "administrator", 1_700_000_000, 86_400),
             "yLAe+w7WUeUuqbV9h/TX78u21oTGi+i9Zp1u3PpnY60="
         );
     }
 
     #[test]
     fn generated_sig_decodes_to_reference_document() {
-        let ours = generate(
-            APPID,
-            KEY.as_bytes(),
-            "administrator",
-            86_400,
-            1_700_000_000,
-        );
+        let ours = generate(APPID, KEY.as_bytes(), "administrator", 86_400, 1_700_000_000);
         assert_eq!(decode(&ours), decode(NODE_SIG));
         assert!(!ours.contains(['+', '/', '=']));
     }
 
     #[test]
     fn when_reference_sig_is_fresh_should_verify() {
-        let doc = verify(
-            APPID,
-            KEY.as_bytes(),
-            "administrator",
-            NODE_SIG,
-            1_700_000_100,
-        );
+        let doc = verify(APPID, KEY.as_bytes(), "administrator", NODE_SIG, 1_700_000_100);
         assert_eq!(doc.map(|d| d.expire), Ok(86_400));
     }
 
@@ -192,25 +173,13 @@ mod tests {
     fn when_sig_expired_or_forged_should_reject() {
         let key = KEY.as_bytes();
         let sig = NODE_SIG;
-        assert_eq!(
-            verify(APPID, key, "administrator", sig, 1_700_086_401),
-            Err(UserSigError::Expired)
-        );
-        assert_eq!(
-            verify(APPID + 1, key, "administrator", sig, 1_700_000_000),
-            Err(UserSigError::SdkAppIdMismatch)
-        );
-        assert_eq!(
-            verify(APPID, key, "bob", sig, 1_700_000_000),
-            Err(UserSigError::IdentifierMismatch)
-        );
+        assert_eq!(verify(APPID, key, "administrator", sig, 1_700_086_401), Err(UserSigError::Expired));
+        assert_eq!(verify(APPID + 1, key, "administrator", sig, 1_700_000_000), Err(UserSigError::SdkAppIdMismatch));
+        assert_eq!(verify(APPID, key, "bob", sig, 1_700_000_000), Err(UserSigError::IdentifierMismatch));
         assert_eq!(
             verify(APPID, b"other key", "administrator", sig, 1_700_000_000),
             Err(UserSigError::SignatureMismatch)
         );
-        assert_eq!(
-            verify(APPID, key, "administrator", "not a sig!", 1_700_000_000),
-            Err(UserSigError::Malformed)
-        );
+        assert_eq!(verify(APPID, key, "administrator", "not a sig!", 1_700_000_000), Err(UserSigError::Malformed));
     }
 }

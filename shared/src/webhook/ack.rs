@@ -18,11 +18,7 @@ pub struct Ack {
     #[serde(rename = "MsgBody", default, skip_serializing_if = "Option::is_none")]
     pub msg_body: Option<Vec<MsgElement>>,
     /// Before-send only: replacement custom data.
-    #[serde(
-        rename = "CloudCustomData",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudCustomData", default, skip_serializing_if = "Option::is_none")]
     pub cloud_custom_data: Option<String>,
 }
 
@@ -54,9 +50,8 @@ impl Ack {
 
     /// The JSON body of this ack.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"ActionStatus":"FAIL","ErrorCode":1,"ErrorInfo":"internal error"}"#.to_owned()
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"ActionStatus":"FAIL","ErrorCode":1,"ErrorInfo":"internal error"}"#.to_owned())
     }
 }
 
@@ -66,15 +61,9 @@ mod tests {
 
     #[test]
     fn ok_ack_has_tencent_shape() {
-        assert_eq!(
-            Ack::ok().to_json(),
-            r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#
-        );
+        assert_eq!(Ack::ok().to_json(), r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}"#);
         let mut a = Ack::ok();
         a.msg_body = Some(vec![MsgElement::text("x")]);
-        assert!(
-            a.to_json()
-                .contains(r#""MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]"#)
-        );
+        assert!(a.to_json().contains(r#""MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"x"}}]"#));
     }
 }

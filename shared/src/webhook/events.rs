@@ -30,14 +30,8 @@ impl Command {
         ("Group.CallbackBeforeSendMsg", Command::GroupBeforeSendMsg),
         ("Group.CallbackAfterSendMsg", Command::GroupAfterSendMsg),
         ("State.StateChange", Command::StateChange),
-        (
-            "Group.CallbackAfterCreateGroup",
-            Command::GroupAfterCreateGroup,
-        ),
-        (
-            "Group.CallbackAfterNewMemberJoin",
-            Command::GroupAfterNewMemberJoin,
-        ),
+        ("Group.CallbackAfterCreateGroup", Command::GroupAfterCreateGroup),
+        ("Group.CallbackAfterNewMemberJoin", Command::GroupAfterNewMemberJoin),
     ];
 
     pub fn parse(name: &str) -> Self {
@@ -51,11 +45,7 @@ impl Command {
     pub fn name(&self) -> &str {
         match self {
             Command::Unknown(n) => n,
-            known => Self::NAMES
-                .iter()
-                .find(|(_, c)| c == known)
-                .map(|(n, _)| *n)
-                .unwrap_or("unknown"),
+            known => Self::NAMES.iter().find(|(_, c)| c == known).map(|(n, _)| *n).unwrap_or("unknown"),
         }
     }
 }
@@ -78,11 +68,7 @@ pub struct C2cMessage {
     pub msg_key: Option<String>,
     #[serde(rename = "MsgId", default)]
     pub msg_id: Option<String>,
-    #[serde(
-        rename = "OnlineOnlyFlag",
-        default,
-        deserialize_with = "opt_u64_lenient"
-    )]
+    #[serde(rename = "OnlineOnlyFlag", default, deserialize_with = "opt_u64_lenient")]
     pub online_only_flag: Option<u64>,
     #[serde(rename = "MsgBody", default)]
     pub msg_body: Vec<MsgElement>,
@@ -100,12 +86,7 @@ impl C2cMessage {
     pub fn key(&self) -> String {
         match &self.msg_key {
             Some(k) if !k.is_empty() => k.clone(),
-            _ => format!(
-                "{}_{}_{}",
-                self.msg_seq,
-                self.msg_random,
-                self.msg_time.unwrap_or(0)
-            ),
+            _ => format!("{}_{}_{}", self.msg_seq, self.msg_random, self.msg_time.unwrap_or(0)),
         }
     }
 }
@@ -128,11 +109,7 @@ pub struct BotGroupMessage {
     pub msg_seq: u64,
     #[serde(rename = "MsgTime", default, deserialize_with = "opt_u64_lenient")]
     pub msg_time: Option<u64>,
-    #[serde(
-        rename = "OnlineOnlyFlag",
-        default,
-        deserialize_with = "opt_u64_lenient"
-    )]
+    #[serde(rename = "OnlineOnlyFlag", default, deserialize_with = "opt_u64_lenient")]
     pub online_only_flag: Option<u64>,
     #[serde(rename = "MsgBody", default)]
     pub msg_body: Vec<MsgElement>,
@@ -161,11 +138,7 @@ pub struct C2cBeforeSendMsg {
     pub msg_time: Option<u64>,
     #[serde(rename = "MsgKey", default)]
     pub msg_key: Option<String>,
-    #[serde(
-        rename = "OnlineOnlyFlag",
-        default,
-        deserialize_with = "opt_u64_lenient"
-    )]
+    #[serde(rename = "OnlineOnlyFlag", default, deserialize_with = "opt_u64_lenient")]
     pub online_only_flag: Option<u64>,
     #[serde(rename = "MsgBody", default)]
     pub msg_body: Vec<MsgElement>,
@@ -196,11 +169,7 @@ pub struct GroupSendMsg {
     pub msg_seq: Option<u64>,
     #[serde(rename = "MsgTime", default, deserialize_with = "opt_u64_lenient")]
     pub msg_time: Option<u64>,
-    #[serde(
-        rename = "OnlineOnlyFlag",
-        default,
-        deserialize_with = "opt_u64_lenient"
-    )]
+    #[serde(rename = "OnlineOnlyFlag", default, deserialize_with = "opt_u64_lenient")]
     pub online_only_flag: Option<u64>,
     #[serde(rename = "MsgBody", default)]
     pub msg_body: Vec<MsgElement>,
@@ -309,10 +278,7 @@ pub enum WebhookEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("body is not valid JSON for {command}: {source}")]
-    Json {
-        command: String,
-        source: serde_json::Error,
-    },
+    Json { command: String, source: serde_json::Error },
     #[error("CallbackCommand in the body ({body}) differs from the query ({query})")]
     CommandMismatch { query: String, body: String },
 }
@@ -320,22 +286,14 @@ pub enum EventError {
 impl WebhookEvent {
     /// Parses `body` as the command named in the query string.
     pub fn parse(command: &Command, body: &[u8]) -> Result<Self, EventError> {
-        let json_err = |source| EventError::Json {
-            command: command.name().to_owned(),
-            source,
-        };
+        let json_err = |source| EventError::Json { command: command.name().to_owned(), source };
         let value: serde_json::Value = serde_json::from_slice(body).map_err(json_err)?;
         if let Some(body_cmd) = value.get("CallbackCommand").and_then(|v| v.as_str())
             && body_cmd != command.name()
         {
-            return Err(EventError::CommandMismatch {
-                query: command.name().to_owned(),
-                body: body_cmd.to_owned(),
-            });
+            return Err(EventError::CommandMismatch { query: command.name().to_owned(), body: body_cmd.to_owned() });
         }
-        fn typed<T: serde::de::DeserializeOwned>(
-            v: serde_json::Value,
-        ) -> Result<T, serde_json::Error> {
+        fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, serde_json::Error> {
             serde_json::from_value(v)
         }
         Ok(match command {
@@ -343,21 +301,12 @@ impl WebhookEvent {
             Command::BotGroupMessage => Self::BotGroupMessage(typed(value).map_err(json_err)?),
             Command::C2cBeforeSendMsg => Self::C2cBeforeSendMsg(typed(value).map_err(json_err)?),
             Command::C2cAfterSendMsg => Self::C2cAfterSendMsg(typed(value).map_err(json_err)?),
-            Command::GroupBeforeSendMsg => {
-                Self::GroupBeforeSendMsg(typed(value).map_err(json_err)?)
-            }
+            Command::GroupBeforeSendMsg => Self::GroupBeforeSendMsg(typed(value).map_err(json_err)?),
             Command::GroupAfterSendMsg => Self::GroupAfterSendMsg(typed(value).map_err(json_err)?),
             Command::StateChange => Self::StateChange(typed(value).map_err(json_err)?),
-            Command::GroupAfterCreateGroup => {
-                Self::GroupAfterCreateGroup(typed(value).map_err(json_err)?)
-            }
-            Command::GroupAfterNewMemberJoin => {
-                Self::GroupAfterNewMemberJoin(typed(value).map_err(json_err)?)
-            }
-            Command::Unknown(name) => Self::Unknown {
-                command: name.clone(),
-                body: value,
-            },
+            Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(value).map_err(json_err)?),
+            Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(value).map_err(json_err)?),
+            Command::Unknown(name) => Self::Unknown { command: name.clone(), body: value },
         })
     }
 }
@@ -373,9 +322,7 @@ mod tests {
             "MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hello"}},{"MsgType":"TIMNewElem","MsgContent":{}}],
             "EventTime":"1670574414123"}"#;
         let ev = WebhookEvent::parse(&Command::BotC2cMessage, body);
-        let Ok(WebhookEvent::BotC2cMessage(m)) = ev else {
-            panic!("parsed as {ev:?}")
-        };
+        let Ok(WebhookEvent::BotC2cMessage(m)) = ev else { panic!("parsed as {ev:?}") };
         assert_eq!((m.msg_seq, m.event_time), (48374, Some(1_670_574_414_123)));
         assert_eq!(m.msg_body.len(), 2);
         assert_eq!(m.key(), "48374_2837546_1557481126");
@@ -385,9 +332,7 @@ mod tests {
     fn group_message_reads_at_robots() {
         let body = br#"{"CallbackCommand":"Bot.OnGroupMessage","GroupId":"@TGS#2","From_Account":"jared","MsgSeq":123,
             "MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"@@RBT#001 hello"}}],"AtRobots_Account":["@RBT#001"]}"#;
-        let Ok(WebhookEvent::BotGroupMessage(m)) =
-            WebhookEvent::parse(&Command::BotGroupMessage, body)
-        else {
+        let Ok(WebhookEvent::BotGroupMessage(m)) = WebhookEvent::parse(&Command::BotGroupMessage, body) else {
             panic!("group message did not parse")
         };
         assert_eq!(m.at_robots_account, vec!["@RBT#001".to_owned()]);
@@ -404,26 +349,15 @@ mod tests {
             br#"{"CallbackCommand":"State.StateChange","Info":{"To_Account":"a","Action":"Login"}}"#,
         ];
         for body in cases {
-            assert!(
-                WebhookEvent::parse(&Command::BotC2cMessage, body).is_err(),
-                "{body:?}"
-            );
+            assert!(WebhookEvent::parse(&Command::BotC2cMessage, body).is_err(), "{body:?}");
         }
     }
 
     #[test]
     fn unknown_command_is_kept() {
         let cmd = Command::parse("Sns.CallbackFriendAdd");
-        let ev = WebhookEvent::parse(
-            &cmd,
-            br#"{"CallbackCommand":"Sns.CallbackFriendAdd","X":1}"#,
-        );
-        assert!(
-            matches!(ev, Ok(WebhookEvent::Unknown { ref command, .. }) if command == "Sns.CallbackFriendAdd")
-        );
-        assert_eq!(
-            Command::parse("Bot.OnC2CMessage").name(),
-            "Bot.OnC2CMessage"
-        );
+        let ev = WebhookEvent::parse(&cmd, br#"{"CallbackCommand":"Sns.CallbackFriendAdd","X":1}"#);
+        assert!(matches!(ev, Ok(WebhookEvent::Unknown { ref command, .. }) if command == "Sns.CallbackFriendAdd"));
+        assert_eq!(Command::parse("Bot.OnC2CMessage").name(), "Bot.OnC2CMessage");
     }
 }

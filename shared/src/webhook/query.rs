@@ -73,8 +73,7 @@ impl CallbackQuery {
             .append_pair("OptPlatform", "RESTAPI");
         if let Some((token, time)) = signed {
             let t = time.to_string();
-            s.append_pair("Sign", &super::sign::compute_sign(token, &t))
-                .append_pair("RequestTime", &t);
+            s.append_pair("Sign", &super::sign::compute_sign(token, &t)).append_pair("RequestTime", &t);
         }
         s.finish()
     }
@@ -103,13 +102,7 @@ mod tests {
         let raw = CallbackQuery::encode(7, "Bot.OnC2CMessage", Some(("tok", 1000)));
         let q = CallbackQuery::parse(&raw);
         assert_eq!(q.command.as_deref(), Some("Bot.OnC2CMessage"));
-        let ok = super::super::sign::verify_sign(
-            "tok",
-            q.sign.as_deref(),
-            q.request_time.as_deref(),
-            1000,
-            60,
-        );
+        let ok = super::super::sign::verify_sign("tok", q.sign.as_deref(), q.request_time.as_deref(), 1000, 60);
         assert_eq!(ok, Ok(()));
     }
 }

@@ -45,10 +45,7 @@ pub fn verify_sign(
         return Err(SignError::Stale(skew));
     }
     let expected = compute_sign(token, time);
-    if constant_time_eq(
-        expected.as_bytes(),
-        sign.trim().to_ascii_lowercase().as_bytes(),
-    ) {
+    if constant_time_eq(expected.as_bytes(), sign.trim().to_ascii_lowercase().as_bytes()) {
         Ok(())
     } else {
         Err(SignError::Mismatch)
@@ -76,47 +73,20 @@ mod tests {
 
     #[test]
     fn when_signature_is_fresh_and_right_should_accept() {
-        assert_eq!(
-            verify_sign(TOKEN, Some(SIGN), Some(TIME), 1_669_872_150, 60),
-            Ok(())
-        );
+        assert_eq!(verify_sign(TOKEN, Some(SIGN), Some(TIME), 1_669_872_150, 60), Ok(()));
         let upper = SIGN.to_ascii_uppercase();
-        assert_eq!(
-            verify_sign(TOKEN, Some(&upper), Some(TIME), 1_669_872_112, 60),
-            Ok(())
-        );
+        assert_eq!(verify_sign(TOKEN, Some(&upper), Some(TIME), 1_669_872_112, 60), Ok(()));
     }
 
     #[test]
     fn when_signature_is_wrong_missing_stale_or_future_should_reject() {
         let now = 1_669_872_112;
-        assert_eq!(
-            verify_sign("other", Some(SIGN), Some(TIME), now, 60),
-            Err(SignError::Mismatch)
-        );
-        assert_eq!(
-            verify_sign(TOKEN, None, Some(TIME), now, 60),
-            Err(SignError::Missing)
-        );
-        assert_eq!(
-            verify_sign(TOKEN, Some(SIGN), None, now, 60),
-            Err(SignError::Missing)
-        );
-        assert_eq!(
-            verify_sign(TOKEN, Some(SIGN), Some("soon"), now, 60),
-            Err(SignError::BadTime)
-        );
-        assert_eq!(
-            verify_sign(TOKEN, Some(SIGN), Some(TIME), now + 61, 60),
-            Err(SignError::Stale(61))
-        );
-        assert_eq!(
-            verify_sign(TOKEN, Some(SIGN), Some(TIME), now - 61, 60),
-            Err(SignError::Stale(-61))
-        );
-        assert_eq!(
-            verify_sign(TOKEN, Some(&SIGN[..10]), Some(TIME), now, 60),
-            Err(SignError::Mismatch)
-        );
+        assert_eq!(verify_sign("other", Some(SIGN), Some(TIME), now, 60), Err(SignError::Mismatch));
+        assert_eq!(verify_sign(TOKEN, None, Some(TIME), now, 60), Err(SignError::Missing));
+        assert_eq!(verify_sign(TOKEN, Some(SIGN), None, now, 60), Err(SignError::Missing));
+        assert_eq!(verify_sign(TOKEN, Some(SIGN), Some("soon"), now, 60), Err(SignError::BadTime));
+        assert_eq!(verify_sign(TOKEN, Some(SIGN), Some(TIME), now + 61, 60), Err(SignError::Stale(61)));
+        assert_eq!(verify_sign(TOKEN, Some(SIGN), Some(TIME), now - 61, 60), Err(SignError::Stale(-61)));
+        assert_eq!(verify_sign(TOKEN, Some(&SIGN[..10]), Some(TIME), now, 60), Err(SignError::Mismatch));
     }
 }

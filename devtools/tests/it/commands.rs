@@ -1,0 +1,284 @@
+//! The other webhook commands through the router: moderation (synchronous, via the real Lambda
+//! SDK against a local Invoke API), statistics and draws, presence, community set-up (SQS on
+//! moto, then their functions' handlers).
+
+use crate::common::{APP_ID, Env, TOKEN, now};
+use devtools::llm_emu::Script;
+use shared::event_worker::{EventHandler, sqs_handler};
+use shared::invoke::LambdaInvoker;
+use shared::llm::{Endpoint, OpenAiClient};
+use shared::moderation::{Moderator, Policy, Verdict};
+use shared::router::{Router, Routes};
+use shared::store::Store;
+use shared::webhook::{Ack, CallbackQuery};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A router like `env.router` whose other commands go where `routes` says.
+fn router_with(env: &Env, routes: Routes) -> Router {
+    Router {
+        sdk_app_id: APP_ID,
+        token: Some(shared::secrets::SecretString::new(TOKEN)),
+        sign_window_secs: 60,
+        max_body_bytes: 65_536,
+        store: env.store.clone(),
+        queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
+        c2c_queue_url: env.stack.c2c_queue.clone(),
+        group_queue_url: env.stack.group_queue.clone(),
+        dedup_ttl_secs: 60,
+        stop_ttl_secs: 60,
+        routes,
+    }
+}
+
+async fn send(router: &Router, command: &str, body: &serde_json::Value) -> Ack {
+    let q = CallbackQuery::encode(APP_ID, command, Some((TOKEN, now())));
+    router.handle(&q, body.to_string().as_bytes(), now(), "req-cmd").await.unwrap_or_else(|e| panic!("{e}")).0
+}
+
+fn group_msg(text: &str, from: &str, seq: u64) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackBeforeSendMsg", "GroupId": "@TGS#mod", "Type": "Public",
+        "From_Account": from, "Operator_Account": from, "Random": seq, "MsgSeq": seq, "OnlineOnlyFlag": 0,
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}], "EventTime": 1_700_000_000_000u64})
+}
+
+/// Moderation served through a local Lambda Invoke API, after `delay`.
+async fn moderation_router(env: &Env, moderator: Arc<Moderator>, delay: Duration, deadline: Duration) -> Router {
+    let handler: devtools::lambda_emu::Handler = Arc::new(move |_name, body| {
+        let m = moderator.clone();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            m.handle(&v).await.to_json().into_bytes()
+        })
+    });
+    let addr = devtools::lambda_emu::serve(handler).await.unwrap_or_else(|e| panic!("{e}"));
+    let cfg = devtools::aws::local_config(&format!("http://{addr}")).await;
+    let routes = Routes {
+        sync_functions: HashMap::from([
+            ("Group.CallbackBeforeSendMsg".to_owned(), "group-before-send-msg".to_owned()),
+            ("C2C.CallbackBeforeSendMsg".to_owned(), "c2c-before-send-msg".to_owned()),
+        ]),
+        invoker: Some(Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&cfg)))),
+        sync_deadline: deadline,
+        sync_fallback: Some(Ack::ok()),
+        event_queues: HashMap::new(),
+    };
+    router_with(env, routes)
+}
+
+fn moderator(env: &Env, llm: Option<&devtools::llm_emu::LlmEmulator>, fallback: Verdict) -> Arc<Moderator> {
+    let llm = llm.map(|l| {
+        let ep = Endpoint {
+            base_url: l.base_url(),
+            api_style: "openai".into(),
+            api_version: None,
+            api_key: Some(shared::secrets::SecretString::new(crate::common::LLM_KEY)),
+        };
+        (Arc::new(OpenAiClient::new(reqwest::Client::new())) as Arc<dyn shared::llm::Llm>, ep, "mod-model".to_owned())
+    });
+    Arc::new(Moderator::new(env.store.clone(), llm, Duration::from_millis(300), fallback, Duration::ZERO))
+}
+
+#[tokio::test]
+async fn moderation_verdicts_and_rewrites_through_the_router() {
+    let env = Env::new().await;
+    let app = r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}},{"words":["scam"],"action":{"kind":"refuse"}}]}"#;
+    let group =
+        r#"{"rules":[{"words":["spoiler"],"action":{"kind":"refuse_with","code":10150,"text":"No spoilers here"}}]}"#;
+    env.store.put_doc(&Policy::app_key(), app, None).await.unwrap_or_else(|e| panic!("{e}"));
+    env.store.put_doc(&Policy::group_key("@TGS#mod"), group, None).await.unwrap_or_else(|e| panic!("{e}"));
+    let router =
+        moderation_router(&env, moderator(&env, None, Verdict::Allow), Duration::ZERO, Duration::from_secs(1)).await;
+
+    let ack = send(&router, "Group.CallbackBeforeSendMsg", &group_msg("this is B A D", "u1", 1)).await;
+    assert_eq!(ack.error_code, 0);
+    let body = serde_json::to_value(ack.msg_body).unwrap_or_default();
+    assert_eq!(body[0]["MsgContent"]["Text"], "this is ***", "masked across the spacing");
+    let ack = send(&router, "Group.CallbackBeforeSendMsg", &group_msg("a ＳＣＡＭ", "u1", 2)).await;
+    assert_eq!((ack.action_status.as_str(), ack.error_code), ("OK", 1));
+    let ack = send(&router, "Group.CallbackBeforeSendMsg", &group_msg("big spoiler!", "u1", 3)).await;
+    assert_eq!((ack.error_code, ack.error_info.as_str()), (10150, "No spoilers here"));
+    let ack = send(&router, "Group.CallbackBeforeSendMsg", &group_msg("hello", "u1", 4)).await;
+    assert_eq!((ack.error_code, ack.msg_body.is_none()), (0, true));
+    let c2c = serde_json::json!({"CallbackCommand": "C2C.CallbackBeforeSendMsg", "From_Account": "a", "To_Account": "b",
+        "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "big spoiler, no scam"}}]});
+    let ack = send(&router, "C2C.CallbackBeforeSendMsg", &c2c).await;
+    assert_eq!(ack.error_code, 1, "group policies do not apply to C2C, the app policy does");
+}
+
+#[tokio::test]
+async fn a_late_moderation_function_gets_the_fallback_verdict() {
+    let env = Env::new().await;
+    env.store
+        .put_doc(&Policy::app_key(), r#"{"rules":[{"words":["scam"],"action":{"kind":"refuse"}}]}"#, None)
+        .await
+        .ok();
+    let slow = moderation_router(
+        &env,
+        moderator(&env, None, Verdict::Allow),
+        Duration::from_millis(800),
+        Duration::from_millis(200),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let ack = send(&slow, "Group.CallbackBeforeSendMsg", &group_msg("scam", "u1", 1)).await;
+    assert_eq!(ack.error_code, 0, "fail-open fallback");
+    assert!(started.elapsed() < Duration::from_millis(700), "answered at the deadline, not after the function");
+}
+
+#[tokio::test]
+async fn classifier_timeout_gives_the_fallback_and_its_verdict_counts_in_time() {
+    let env = Env::new().await;
+    env.store.put_doc(&Policy::app_key(), r#"{"rules":[],"classify":true}"#, None).await.ok();
+    let refuse = Verdict::Refuse { code: 1, text: String::new() };
+    let m = moderator(&env, Some(&env.llm), refuse.clone());
+    let body = vec![shared::msg::MsgElement::text("hello")];
+    env.llm.state.push(Script::StallFirst { ms: 2000 });
+    assert_eq!(m.moderate(shared::moderation::Scope::Group, None, &body).await, refuse, "late classifier: fallback");
+    env.llm.state.push(Script::Answer { text: "BLOCK".into() });
+    assert_eq!(m.moderate(shared::moderation::Scope::Group, None, &body).await, refuse);
+    env.llm.state.push(Script::Answer { text: "ALLOW".into() });
+    assert_eq!(m.moderate(shared::moderation::Scope::Group, None, &body).await, Verdict::Allow);
+}
+
+fn event_routes(env: &Env) -> Routes {
+    Routes {
+        event_queues: HashMap::from([
+            ("Group.CallbackAfterSendMsg".to_owned(), env.stack.stats.0.clone()),
+            ("State.StateChange".to_owned(), env.stack.presence.0.clone()),
+            ("Group.CallbackAfterCreateGroup".to_owned(), env.stack.group_created.0.clone()),
+            ("Group.CallbackAfterNewMemberJoin".to_owned(), env.stack.member_joined.0.clone()),
+        ]),
+        ..Routes::default()
+    }
+}
+
+/// Delivers everything in `queue` to `handler`, as the event source mapping would.
+async fn drain(env: &Env, queue: &str, handler: &dyn EventHandler) -> usize {
+    let mut n = 0;
+    loop {
+        let stats = devtools::esm::poll_once(&env.sqs, queue, 10, 0, |ev| async {
+            Ok::<_, String>(sqs_handler(handler, ev).await)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        n += stats.received;
+        if stats.received == 0 {
+            return n;
+        }
+    }
+}
+
+fn after_send(from: &str, seq: u64, body: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackAfterSendMsg", "GroupId": "@TGS#stats", "Type": "Public",
+        "From_Account": from, "Random": seq, "MsgSeq": seq, "MsgTime": 1_700_000_000, "OnlineOnlyFlag": 0, "MsgBody": body})
+}
+
+fn text_body(t: &str) -> serde_json::Value {
+    serde_json::json!([{"MsgType": "TIMTextElem", "MsgContent": {"Text": t}}])
+}
+
+#[tokio::test]
+async fn statistics_count_once_and_draws_are_reproducible() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
+    let draw =
+        shared::stats::Draw { id: "d1".into(), keyword: "lucky".into(), open: true, seed: None, winners: vec![] };
+    env.store
+        .put_doc(&shared::stats::Draw::key("@TGS#stats"), &serde_json::to_string(&draw).unwrap_or_default(), None)
+        .await
+        .ok();
+    let like = serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{\"type\":\"like\"}"}}]);
+    let msgs = [
+        after_send("ann", 1, text_body("hi all")),
+        after_send("ann", 2, text_body("I feel LUCKY")),
+        after_send("bob", 3, like.clone()),
+        after_send("bob", 4, text_body("lucky me")),
+        after_send("cat", 5, text_body("l u c k y")),
+        after_send("ann", 6, text_body("lucky again")),
+    ];
+    for m in &msgs {
+        assert_eq!(send(&router, "Group.CallbackAfterSendMsg", m).await.action_status, "OK");
+    }
+    // The same batch delivered twice.
+    for m in &msgs[..3] {
+        send(&router, "Group.CallbackAfterSendMsg", m).await;
+    }
+    assert_eq!(drain(&env, &env.stack.stats.0, &stats).await, 9);
+    let count = |k: String| {
+        let store = env.store.clone();
+        async move { store.counter(&k).await.unwrap_or(-1) }
+    };
+    assert_eq!(count(shared::stats::group_counter("@TGS#stats", "messages")).await, 5);
+    assert_eq!(count(shared::stats::group_counter("@TGS#stats", "likes")).await, 1);
+    assert_eq!(count(shared::stats::user_counter(Some("@TGS#stats"), "ann", "messages")).await, 3);
+    assert_eq!(count(shared::stats::user_counter(None, "bob", "likes")).await, 1);
+    let entrants = shared::stats::entrants(env.store.as_ref(), "@TGS#stats", "d1").await.unwrap_or_default();
+    assert_eq!(entrants, ["ann", "bob", "cat"], "each entered once, in order");
+    let w = shared::stats::pick_winners(&entrants, 2, 7);
+    assert_eq!(w, shared::stats::pick_winners(&entrants, 2, 7));
+}
+
+fn state(user: &str, action: &str, at: u64) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "State.StateChange", "EventTime": at,
+        "Info": {"To_Account": user, "Action": action, "Reason": "Register"}})
+}
+
+#[tokio::test]
+async fn presence_tolerates_repeated_and_missing_events() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 3600 };
+    let events = [
+        state("zoe", "Logout", 500), // logout without login: ignored
+        state("zoe", "Login", 1_000),
+        state("zoe", "Login", 2_000), // repeated login keeps the open session
+        state("zoe", "Login", 2_000), // the same event twice
+        state("max", "Login", 1_500),
+        state("zoe", "Disconnect", 61_000),
+        state("zoe", "Login", 70_000),
+        state("zoe", "Logout", 75_000),
+    ];
+    for e in &events {
+        send(&router, "State.StateChange", e).await;
+    }
+    // A standard queue may reorder; deliver in order here to check the arithmetic.
+    drain(&env, &env.stack.presence.0, &presence).await;
+    assert_eq!(env.store.counter(&shared::presence::total_key("zoe")).await, Ok(65_000));
+    assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(1), "max is still online");
+}
+
+#[tokio::test]
+async fn community_groups_get_default_topics_and_members_a_welcome_once() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let community = shared::community::Community {
+        store: env.store.clone(),
+        chat: env.worker.chat.clone(),
+        default_topics: vec!["General".into(), "Help".into()],
+        welcome_from: Some("@RBT#001".into()),
+        welcome_text: "Welcome, {members}!".into(),
+        ttl_secs: 3600,
+    };
+    let created = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#_@TGS#c1",
+        "Type": "Community", "Owner_Account": "ann", "Name": "Fans", "MemberList": [{"Member_Account": "ann"}]});
+    let public = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#p1", "Type": "Public"});
+    let joined = serde_json::json!({"CallbackCommand": "Group.CallbackAfterNewMemberJoin", "GroupId": "@TGS#_@TGS#c1",
+        "JoinType": "Apply", "NewMemberList": [{"Member_Account": "bob"}, {"Member_Account": "cat"}], "EventTime": 1_700_000_000_000u64});
+    for _ in 0..2 {
+        send(&router, "Group.CallbackAfterCreateGroup", &created).await;
+        send(&router, "Group.CallbackAfterNewMemberJoin", &joined).await;
+    }
+    send(&router, "Group.CallbackAfterCreateGroup", &public).await;
+    drain(&env, &env.stack.group_created.0, &community).await;
+    drain(&env, &env.stack.member_joined.0, &community).await;
+    let topics = env.tencent.state.topics();
+    assert_eq!(topics.len(), 2, "{topics:?}");
+    assert!(topics.iter().all(|t| t.starts_with("@TGS#_@TGS#c1@TOPIC#_")));
+    let msgs = env.tencent.state.group_messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].text, "Welcome, bob, cat!");
+}
