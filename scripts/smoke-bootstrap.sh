@@ -55,3 +55,9 @@ run_one CallbackRouterFunction events/callback-router.unknown-command.json '\"Ac
 echo '{"Records":[]}' > "$WORK/empty-sqs.json"
 run_one BotC2cMessageFunction "$WORK/empty-sqs.json" 'batchItemFailures'
 run_one BotGroupMessageFunction "$WORK/empty-sqs.json" 'batchItemFailures'
+# The store is unreachable here: moderation reads no policy and allows.
+run_one GroupBeforeSendMsgFunction events/group-before-send-msg.text.json '"ActionStatus":"OK"'
+run_one C2cBeforeSendMsgFunction events/c2c-before-send-msg.text.json '"ActionStatus":"OK"'
+for f in GroupAfterSendMsgFunction StateChangeFunction GroupAfterCreateGroupFunction GroupAfterNewMemberJoinFunction; do
+  run_one "$f" "$WORK/empty-sqs.json" 'batchItemFailures'
+done

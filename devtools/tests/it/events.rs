@@ -51,6 +51,10 @@ async fn router_events_are_acked_and_routed() {
     let ack = invoke_router(&env, "callback-router.bot-group-message.json").await;
     assert_eq!(ack["ActionStatus"], "OK");
     assert_eq!(env.depth(&env.stack.group_queue).await, 1);
+    for name in ["callback-router.group-before-send-msg.json", "callback-router.group-after-send-msg.json"] {
+        let ack = invoke_router(&env, name).await;
+        assert_eq!((ack["ActionStatus"].as_str(), ack["ErrorCode"].as_i64()), (Some("OK"), Some(0)), "{name}: {ack}");
+    }
 }
 
 #[tokio::test]
@@ -67,4 +71,48 @@ async fn worker_events_are_answered() {
             assert!(s.len() == 1 && s[0].finished && s[0].to == "user1", "{s:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn other_command_events_are_handled_by_their_functions() {
+    use shared::event_worker::sqs_handler;
+    let env = Env::new().await;
+    // Moderation: the direct-invoke payloads.
+    let m = shared::moderation::Moderator::new(
+        env.store.clone(),
+        None,
+        std::time::Duration::from_millis(300),
+        shared::moderation::Verdict::Allow,
+        std::time::Duration::ZERO,
+    );
+    let policy = r#"{"rules":[{"words":["scam"],"action":{"kind":"refuse"}}]}"#;
+    use shared::store::Store;
+    env.store.put_doc(&shared::moderation::Policy::app_key(), policy, None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.handle(&event("group-before-send-msg.text.json")).await.error_code, 1);
+    assert_eq!(m.handle(&event("c2c-before-send-msg.text.json")).await.error_code, 0);
+    // The event functions: SQS envelopes.
+    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 60 };
+    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 60 };
+    let community = shared::community::Community {
+        store: env.store.clone(),
+        chat: env.worker.chat.clone(),
+        default_topics: vec!["General".into()],
+        welcome_from: Some("@RBT#001".into()),
+        welcome_text: "Hi {members}".into(),
+        ttl_secs: 60,
+    };
+    let cases: [(&str, &dyn shared::event_worker::EventHandler); 4] = [
+        ("group-after-send-msg.like.json", &stats),
+        ("state-change.login.json", &presence),
+        ("group-after-create-group.community.json", &community),
+        ("group-after-new-member-join.welcome.json", &community),
+    ];
+    for (name, handler) in cases {
+        let ev: SqsEvent = serde_json::from_value(event(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(sqs_handler(handler, ev).await.batch_item_failures.is_empty(), "{name}");
+    }
+    assert_eq!(env.store.counter(&shared::stats::group_counter("@TGS#2J4SZEAEL", "likes")).await, Ok(1));
+    assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(1));
+    assert_eq!(env.tencent.state.topics().len(), 1);
+    assert_eq!(env.tencent.state.group_messages().first().map(|m| m.text.clone()), Some("Hi user2, user3".into()));
 }
