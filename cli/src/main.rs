@@ -25,6 +25,16 @@ USAGE
                                                        sign a webhook as Tencent does and POST it to URL
   tcbot conversation show (--bot BOT --user USER | --group GROUP --bot BOT [--topic T] | --id CONV)
   tcbot conversation clear (same selectors)
+  tcbot moderation set (--app | --group GROUP) (--file PATH | --json JSON)
+  tcbot moderation show (--app | --group GROUP)
+  tcbot moderation test TEXT [--group GROUP]            the verdict the stored policies give TEXT
+  tcbot draw open GROUP KEYWORD                        start a lucky draw in a group
+  tcbot draw close GROUP [--winners N] [--seed SEED]   close it and pick winners (seed recorded)
+  tcbot draw show GROUP                                the draw, its entrants, seed and winners
+  tcbot stats group GROUP                              a group's counters
+  tcbot stats user USER [--group GROUP]                a user's level inputs (all groups, or one)
+  tcbot presence user USER                             online now?, total online time
+  tcbot presence online                                users online in the app
   tcbot dlq list DLQ_URL [--max N]
   tcbot dlq redrive DLQ_URL QUEUE_URL                  send dead-lettered jobs back to be answered again
 
@@ -64,6 +74,11 @@ impl Args {
         let mut it = raw.into_iter();
         while let Some(x) = it.next() {
             if let Some(name) = x.strip_prefix("--") {
+                // Flags that take no value.
+                if name == "app" {
+                    a.opts.push((name.to_owned(), "true".to_owned()));
+                    continue;
+                }
                 let Some(v) = it.next() else {
                     return usage(format!("--{name} needs a value"));
                 };
@@ -279,8 +294,172 @@ async fn run(raw: Vec<String>) -> Res<()> {
             let queue = a.pos(3, "the queue URL to send the jobs back to")?;
             redrive(dlq, queue).await
         }
+        ["moderation", verb] => moderation(verb, &a).await,
+        ["draw", verb] => draw(verb, &a).await,
+        ["stats", "group"] => {
+            a.check(&[])?;
+            let group = a.pos(2, "the group ID")?;
+            let store = store(&aws().await).await?;
+            for kind in shared::stats::KINDS {
+                println!("{kind}: {}", store.counter(&shared::stats::group_counter(group, kind)).await.map_err(op)?);
+            }
+            Ok(())
+        }
+        ["stats", "user"] => {
+            a.check(&["group"])?;
+            let user = a.pos(2, "the user ID")?;
+            let store = store(&aws().await).await?;
+            for kind in shared::stats::KINDS {
+                let n = store.counter(&shared::stats::user_counter(a.opt("group"), user, kind)).await.map_err(op)?;
+                println!("{kind}: {n}");
+            }
+            Ok(())
+        }
+        ["presence", "user"] => {
+            a.check(&[])?;
+            let user = a.pos(2, "the user ID")?;
+            let store = store(&aws().await).await?;
+            let p: shared::presence::UserPresence =
+                match store.get_doc(&shared::presence::user_key(user)).await.map_err(op)? {
+                    Some(doc) => serde_json::from_str(&doc).map_err(op)?,
+                    None => Default::default(),
+                };
+            let total = store.counter(&shared::presence::total_key(user)).await.map_err(op)?;
+            println!("online: {}", p.online);
+            println!("online time: {} s (closed sessions)", total / 1000);
+            Ok(())
+        }
+        ["presence", "online"] => {
+            a.check(&[])?;
+            let n = store(&aws().await).await?.counter(shared::presence::ONLINE_KEY).await.map_err(op)?;
+            println!("{n}");
+            Ok(())
+        }
         _ => usage(format!("unknown command {:?}; run `tcbot help`", a.pos.join(" "))),
     }
+}
+
+fn policy_key(a: &Args) -> Res<String> {
+    match (a.opt("group"), a.opt("app").is_some()) {
+        (Some(g), false) => Ok(shared::moderation::Policy::group_key(g)),
+        (None, true) => Ok(shared::moderation::Policy::app_key()),
+        _ => usage("choose the policy: --app or --group GROUP"),
+    }
+}
+
+async fn moderation(verb: &str, a: &Args) -> Res<()> {
+    use shared::moderation::{Engine, Policy, Scope};
+    let store = store(&aws().await).await?;
+    match verb {
+        "set" => {
+            a.check(&["app", "group", "file", "json"])?;
+            let key = policy_key(a)?;
+            let json = match (a.opt("file"), a.opt("json")) {
+                (Some(f), None) => read_file(f)?,
+                (None, Some(j)) => j.to_owned(),
+                _ => return usage("give the policy with --file PATH or --json JSON"),
+            };
+            let policy: Policy =
+                serde_json::from_str(&json).map_err(|e| Fail::Usage(format!("invalid policy: {e}")))?;
+            Engine::compile(std::slice::from_ref(&policy)).map_err(|e| Fail::Usage(format!("invalid policy: {e}")))?;
+            let n = policy.rules.len();
+            store.put_doc(&key, &serde_json::to_string(&policy).map_err(op)?, None).await.map_err(op)?;
+            println!("saved {key} with {n} rule(s); functions pick it up within a minute");
+            Ok(())
+        }
+        "show" => {
+            a.check(&["app", "group"])?;
+            let key = policy_key(a)?;
+            println!("{}", store.get_doc(&key).await.map_err(op)?.unwrap_or_else(|| format!("{key}: no policy")));
+            Ok(())
+        }
+        "test" => {
+            a.check(&["group"])?;
+            let text = a.pos(2, "the text to judge")?;
+            let mut policies = Vec::new();
+            for key in [Some(Policy::app_key()), a.opt("group").map(Policy::group_key)].into_iter().flatten() {
+                if let Some(doc) = store.get_doc(&key).await.map_err(op)? {
+                    policies.push(serde_json::from_str::<Policy>(&doc).map_err(|e| op(format!("{key}: {e}")))?);
+                }
+            }
+            let engine = Engine::compile(&policies).map_err(op)?;
+            let scope = if a.opt("group").is_some() { Scope::Group } else { Scope::C2c };
+            let verdict = engine.judge(&[shared::msg::MsgElement::text(text)], scope);
+            println!("{}", verdict.ack().to_json());
+            Ok(())
+        }
+        _ => usage(format!("unknown command moderation {verb}")),
+    }
+}
+
+async fn draw(verb: &str, a: &Args) -> Res<()> {
+    use shared::stats::{Draw, entrants, pick_winners};
+    let group = a.pos(2, "the group ID")?;
+    let store = store(&aws().await).await?;
+    let current = match store.get_doc(&Draw::key(group)).await.map_err(op)? {
+        Some(doc) => Some(serde_json::from_str::<Draw>(&doc).map_err(op)?),
+        None => None,
+    };
+    let save = |d: &Draw| serde_json::to_string(d).unwrap_or_default();
+    match verb {
+        "open" => {
+            a.check(&[])?;
+            let keyword = a.pos(3, "the keyword")?;
+            if current.as_ref().is_some_and(|d| d.open) {
+                return Err(Fail::Op(format!("a draw is already open in {group}; close it first")));
+            }
+            let d = Draw {
+                id: shared::store::now_ms().to_string(),
+                keyword: keyword.to_owned(),
+                open: true,
+                seed: None,
+                winners: vec![],
+            };
+            store.put_doc(&Draw::key(group), &save(&d), None).await.map_err(op)?;
+            println!("draw {} open in {group}: messages containing {keyword:?} enter", d.id);
+            Ok(())
+        }
+        "close" => {
+            a.check(&["winners", "seed"])?;
+            let Some(mut d) = current.filter(|d| d.open) else {
+                return Err(Fail::Op(format!("no open draw in {group}")));
+            };
+            let n: usize =
+                a.opt("winners").unwrap_or("1").parse().map_err(|_| Fail::Usage("--winners takes a number".into()))?;
+            let seed: u64 = match a.opt("seed") {
+                Some(s) => s.parse().map_err(|_| Fail::Usage("--seed takes a number".into()))?,
+                None => fastrand_seed(),
+            };
+            let people = entrants(&store, group, &d.id).await.map_err(op)?;
+            d.open = false;
+            d.seed = Some(seed);
+            d.winners = pick_winners(&people, n, seed);
+            store.put_doc(&Draw::key(group), &save(&d), None).await.map_err(op)?;
+            println!("draw {} closed: {} entrant(s), seed {seed}", d.id, people.len());
+            for w in &d.winners {
+                println!("winner: {w}");
+            }
+            Ok(())
+        }
+        "show" => {
+            a.check(&[])?;
+            let Some(d) = current else { return Err(Fail::Op(format!("no draw in {group}"))) };
+            let people = entrants(&store, group, &d.id).await.map_err(op)?;
+            println!("draw {} keyword {:?} {}", d.id, d.keyword, if d.open { "open" } else { "closed" });
+            println!("entrants ({}): {}", people.len(), people.join(", "));
+            if let Some(seed) = d.seed {
+                println!("seed: {seed}");
+                println!("winners: {}", d.winners.join(", "));
+            }
+            Ok(())
+        }
+        _ => usage(format!("unknown command draw {verb}")),
+    }
+}
+
+/// A seed for a draw when none is given: the clock's nanoseconds, recorded with the result.
+fn fastrand_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
 }
 
 /// A DLQ body is either our own record `{"reason", "job": "<job JSON>"}` or, when SQS moved it

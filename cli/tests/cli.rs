@@ -191,3 +191,59 @@ async fn help_and_bad_usage() {
     assert_eq!(s.tcbot(&["frobnicate"]).await.0, 2);
     assert_eq!(s.tcbot(&["robot", "list", "--bogus", "x"]).await.0, 2);
 }
+
+#[tokio::test]
+async fn moderation_policies_are_validated_saved_and_tested() {
+    let s = setup("mod").await;
+    let policy =
+        r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}},{"patterns":["sc[a4]m"],"action":{"kind":"refuse"}}]}"#;
+    let (code, out, err) = s.tcbot(&["moderation", "set", "--app", "--json", policy]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = s.tcbot(&["moderation", "show", "--app"]).await;
+    assert!(out.contains("sc[a4]m"), "{out}");
+    let (_, out, _) = s.tcbot(&["moderation", "test", "so BAD"]).await;
+    assert!(out.contains(r#""Text":"so ***""#), "{out}");
+    let (_, out, _) = s.tcbot(&["moderation", "test", "a sc4m", "--group", "@TGS#1"]).await;
+    assert!(out.contains(r#""ErrorCode":1"#), "{out}");
+    let (code, _, err) = s
+        .tcbot(&[
+            "moderation",
+            "set",
+            "--group",
+            "@TGS#1",
+            "--json",
+            r#"{"rules":[{"patterns":["("],"action":{"kind":"refuse"}}]}"#,
+        ])
+        .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("not a valid regular expression"), "{err}");
+}
+
+#[tokio::test]
+async fn draws_open_close_with_a_recorded_seed_and_figures_are_read() {
+    let s = setup("draw").await;
+    assert_eq!(s.tcbot(&["draw", "open", "@TGS#g", "lucky"]).await.0, 0);
+    assert_eq!(s.tcbot(&["draw", "open", "@TGS#g", "again"]).await.0, 1, "one open draw per group");
+    let doc = s.store.get_doc(&shared::stats::Draw::key("@TGS#g")).await.ok().flatten().unwrap_or_default();
+    let draw: shared::stats::Draw = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{e}"));
+    for u in ["ann", "bob", "cat", "dan"] {
+        let t = Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: u.into() };
+        s.store.append_turn(&shared::stats::Draw::entrants_log("@TGS#g", &draw.id), &t, 3600).await.ok();
+    }
+    let (code, out, _) = s.tcbot(&["draw", "close", "@TGS#g", "--winners", "2", "--seed", "99"]).await;
+    assert_eq!(code, 0);
+    let people: Vec<String> = ["ann", "bob", "cat", "dan"].map(String::from).to_vec();
+    for w in shared::stats::pick_winners(&people, 2, 99) {
+        assert!(out.contains(&format!("winner: {w}")), "{out}");
+    }
+    let (_, out, _) = s.tcbot(&["draw", "show", "@TGS#g"]).await;
+    assert!(out.contains("seed: 99") && out.contains("entrants (4): ann, bob, cat, dan"), "{out}");
+    s.store.incr(&shared::stats::group_counter("@TGS#g", "likes"), 3, None).await.ok();
+    s.store.incr(&shared::stats::user_counter(None, "ann", "messages"), 5, None).await.ok();
+    s.store.incr(shared::presence::ONLINE_KEY, 2, None).await.ok();
+    s.store.incr(&shared::presence::total_key("ann"), 90_000, None).await.ok();
+    assert!(s.tcbot(&["stats", "group", "@TGS#g"]).await.1.contains("likes: 3"));
+    assert!(s.tcbot(&["stats", "user", "ann"]).await.1.contains("messages: 5"));
+    assert_eq!(s.tcbot(&["presence", "online"]).await.1.trim(), "2");
+    assert!(s.tcbot(&["presence", "user", "ann"]).await.1.contains("online time: 90 s"));
+}
