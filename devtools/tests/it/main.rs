@@ -6,6 +6,7 @@ mod common;
 mod e2e;
 mod events;
 mod rest;
+mod robustness;
 mod router;
 mod secrets;
 mod store_contract;
