@@ -157,8 +157,20 @@ impl Worker {
                 continue;
             }
             let receives = rec.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+            let sent_ms: Option<u64> = rec.attributes.get("SentTimestamp").and_then(|t| t.parse().ok());
             let body = rec.body.unwrap_or_default();
-            if let Err(e) = self.process(&body, receives).await {
+            let result = self.process(&body, receives).await;
+            let outcome = match &result {
+                Ok(o) => o.kind(),
+                Err(_) => "retry",
+            };
+            // Outcomes by kind: dead_lettered and retry are the error classes worth alarming on.
+            Metrics::new("bot")
+                .dim("Outcome", outcome)
+                .value("Messages", 1.0, "Count")
+                .value("QueueAgeMs", sent_ms.map(|t| now_ms().saturating_sub(t)).unwrap_or(0) as f64, "Milliseconds")
+                .emit();
+            if let Err(e) = result {
                 tracing::warn!(message_id = %id, error = %e, "message will be delivered again");
                 failures.push(id);
                 failed = true;

@@ -56,6 +56,25 @@ impl DynamoStore {
     fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
     }
+
+    /// The item under `key` (`sk = "_"`), unless it has expired.
+    async fn get_live(
+        &self,
+        key: &str,
+        op: &'static str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key, ONE)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err(op))?;
+        let now = now_secs();
+        Ok(out.item.filter(|i| get_n(i, "expires_at").is_none_or(|e| e > now)))
+    }
 }
 
 #[async_trait]
@@ -95,20 +114,7 @@ impl Store for DynamoStore {
     }
 
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key, ONE)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err("get_doc"))?;
-        let now = now_secs();
-        Ok(out
-            .item
-            .filter(|i| get_n(i, "expires_at").is_none_or(|e| e > now))
-            .and_then(|i| get_s(&i, "doc").map(str::to_owned)))
+        Ok(self.get_live(key, "get_doc").await?.and_then(|i| get_s(&i, "doc").map(str::to_owned)))
     }
 
     async fn delete_doc(&self, key: &str) -> Result<(), StoreError> {
@@ -276,21 +282,8 @@ impl Store for DynamoStore {
     }
 
     async fn counter(&self, key: &str) -> Result<i64, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key, ONE)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err("counter"))?;
-        let now = now_secs();
-        Ok(out
-            .item
-            .filter(|i| get_n(i, "expires_at").is_none_or(|e| e > now))
-            .and_then(|i| i.get("n")?.as_n().ok()?.parse().ok())
-            .unwrap_or(0))
+        let item = self.get_live(key, "counter").await?;
+        Ok(item.and_then(|i| i.get("n")?.as_n().ok()?.parse().ok()).unwrap_or(0))
     }
 }
 
