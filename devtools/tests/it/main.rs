@@ -5,6 +5,7 @@ mod commands;
 mod common;
 mod e2e;
 mod events;
+mod faults;
 mod rest;
 mod robustness;
 mod router;
