@@ -10,5 +10,6 @@ mod rest;
 mod robustness;
 mod router;
 mod secrets;
+mod soak;
 mod store_contract;
 mod usersig_interop;
