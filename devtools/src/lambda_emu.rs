@@ -22,6 +22,6 @@ pub async fn serve(handler: Handler) -> std::io::Result<SocketAddr> {
             post(|State(h): State<Handler>, Path(name): Path<String>, body: Bytes| async move { h(name, body).await }),
         )
         .with_state(handler);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(crate::nodelay(listener), app).await });
     Ok(addr)
 }

@@ -14,3 +14,14 @@ pub mod tencent_emu;
 pub async fn loopback_listener() -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(("127.0.0.1", 0)).await
 }
+
+/// A listener whose connections send small writes at once (no Nagle delay), as a streaming
+/// server should: without it, each SSE event after the first waits for the client's delayed ACK.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}

@@ -43,6 +43,7 @@ pub struct LlmState {
     token_delay: Mutex<Duration>,
     api_key: Option<String>,
     done_ms: Mutex<Vec<u64>>,
+    token_instants: Mutex<Vec<(std::time::Instant, std::time::Instant)>>,
 }
 
 impl LlmState {
@@ -56,6 +57,10 @@ impl LlmState {
     /// When each completed answer sent its `[DONE]`, unix milliseconds.
     pub fn done_ms(&self) -> Vec<u64> {
         self.done_ms.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// For each completed answer, when its first and its last token were handed to the socket.
+    pub fn token_instants(&self) -> Vec<(std::time::Instant, std::time::Instant)> {
+        self.token_instants.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn set_token_delay(&self, d: Duration) {
         *self.token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
@@ -103,13 +108,14 @@ impl LlmEmulator {
             token_delay: Mutex::new(token_delay),
             api_key,
             done_ms: Mutex::default(),
+            token_instants: Mutex::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
             .route("/chat/completions", post(complete))
             .with_state(state.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(crate::nodelay(listener), app).await {
                 tracing::error!(error = %e, "LLM emulator stopped");
             }
         });
@@ -164,6 +170,8 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
+        let mut first_at = None;
+        let mut last_at = std::time::Instant::now();
         for (i, t) in toks.iter().enumerate() {
             match script {
                 Some(Script::StallAfter { after, ms }) if after == i => {
@@ -176,15 +184,22 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
                 }
                 _ => {}
             }
+            if i > 0 {
+                tokio::time::sleep(delay).await;
+            }
             if tx.send(Ok(chunk(&model, t))).await.is_err() {
                 return;
             }
-            tokio::time::sleep(delay).await;
+            last_at = std::time::Instant::now();
+            first_at.get_or_insert(last_at);
         }
         let usage = json!({"choices": [], "usage": {"prompt_tokens": messages.len() * 10, "completion_tokens": toks.len(), "total_tokens": messages.len() * 10 + toks.len()}});
         let _ = tx.send(Ok(sse(&usage.to_string()))).await;
         let _ = tx.send(Ok(sse("[DONE]"))).await;
         state.done_ms.lock().unwrap_or_else(|p| p.into_inner()).push(shared::store::now_ms());
+        if let Some(first) = first_at {
+            state.token_instants.lock().unwrap_or_else(|p| p.into_inner()).push((first, last_at));
+        }
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder()

@@ -1,5 +1,10 @@
-//! A moto server (PyPI `moto[server]`) on a free loopback port, one per test process, which
-//! stops by itself when that process exits (a shell watchdog polls the parent's pid).
+//! A moto server (PyPI `moto[server]`) on a free loopback port, one per process, which stops by
+//! itself when that process exits (a shell watchdog polls the parent's pid).
+//!
+//! Tests get a single-threaded server: moto checks a DynamoDB condition and then writes without
+//! a lock, so with concurrent requests two conditional puts can both succeed, which DynamoDB
+//! never allows. Serving one request at a time makes moto's conditional writes atomic, as
+//! DynamoDB's are. The local run, whose pollers long-poll SQS, gets the threaded server.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,11 +19,17 @@ pub struct Moto {
 }
 
 static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+static MOTO_THREADED: OnceLock<Result<Moto, String>> = OnceLock::new();
 
-/// The process's moto server, started on first use. `MOTO_ENDPOINT` names an already running
-/// one instead.
+/// The process's single-threaded moto server, started on first use. `MOTO_ENDPOINT` names an
+/// already running one instead.
 pub fn moto() -> Result<&'static Moto, String> {
-    MOTO.get_or_init(start).as_ref().map_err(Clone::clone)
+    MOTO.get_or_init(|| start(false)).as_ref().map_err(Clone::clone)
+}
+
+/// The process's threaded moto server (for long polls), started on first use.
+pub fn moto_threaded() -> Result<&'static Moto, String> {
+    MOTO_THREADED.get_or_init(|| start(true)).as_ref().map_err(Clone::clone)
 }
 
 fn free_port() -> Result<u16, String> {
@@ -38,13 +49,22 @@ fn healthy(port: u16) -> bool {
     s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.") && buf[..n].windows(3).any(|w| w == b"200"))
 }
 
-fn start() -> Result<Moto, String> {
+fn start(threaded: bool) -> Result<Moto, String> {
     if let Ok(ep) = std::env::var("MOTO_ENDPOINT") {
         return Ok(Moto { endpoint: ep });
     }
     let port = free_port()?;
+    let server = if threaded {
+        format!("moto_server -H 127.0.0.1 -p {port}")
+    } else {
+        format!(
+            "python3 -c 'from werkzeug.serving import run_simple; \
+             from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app; \
+             run_simple(\"127.0.0.1\", {port}, DomainDispatcherApplication(create_backend_app), threaded=False)'"
+        )
+    };
     let script = format!(
-        "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "{server} >/dev/null 2>&1 & m=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null",
         parent = std::process::id()
     );

@@ -49,6 +49,9 @@ pub struct Call {
     /// call answered late by a delay fault).
     pub code: i64,
     pub at_ms: u64,
+    /// When the call arrived, for measuring latency in process.
+    #[serde(skip)]
+    pub arrived: Option<std::time::Instant>,
 }
 
 /// A robot's streamed C2C message.
@@ -184,7 +187,7 @@ impl TencentEmulator {
             )
             .with_state(state.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(crate::nodelay(listener), app).await {
                 tracing::error!(error = %e, "tencent emulator stopped");
             }
         });
@@ -222,6 +225,7 @@ async fn handle(
     Query(q): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let path = format!("{service}/{command}");
     let fault = {
         let mut g = s.lock();
@@ -229,7 +233,7 @@ async fn handle(
         i.and_then(|i| g.faults.remove(i))
     };
     let record = |code: i64, body: Value| {
-        s.lock().calls.push(Call { path: path.clone(), body, code, at_ms: now_ms() });
+        s.lock().calls.push(Call { path: path.clone(), body, code, at_ms: now_ms(), arrived: Some(arrived) });
     };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     match fault {

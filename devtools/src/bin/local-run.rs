@@ -245,7 +245,7 @@ async fn run() -> Result<bool, String> {
     let opts = parse_args()?;
     std::fs::create_dir_all(".local").map_err(|e| e.to_string())?;
     say("starting moto server (DynamoDB, SQS, Secrets Manager)…");
-    let moto = devtools::moto::moto()?;
+    let moto = devtools::moto::moto_threaded()?;
     let aws = local_config(&moto.endpoint).await;
     let tencent = TencentEmulator::start(APP_ID, KEY).await.map_err(|e| e.to_string())?;
     say(&format!("Tencent Chat REST emulator on {}", tencent.base_url()));

@@ -1,0 +1,109 @@
+//! `cargo bench -p devtools --bench overhead`: our own latency on the streaming path. The real
+//! worker (in-memory store) asks the local LLM server and streams to the local Tencent server;
+//! measured are the time from the LLM's first token leaving its server to the first
+//! `send_stream_msg` reaching Tencent's, and the same for the last token and the finishing call.
+//! What remains is our overhead: SSE parsing, the pump, the REST call. Figures: benches/RESULTS.md.
+
+use async_trait::async_trait;
+use devtools::llm_emu::LlmEmulator;
+use devtools::tencent_emu::TencentEmulator;
+use shared::bot::job::{Job, JobMsg};
+use shared::bot::worker::Worker;
+use shared::config::{LlmDefaults, OverflowPolicy, StreamSettings};
+use shared::queue::{Queue, QueueError, QueueMessage};
+use shared::secrets::{AppSecrets, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct NullQueue;
+
+#[async_trait]
+impl Queue for NullQueue {
+    async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+fn pct(v: &mut [Duration], p: usize) -> Duration {
+    v.sort_unstable();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let key = "bench-key";
+        let tencent = TencentEmulator::start(1_400_000_000, key).await.unwrap_or_else(|e| panic!("{e}"));
+        let llm = LlmEmulator::start(None, Duration::from_millis(10)).await.unwrap_or_else(|e| panic!("{e}"));
+        let secrets: AppSecrets = serde_json::from_value(serde_json::json!({"SdkAppId": 1_400_000_000u64, "SecretKey": key}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let http = reqwest::Client::new();
+        let opts = shared::tencent::client::RestOptions { base_url: tencent.base_url(), ..Default::default() };
+        let worker = Worker {
+            store: Arc::new(shared::store::MemoryStore::new()),
+            chat: Arc::new(shared::tencent::RestClient::new(http.clone(), opts, 1_400_000_000, "administrator".into(), SecretString::new(key))),
+            llm: Arc::new(shared::llm::OpenAiClient::new(http)),
+            queue: Arc::new(NullQueue),
+            dlq_url: "dlq".into(),
+            secrets: Arc::new(secrets),
+            defaults: LlmDefaults {
+                base_url: llm.base_url(),
+                model: "m".into(),
+                api_style: "openai".into(),
+                system_prompt: "s".into(),
+                max_turns: 20,
+                max_age_secs: 3600,
+                token_budget: 10_000,
+                daily_quota: 0,
+                connect_timeout: Duration::from_secs(2),
+                first_token_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(5),
+                total_timeout: Duration::from_secs(60),
+            },
+            stream: StreamSettings {
+                interval: Duration::from_millis(400),
+                max_chunk_bytes: 600,
+                max_message_bytes: 12_000,
+                overflow: OverflowPolicy::Truncate,
+                group_streaming: true,
+                group_modify_interval: Duration::from_secs(1),
+            },
+            history_ttl_secs: 3600,
+            max_receives: 3,
+            llm_attempts: 1,
+        };
+        let runs = 40;
+        for i in 0..runs {
+            let ev = serde_json::json!({"From_Account": format!("u{i}"), "To_Account": "@RBT#001", "MsgSeq": i, "MsgRandom": i,
+                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hello"}}]});
+            let job = Job::new("bench", "@RBT#001".into(), JobMsg::C2c(serde_json::from_value(ev).unwrap_or_else(|e| panic!("{e}"))));
+            let out = worker.process(&serde_json::to_string(&job).unwrap_or_default(), 1).await;
+            assert!(matches!(out, Ok(ref o) if o.kind() == "answered"), "{out:?}");
+        }
+        let tokens = llm.state.token_instants();
+        let calls = tencent.state.calls_to("openim_robot_http_svc/send_stream_msg");
+        let mut first = Vec::new();
+        let mut last = Vec::new();
+        let mut per_answer: Vec<Vec<std::time::Instant>> = Vec::new();
+        for c in &calls {
+            let at = c.arrived.unwrap_or_else(std::time::Instant::now);
+            if c.body.get("MsgKey").is_none() {
+                per_answer.push(vec![at]);
+            } else if let Some(a) = per_answer.last_mut() {
+                a.push(at);
+            }
+        }
+        for ((t_first, t_last), arrivals) in tokens.iter().zip(&per_answer) {
+            first.push(arrivals[0].saturating_duration_since(*t_first));
+            last.push(arrivals[arrivals.len() - 1].saturating_duration_since(*t_last));
+        }
+        println!("# Streaming overhead over {runs} answers (local servers, loopback, release build)");
+        println!("LLM first token sent -> first send_stream_msg received: median {:.2?}, p99 {:.2?}", pct(&mut first.clone(), 50), pct(&mut first, 99));
+        println!("LLM last token sent  -> final send_stream_msg received: median {:.2?}, p99 {:.2?}", pct(&mut last.clone(), 50), pct(&mut last, 99));
+        println!("REST calls per answer: {:.1}", calls.len() as f64 / runs as f64);
+    });
+}
