@@ -165,7 +165,7 @@ impl Env {
     /// would. Returns how many messages were handled.
     pub async fn drain(&self) -> usize {
         let mut total = 0;
-        for _ in 0..50 {
+        loop {
             let mut n = 0;
             for q in [&self.stack.c2c_queue, &self.stack.group_queue] {
                 let stats = devtools::esm::poll_once(&self.sqs, q, 10, 0, |ev| async {
