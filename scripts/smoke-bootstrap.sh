@@ -35,7 +35,8 @@ run_one() {
   TCBOT_TABLE_NAME=smoke TCBOT_LOCAL_SECRET_FILE="$WORK/secret.json" TCBOT_ALLOW_UNSIGNED=true \
   TCBOT_C2C_QUEUE_URL=http://127.0.0.1:9/q1 TCBOT_GROUP_QUEUE_URL=http://127.0.0.1:9/q2 TCBOT_DLQ_URL=http://127.0.0.1:9/dlq \
     "$bin" >"$WORK/$id.log" 2>&1 &
-  PIDS+=($!)
+  local fn_pid=$!
+  PIDS+=($fn_pid)
   local t0; t0=$(date +%s%N)
   local reply
   reply=$(curl -s --max-time 20 -X POST --data-binary "@$event" "http://127.0.0.1:$port/2015-03-31/functions/_/invocations")
@@ -45,10 +46,11 @@ run_one() {
     cat "$WORK/$id.log"
     exit 1
   fi
+  local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$fn_pid/status" 2>/dev/null || echo 0)
   # One emulator at a time: a second `cargo lambda watch` beside the first does not serve.
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   PIDS=()
-  printf 'ok   %-28s %5d ms to first reply, %s bytes binary: %s\n' "$id" "$ms" "$(stat -c %s "$bin")" "$(head -c 120 <<<"$reply")"
+  printf 'ok   %-32s %5d ms start to first reply, peak RSS %6s KiB, binary %s bytes\n' "$id" "$ms" "$rss" "$(stat -c %s "$bin")"
 }
 
 run_one CallbackRouterFunction events/callback-router.unknown-command.json '\"ActionStatus\\":\\"OK'
