@@ -303,3 +303,22 @@ async fn a_fallback_model_answers_when_the_primary_fails_before_its_first_token(
     assert_eq!(models, ["primary", "primary", "backup"]);
     assert!(only_stream(&env).text().starts_with("You said"));
 }
+
+#[tokio::test]
+async fn a_redelivered_message_is_counted_once_against_the_quota() {
+    let env = Env::new().await;
+    use shared::store::Store;
+    env.store
+        .put_doc(&shared::bot::profile::BotProfile::key(BOT), r#"{"daily_quota": 1}"#, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.llm.state.push(Script::Status { status: 500 });
+    env.llm.state.push(Script::Status { status: 500 });
+    // Both in-process attempts fail before the first token: the message goes back to the queue
+    // and is delivered again, and must not count twice against a quota of one.
+    env.webhook("Bot.OnC2CMessage", &c2c_body("rae", "hi", 1)).await;
+    env.drain().await;
+    let texts: Vec<String> = env.tencent.state.streams().iter().map(Stream::text).collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with("You said"), "answered, not refused by the quota: {texts:?}");
+}

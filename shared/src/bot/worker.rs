@@ -369,7 +369,13 @@ impl Worker {
         if profile.daily_quota > 0 {
             let day = now_secs() / 86_400;
             let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
-            let used = store.incr(&key, 1, Some(2 * 86_400)).await.map_err(fail(true))?;
+            // A redelivered message is counted once: the increment is keyed by the message.
+            let first_time = store.claim(&format!("quota#seen#{}", job.key()), 2 * 86_400).await.map_err(fail(true))?;
+            let used = if first_time {
+                store.incr(&key, 1, Some(2 * 86_400)).await.map_err(fail(true))?
+            } else {
+                store.counter(&key).await.map_err(fail(true))?
+            };
             if used > profile.daily_quota as i64 {
                 let msg = format!(
                     "You've reached today's limit of {} messages with me. Please come back tomorrow.",
