@@ -6,6 +6,7 @@ mod common;
 mod e2e;
 mod events;
 mod faults;
+mod fuzz_corpus;
 mod rest;
 mod robustness;
 mod router;
