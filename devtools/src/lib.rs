@@ -25,3 +25,32 @@ pub fn nodelay(
         let _ = tcp.set_nodelay(true);
     })
 }
+
+/// A queue that accepts and drops every message: for driving the router in process where
+/// what is queued does not matter (hostile-input tests, corpus replay).
+pub struct DiscardQueue;
+
+#[async_trait::async_trait]
+impl shared::queue::Queue for DiscardQueue {
+    async fn send(&self, _: &str, _: &shared::queue::QueueMessage) -> Result<(), shared::queue::QueueError> {
+        Ok(())
+    }
+}
+
+/// A router for app 1400000000 with the sample events' token (`local-dev-token`), the
+/// in-memory store and a [`DiscardQueue`].
+pub fn memory_router() -> shared::router::Router {
+    shared::router::Router {
+        sdk_app_id: 1_400_000_000,
+        token: Some(shared::secrets::SecretString::new("local-dev-token")),
+        sign_window_secs: 60,
+        max_body_bytes: 65_536,
+        store: std::sync::Arc::new(shared::store::MemoryStore::new()),
+        queue: std::sync::Arc::new(DiscardQueue),
+        c2c_queue_url: "q".into(),
+        group_queue_url: "g".into(),
+        dedup_ttl_secs: 60,
+        stop_ttl_secs: 60,
+        routes: shared::router::Routes::default(),
+    }
+}

@@ -2,22 +2,7 @@
 //! as ordinary tests, the same way the fuzz targets run them: no input may panic, and every
 //! router input gets an ack.
 
-use async_trait::async_trait;
-use shared::queue::{Queue, QueueError, QueueMessage};
-use shared::router::{Router, Routes};
-use shared::secrets::SecretString;
-use shared::store::MemoryStore;
 use std::path::PathBuf;
-use std::sync::Arc;
-
-struct NullQueue;
-
-#[async_trait]
-impl Queue for NullQueue {
-    async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
-        Ok(())
-    }
-}
 
 fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(name);
@@ -33,19 +18,7 @@ fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn router_corpus_replays_without_panic() {
-    let router = Router {
-        sdk_app_id: 1_400_000_000,
-        token: Some(SecretString::new("local-dev-token")),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(MemoryStore::new()),
-        queue: Arc::new(NullQueue),
-        c2c_queue_url: "q".into(),
-        group_queue_url: "g".into(),
-        dedup_ttl_secs: 60,
-        stop_ttl_secs: 60,
-        routes: Routes::default(),
-    };
+    let router = devtools::memory_router();
     let mut queued = 0;
     for (name, data) in corpus("router") {
         let split = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());

@@ -2,13 +2,7 @@
 //! router, and random SSE payloads through the LLM event parser. Nothing may panic; every
 //! webhook gets an ack. (Deterministic: a fixed xorshift seed, so a failure reproduces.)
 
-use async_trait::async_trait;
-use shared::queue::{Queue, QueueError, QueueMessage};
-use shared::router::{Router, Routes};
-use shared::secrets::SecretString;
-use shared::store::MemoryStore;
 use shared::webhook::CallbackQuery;
-use std::sync::Arc;
 
 struct Rng(u64);
 
@@ -21,15 +15,6 @@ impl Rng {
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-struct NullQueue;
-
-#[async_trait]
-impl Queue for NullQueue {
-    async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
-        Ok(())
     }
 }
 
@@ -66,19 +51,7 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn the_router_acks_every_mutated_webhook_without_panicking() {
-    let router = Router {
-        sdk_app_id: 1_400_000_000,
-        token: Some(SecretString::new("local-dev-token")),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(MemoryStore::new()),
-        queue: Arc::new(NullQueue),
-        c2c_queue_url: "q".into(),
-        group_queue_url: "g".into(),
-        dedup_ttl_secs: 60,
-        stop_ttl_secs: 60,
-        routes: Routes::default(),
-    };
+    let router = devtools::memory_router();
     let now = shared::store::now_secs() as i64;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut accepted = 0;
