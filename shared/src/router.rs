@@ -201,8 +201,8 @@ impl Router {
                 Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
             }
             WebhookEvent::GroupBeforeSendMsg(_) | WebhookEvent::C2cBeforeSendMsg(_) => Ok(self.judge(name, body).await),
-            other => {
-                let name = command_name(&other);
+            _ => {
+                let name = command.name();
                 match self.routes.event_queues.get(name) {
                     Some(queue) => {
                         // A standard queue: the function deduplicates what it counts.
@@ -274,19 +274,6 @@ impl Router {
             }
         }
         Ok((Ack::ok(), Outcome::Queued { jobs: n }))
-    }
-}
-
-fn command_name(ev: &WebhookEvent) -> &'static str {
-    match ev {
-        WebhookEvent::C2cBeforeSendMsg(_) => "C2C.CallbackBeforeSendMsg",
-        WebhookEvent::C2cAfterSendMsg(_) => "C2C.CallbackAfterSendMsg",
-        WebhookEvent::GroupBeforeSendMsg(_) => "Group.CallbackBeforeSendMsg",
-        WebhookEvent::GroupAfterSendMsg(_) => "Group.CallbackAfterSendMsg",
-        WebhookEvent::StateChange(_) => "State.StateChange",
-        WebhookEvent::GroupAfterCreateGroup(_) => "Group.CallbackAfterCreateGroup",
-        WebhookEvent::GroupAfterNewMemberJoin(_) => "Group.CallbackAfterNewMemberJoin",
-        _ => "this command",
     }
 }
 
