@@ -114,7 +114,6 @@ async fn send_signs_an_event_file_that_the_router_accepts() {
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
         c2c_queue_url: s.stack.c2c_queue.clone(),
         group_queue_url: s.stack.group_queue.clone(),
-        dedup_ttl_secs: 60,
         stop_ttl_secs: 60,
         routes: shared::router::Routes::default(),
     });

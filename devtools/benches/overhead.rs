@@ -22,6 +22,9 @@ impl Queue for NullQueue {
     async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
         Ok(())
     }
+    async fn retry_after(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 fn pct(v: &mut [Duration], p: usize) -> Duration {
@@ -75,6 +78,9 @@ fn main() {
             history_ttl_secs: 3600,
             max_receives: 3,
             llm_attempts: 1,
+            retry_base: std::time::Duration::from_secs(1),
+            retry_max: std::time::Duration::from_secs(2),
+            finish_margin: std::time::Duration::from_secs(2),
         };
         let runs = 40;
         for i in 0..runs {

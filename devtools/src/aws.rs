@@ -31,8 +31,13 @@ pub struct Stack {
     pub member_joined: (String, String),
 }
 
-/// How often a message is received before SQS moves it to the dead-letter queue.
-pub const MAX_RECEIVES: u32 = 3;
+/// How often a message is received before SQS moves it to the dead-letter queue (as in
+/// `template.yaml`).
+pub const MAX_RECEIVES: u32 = 5;
+
+/// The chatbot queues' visibility timeout, as in `template.yaml`: a failure that the worker
+/// does not retry early waits this long, in tests as in production.
+pub const BOT_VISIBILITY_SECS: u32 = 1080;
 
 /// Creates a FIFO queue with a FIFO dead-letter queue; returns (queue URL, DLQ URL).
 pub async fn fifo_with_dlq(
@@ -94,8 +99,8 @@ pub async fn create_stack(cfg: &SdkConfig, prefix: &str, secret_json: &str) -> R
     let table = format!("{prefix}-table");
     shared::store::dynamo::ensure_table(&ddb, &table).await.map_err(|e| e.to_string())?;
     let sqs = aws_sdk_sqs::Client::new(cfg);
-    let (c2c_queue, c2c_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-c2c"), 30).await?;
-    let (group_queue, group_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-group"), 30).await?;
+    let (c2c_queue, c2c_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-c2c"), BOT_VISIBILITY_SECS).await?;
+    let (group_queue, group_dlq) = fifo_with_dlq(&sqs, &format!("{prefix}-bot-group"), BOT_VISIBILITY_SECS).await?;
     let sm = aws_sdk_secretsmanager::Client::new(cfg);
     let secret_id = format!("{prefix}/app");
     let created = sm.create_secret().name(&secret_id).secret_string(secret_json).send().await;

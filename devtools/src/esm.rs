@@ -1,7 +1,9 @@
 //! Plays the Lambda SQS event source mapping locally: receives a batch, hands it to a handler
-//! as an `SqsEvent`, deletes what succeeded and makes the reported failures visible again
-//! (SQS then counts the receive and, past `maxReceiveCount`, moves the message to the DLQ),
-//! exactly as `ReportBatchItemFailures` does in AWS.
+//! as an `SqsEvent` (with the queue's ARN, as Lambda sends it), deletes what succeeded and
+//! leaves the reported failures alone, exactly as `ReportBatchItemFailures` does in AWS: a
+//! failure becomes visible again when its visibility timeout ends, or earlier if the handler
+//! changed it (SQS then counts the receive and, past `maxReceiveCount`, moves the message to
+//! the DLQ).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -41,6 +43,7 @@ where
     if msgs.is_empty() {
         return Ok(PollStats::default());
     }
+    let arn = queue_arn(sqs, queue_url).await?;
     let mut handles = HashMap::new();
     let mut event = SqsEvent::default();
     for m in &msgs {
@@ -49,6 +52,7 @@ where
         rec.receipt_handle = m.receipt_handle.clone();
         rec.body = m.body.clone();
         rec.event_source = Some("aws:sqs".into());
+        rec.event_source_arn = Some(arn.clone());
         rec.attributes = m
             .attributes
             .as_ref()
@@ -64,19 +68,24 @@ where
             handles.keys().cloned().collect()
         }
     };
-    for (id, handle) in &handles {
-        if failed.contains(id) {
-            let req = sqs.change_message_visibility().queue_url(queue_url).receipt_handle(handle);
-            req.visibility_timeout(0)
-                .send()
-                .await
-                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-        } else {
-            let req = sqs.delete_message().queue_url(queue_url).receipt_handle(handle);
-            req.send().await.map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-        }
+    for (id, handle) in handles.iter().filter(|(id, _)| !failed.contains(id)) {
+        let req = sqs.delete_message().queue_url(queue_url).receipt_handle(handle);
+        req.send().await.map_err(|e| format!("delete {id}: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
     }
     Ok(PollStats { received: msgs.len(), failed: failed.len() })
+}
+
+/// The ARN of a queue, as Lambda puts it in every record's `eventSourceARN`.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<String, String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+    out.attributes.and_then(|a| a.get(&A::QueueArn).cloned()).ok_or_else(|| format!("{queue_url} has no ARN"))
 }
 
 /// Messages waiting in a queue (approximate, as SQS reports it), visible and in flight.

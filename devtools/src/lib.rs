@@ -35,6 +35,9 @@ impl shared::queue::Queue for DiscardQueue {
     async fn send(&self, _: &str, _: &shared::queue::QueueMessage) -> Result<(), shared::queue::QueueError> {
         Ok(())
     }
+    async fn retry_after(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), shared::queue::QueueError> {
+        Ok(())
+    }
 }
 
 /// A router for app 1400000000 with the sample events' token (`local-dev-token`), the
@@ -49,7 +52,6 @@ pub fn memory_router() -> shared::router::Router {
         queue: std::sync::Arc::new(DiscardQueue),
         c2c_queue_url: "q".into(),
         group_queue_url: "g".into(),
-        dedup_ttl_secs: 60,
         stop_ttl_secs: 60,
         routes: shared::router::Routes::default(),
     }

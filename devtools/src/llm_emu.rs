@@ -34,6 +34,9 @@ pub enum Script {
     MalformedAfter { after: usize },
     /// Answer with exactly this text.
     Answer { text: String },
+    /// Send `deltas` reasoning deltas (`reasoning_content`) and no answer text, then `[DONE]`:
+    /// a reasoning model that spent its whole `max_tokens` thinking.
+    ReasoningOnly { deltas: usize },
 }
 
 /// The server's shared state.
@@ -44,6 +47,8 @@ pub struct LlmState {
     api_key: Option<String>,
     done_ms: Mutex<Vec<u64>>,
     token_instants: Mutex<Vec<(std::time::Instant, std::time::Instant)>>,
+    /// Prompts marked `[[flaky]]` that have already failed once.
+    flaked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl LlmState {
@@ -109,6 +114,7 @@ impl LlmEmulator {
             api_key,
             done_ms: Mutex::default(),
             token_instants: Mutex::default(),
+            flaked: Mutex::default(),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
@@ -150,8 +156,9 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         }
     }
     s.requests.lock().unwrap_or_else(|p| p.into_inner()).push(req.clone());
-    let script = s.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
     let messages = req["messages"].as_array().cloned().unwrap_or_default();
+    let scripted = s.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    let script = scripted.or_else(|| marked_script(&s, &messages));
     let model = req["model"].as_str().unwrap_or("emulated").to_owned();
     let text = match &script {
         Some(Script::Answer { text }) => text.clone(),
@@ -170,6 +177,14 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
+        if let Some(Script::ReasoningOnly { deltas }) = script {
+            for _ in 0..deltas {
+                let thought = json!({"choices": [{"index": 0, "delta": {"reasoning_content": "hmm "}}]});
+                let _ = tx.send(Ok(sse(&thought.to_string()))).await;
+            }
+            let _ = tx.send(Ok(sse("[DONE]"))).await;
+            return;
+        }
         let mut first_at = None;
         let mut last_at = std::time::Instant::now();
         for (i, t) in toks.iter().enumerate() {
@@ -207,6 +222,20 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Faults chosen by the prompt, for tests that run many conversations at once: a last user
+/// message containing `[[empty]]` is answered with no text every time; one containing
+/// `[[flaky]]` gets HTTP 503 the first time it is asked and its answer after.
+fn marked_script(s: &LlmState, messages: &[Value]) -> Option<Script> {
+    let last = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str())?;
+    if last.contains("[[empty]]") {
+        return Some(Script::Answer { text: String::new() });
+    }
+    if last.contains("[[flaky]]") && s.flaked.lock().unwrap_or_else(|p| p.into_inner()).insert(last.to_owned()) {
+        return Some(Script::Status { status: 503 });
+    }
+    None
 }
 
 fn tokio_stream_from(

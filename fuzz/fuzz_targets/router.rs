@@ -17,6 +17,9 @@ impl Queue for NullQueue {
     async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
         Ok(())
     }
+    async fn retry_after(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 thread_local! {
@@ -32,7 +35,6 @@ thread_local! {
         queue: Arc::new(NullQueue),
         c2c_queue_url: "q".into(),
         group_queue_url: "g".into(),
-        dedup_ttl_secs: 60,
         stop_ttl_secs: 60,
         routes: Routes::default(),
     };

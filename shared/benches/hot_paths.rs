@@ -46,6 +46,9 @@ impl Queue for NullQueue {
     async fn send(&self, _: &str, _: &QueueMessage) -> Result<(), QueueError> {
         Ok(())
     }
+    async fn retry_after(&self, _: &str, _: &str, _: std::time::Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 fn word(i: usize) -> String {
@@ -146,7 +149,6 @@ fn router(rt: &tokio::runtime::Runtime) {
         queue: Arc::new(NullQueue),
         c2c_queue_url: "q".into(),
         group_queue_url: "g".into(),
-        dedup_ttl_secs: 3_600,
         stop_ttl_secs: 60,
         routes: Routes::default(),
     };

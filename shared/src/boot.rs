@@ -113,7 +113,6 @@ impl Boot {
             queue: self.queue(),
             c2c_queue_url: s.require_c2c_queue()?.to_owned(),
             group_queue_url: s.require_group_queue()?.to_owned(),
-            dedup_ttl_secs: s.dedup_ttl_secs,
             stop_ttl_secs: s.stop_ttl_secs,
             routes: self.routes(),
         })
@@ -205,6 +204,9 @@ impl Boot {
             history_ttl_secs: s.history_ttl_secs,
             max_receives: s.max_receives,
             llm_attempts: 2,
+            retry_base: s.retry_base,
+            retry_max: s.retry_max,
+            finish_margin: s.finish_margin,
         })
     }
 }

@@ -80,6 +80,11 @@ pub struct Settings {
     pub group_queue_url: Option<String>,
     pub dlq_url: Option<String>,
     pub max_receives: u32,
+    /// A failed chatbot message is retried after this, doubled per receive, at most `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Time a worker keeps before its Lambda deadline to finish and record an answer.
+    pub finish_margin: Duration,
     pub dedup_ttl_secs: u64,
     pub history_ttl_secs: u64,
     pub stop_ttl_secs: u64,
@@ -196,7 +201,10 @@ impl Settings {
             c2c_queue_url: env.opt("TCBOT_C2C_QUEUE_URL"),
             group_queue_url: env.opt("TCBOT_GROUP_QUEUE_URL"),
             dlq_url: env.opt("TCBOT_DLQ_URL"),
-            max_receives: env.parse("TCBOT_MAX_RECEIVES", 3)?,
+            max_receives: env.parse("TCBOT_MAX_RECEIVES", 5)?,
+            retry_base: ms("TCBOT_RETRY_BASE_MS", 5_000)?,
+            retry_max: ms("TCBOT_RETRY_MAX_MS", 60_000)?,
+            finish_margin: ms("TCBOT_FINISH_MARGIN_MS", 15_000)?,
             dedup_ttl_secs: env.parse("TCBOT_DEDUP_TTL_SECS", 86_400)?,
             history_ttl_secs: env.parse("TCBOT_HISTORY_TTL_SECS", 7 * 86_400)?,
             stop_ttl_secs: env.parse("TCBOT_STOP_TTL_SECS", 600)?,

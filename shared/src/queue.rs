@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// A message to enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct QueueError {
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, queue_url: &str, msg: &QueueMessage) -> Result<(), QueueError>;
+    /// Makes a received message (by its receipt handle) visible again after `delay`, so that a
+    /// failed message is retried soon instead of after the queue's whole visibility timeout.
+    async fn retry_after(&self, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
 }
 
 /// The SQS adapter.
@@ -54,10 +58,60 @@ impl Queue for SqsQueue {
             .map_err(|e| QueueError { queue: queue_url.to_owned(), reason: DisplayErrorContext(e).to_string() })?;
         Ok(())
     }
+
+    async fn retry_after(&self, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
+        // SQS takes whole seconds, at most 12 hours.
+        let secs = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        self.client
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError { queue: queue_url.to_owned(), reason: DisplayErrorContext(e).to_string() })?;
+        Ok(())
+    }
+}
+
+/// The URL of the queue named by an SQS ARN (`arn:aws:sqs:<region>:<account>:<name>`), as
+/// SQS and the local emulator both identify a queue by the account and name in its URL path.
+pub fn queue_url_from_arn(arn: &str) -> Option<String> {
+    let mut parts = arn.split(':');
+    let (Some("arn"), Some(partition), Some("sqs"), Some(region), Some(account), Some(name), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if region.is_empty() || account.is_empty() || name.is_empty() {
+        return None;
+    }
+    let domain = if partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+    Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
 }
 
 /// An id SQS accepts as a FIFO group or deduplication id (≤128 chars from a fixed alphabet)
 /// for any string, such as user IDs with characters SQS does not allow.
 pub fn fifo_id(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..20])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_urls_come_from_arns() {
+        assert_eq!(
+            queue_url_from_arn("arn:aws:sqs:ap-southeast-1:123456789012:bot-c2c.fifo").as_deref(),
+            Some("https://sqs.ap-southeast-1.amazonaws.com/123456789012/bot-c2c.fifo")
+        );
+        assert_eq!(
+            queue_url_from_arn("arn:aws-cn:sqs:cn-north-1:123456789012:q").as_deref(),
+            Some("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q")
+        );
+        assert_eq!(queue_url_from_arn("arn:aws:sns:us-east-1:1:topic"), None);
+        assert_eq!(queue_url_from_arn("arn:aws:sqs:us-east-1:1"), None);
+        assert_eq!(queue_url_from_arn("arn:aws:sqs:us-east-1:1:q:extra"), None);
+    }
 }

@@ -1,6 +1,13 @@
-//! The callback router: the one public function. It authenticates a webhook, parses it,
-//! deduplicates it, hands chatbot work to the queues, sets stop flags, and acks within
-//! Tencent's 2 s. Every request ends in exactly one logged [`Outcome`].
+//! The callback router: the one public function. It authenticates a webhook, parses it, hands
+//! chatbot work to the queues, sets stop flags, and acks within Tencent's 2 s. Every request
+//! ends in exactly one logged [`Outcome`].
+//!
+//! Chatbot messages are not claimed in the store before they are queued. A claim written before
+//! the send could outlive a send that failed late (or a function that timed out): Tencent's
+//! retry would then be acked as a duplicate and the message never queued. Instead the FIFO
+//! deduplication id (the job's key) drops copies sent within SQS's 5-minute window, and the
+//! worker's reply record drops any later copy. That is also one network call on the ack path
+//! instead of two (`benches/RESULTS.md`, router ack latency).
 
 use crate::bot::job::{Job, JobMsg, stop_key};
 use crate::invoke::Invoker;
@@ -18,13 +25,12 @@ use std::time::Duration;
 /// The prefix of every chatbot account's UserID.
 pub const ROBOT_PREFIX: &str = "@RBT#";
 
-/// How one webhook ended. `received = queued + duplicate + rejected + ignored + stop`.
+/// How one webhook ended. `received = queued + rejected + ignored + stop + judged`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Handed to a worker queue (`jobs` messages, one per robot addressed).
+    /// Handed to a worker queue (`jobs` messages, one per robot addressed). A copy of a message
+    /// already queued is queued again and dropped by the queue or the worker.
     Queued { jobs: usize },
-    /// Already received; acked without doing anything again.
-    Duplicate,
     /// Refused: bad signature, wrong app, malformed body, too large.
     Rejected(String),
     /// Accepted but nothing to do (a bot's own message, a command with no handler).
@@ -41,7 +47,6 @@ impl Outcome {
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Queued { .. } => "queued",
-            Outcome::Duplicate => "duplicate",
             Outcome::Rejected(_) => "rejected",
             Outcome::Ignored(_) => "ignored",
             Outcome::StopRequested => "stop",
@@ -93,7 +98,6 @@ pub struct Router {
     pub queue: Arc<dyn Queue>,
     pub c2c_queue_url: String,
     pub group_queue_url: String,
-    pub dedup_ttl_secs: u64,
     pub stop_ttl_secs: u64,
     pub routes: Routes,
 }
@@ -171,7 +175,7 @@ impl Router {
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
                 let job = Job::new(request_id, m.to_account.clone(), JobMsg::C2c(m));
-                self.enqueue(&job.dedup_key(), vec![job], &self.c2c_queue_url).await
+                self.enqueue(vec![job], &self.c2c_queue_url).await
             }
             WebhookEvent::BotGroupMessage(m) => {
                 if m.from_account.starts_with(ROBOT_PREFIX) {
@@ -186,16 +190,14 @@ impl Router {
                 if robots.is_empty() {
                     return Ok((Ack::ok(), Outcome::Ignored("no robot is mentioned".into())));
                 }
-                if let Some(stop) = stop_request(&m.msg_body) {
-                    for bot in &robots {
-                        let key = stop_key(&format!("grp#{}#{bot}", m.group_id), stop.msg_key.as_deref());
-                        self.set_stop(&key).await?;
-                    }
-                    return Ok((Ack::ok(), Outcome::StopRequested));
+                if stop_request(&m.msg_body).is_some() {
+                    // TUIKit sends its interrupt without an @-mention, so it cannot arrive here
+                    // (protocol doc §6); one that does comes from a custom client, and group
+                    // answers cannot be stopped.
+                    return Ok((Ack::ok(), Outcome::Ignored("stop requests are not supported in groups".into())));
                 }
-                let dedup = format!("dedup#grp#{}#{}", m.group_id, m.msg_seq);
                 let jobs = robots.into_iter().map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone()))).collect();
-                self.enqueue(&dedup, jobs, &self.group_queue_url).await
+                self.enqueue(jobs, &self.group_queue_url).await
             }
             WebhookEvent::Unknown { command, .. } => {
                 Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
@@ -253,12 +255,9 @@ impl Router {
         Ok(())
     }
 
-    /// Claims the dedup key, then enqueues; if enqueueing fails the claim is given back so that
-    /// a redelivery is not mistaken for a duplicate.
-    async fn enqueue(&self, dedup: &str, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
-        if !self.store.claim(dedup, self.dedup_ttl_secs).await? {
-            return Ok((Ack::ok(), Outcome::Duplicate));
-        }
+    /// Queues one job per robot. The FIFO deduplication id is the job's key, so a webhook that
+    /// Tencent delivers again is dropped by SQS within 5 minutes and by the worker after.
+    async fn enqueue(&self, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
         let n = jobs.len();
         for job in &jobs {
             let msg = QueueMessage {
@@ -266,12 +265,7 @@ impl Router {
                 group_id: Some(fifo_id(&job.ordering_key())),
                 dedup_id: Some(fifo_id(&job.key())),
             };
-            if let Err(e) = self.queue.send(queue_url, &msg).await {
-                if let Err(release) = self.store.release(dedup).await {
-                    tracing::error!(error = %release, "could not release dedup claim after enqueue failure");
-                }
-                return Err(e.into());
-            }
+            self.queue.send(queue_url, &msg).await?;
         }
         Ok((Ack::ok(), Outcome::Queued { jobs: n }))
     }

@@ -26,7 +26,6 @@ fn router_with(env: &Env, routes: Routes) -> Router {
         queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
         c2c_queue_url: env.stack.c2c_queue.clone(),
         group_queue_url: env.stack.group_queue.clone(),
-        dedup_ttl_secs: 60,
         stop_ttl_secs: 60,
         routes,
     }

@@ -113,7 +113,6 @@ impl Env {
             queue: queue.clone(),
             c2c_queue_url: stack.c2c_queue.clone(),
             group_queue_url: stack.group_queue.clone(),
-            dedup_ttl_secs: 3600,
             stop_ttl_secs: 600,
             routes: shared::router::Routes::default(),
         };
@@ -144,6 +143,9 @@ impl Env {
             history_ttl_secs: 3600,
             max_receives: devtools::aws::MAX_RECEIVES,
             llm_attempts: 2,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(2),
+            finish_margin: Duration::from_secs(2),
         };
         tweak(&mut worker);
         Env { sqs: aws_sdk_sqs::Client::new(&aws), stack, store, tencent, llm, router, worker }
@@ -162,23 +164,30 @@ impl Env {
     }
 
     /// Runs the worker over both queues until they are empty, as the event source mapping
-    /// would. Returns how many messages were handled.
+    /// would, waiting for messages that a failure made invisible for a while (at most a
+    /// minute in all). Returns how many messages were handled.
     pub async fn drain(&self) -> usize {
+        let started = std::time::Instant::now();
         let mut total = 0;
         loop {
             let mut n = 0;
             for q in [&self.stack.c2c_queue, &self.stack.group_queue] {
                 let stats = devtools::esm::poll_once(&self.sqs, q, 10, 0, |ev| async {
-                    Ok::<_, String>(self.worker.sqs_handler(ev).await)
+                    Ok::<_, String>(self.worker.sqs_handler(ev, shared::store::now_ms() + 60_000).await)
                 })
                 .await
                 .unwrap_or_else(|e| panic!("poll: {e}"));
                 n += stats.received;
             }
             total += n;
-            if n == 0 {
+            if n > 0 {
+                continue;
+            }
+            let waiting = self.depth(&self.stack.c2c_queue).await + self.depth(&self.stack.group_queue).await;
+            if waiting == 0 || started.elapsed() > Duration::from_secs(60) {
                 break;
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         total
     }

@@ -62,7 +62,7 @@ async fn worker_events_are_answered() {
     let env = Env::new().await;
     for (name, group) in [("bot-c2c-message.text.json", false), ("bot-group-message.mention.json", true)] {
         let ev: SqsEvent = serde_json::from_value(event(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let resp = env.worker.sqs_handler(ev).await;
+        let resp = env.worker.sqs_handler(ev, shared::store::now_ms() + 60_000).await;
         assert!(resp.batch_item_failures.is_empty(), "{name}");
         if group {
             assert_eq!(env.tencent.state.group_messages().len(), 1);

@@ -93,21 +93,3 @@ async fn tencent_502_or_timeout_on_the_first_chunk_is_never_doubled() {
         assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
     }
 }
-
-#[tokio::test]
-async fn tencent_error_on_the_last_chunk_finishes_with_the_apology() {
-    let env = fast_env().await;
-    env.llm.state.push(Script::Answer { text: "one two".into() });
-    env.webhook("Bot.OnC2CMessage", &c2c_body("user", "hello", 1)).await;
-    // The first chunk opens the stream; the next call, the last, fails with a permanent code.
-    let mut seen = env.tencent.state.subscribe();
-    let fail_after_first = async {
-        let _ = seen.recv().await;
-        env.tencent.state.push_fault(Fault::Code { path: Some(STREAM.into()), code: 90001 });
-    };
-    tokio::join!(env.drain(), fail_after_first);
-    let streams = env.tencent.state.streams();
-    assert_eq!(streams.len(), 1, "{streams:?}");
-    assert!(streams[0].finished && streams[0].text().ends_with(APOLOGY), "{streams:?}");
-    assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
-}

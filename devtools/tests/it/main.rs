@@ -3,6 +3,7 @@
 
 mod commands;
 mod common;
+mod durability;
 mod e2e;
 mod events;
 mod faults;

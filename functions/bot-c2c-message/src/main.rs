@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let worker = Boot::load().await?.worker()?;
     let worker = &worker;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(worker.sqs_handler(ev.payload).await)
+        Ok::<_, Error>(worker.sqs_handler(ev.payload, ev.context.deadline).await)
     }))
     .await
 }

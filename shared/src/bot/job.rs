@@ -28,17 +28,18 @@ impl Job {
         Job { request_id: request_id.to_owned(), received_ms: crate::store::now_ms(), bot, msg }
     }
 
-    /// Identifies this message for this robot: the idempotency key of its answer.
+    /// Identifies this message for this robot: the idempotency key of its answer, its FIFO
+    /// deduplication id, its quota count. In a topic-enabled Community `MsgSeq` is numbered per
+    /// topic, so a topic message's key names its topic; a message outside topics keeps the
+    /// key it always had.
     pub fn key(&self) -> String {
         match &self.msg {
             JobMsg::C2c(m) => format!("c2c#{}#{}#{}", self.bot, m.from_account, m.key()),
-            JobMsg::Group(m) => format!("grp#{}#{}#{}", m.group_id, m.msg_seq, self.bot),
+            JobMsg::Group(m) => match m.topic_id.as_deref().filter(|t| !t.is_empty()) {
+                None => format!("grp#{}#{}#{}", m.group_id, m.msg_seq, self.bot),
+                Some(topic) => format!("grp#{}#{topic}#{}#{}", m.group_id, m.msg_seq, self.bot),
+            },
         }
-    }
-
-    /// The router's dedup key for a C2C message.
-    pub fn dedup_key(&self) -> String {
-        format!("dedup#{}", self.key())
     }
 
     /// Messages with the same ordering key are answered one at a time, in order.
@@ -51,11 +52,13 @@ impl Job {
         }
     }
 
-    /// The scope of "stop generating" requests that apply to this job's answer.
-    pub fn stop_scope(&self) -> String {
+    /// The scope of "stop generating" requests that apply to this job's answer. Only one-to-one
+    /// answers can be stopped: TUIKit's interrupt message carries no @-mention, so it never
+    /// reaches a robot through `Bot.OnGroupMessage` (protocol doc §6).
+    pub fn stop_scope(&self) -> Option<String> {
         match &self.msg {
-            JobMsg::C2c(m) => format!("c2c#{}#{}", self.bot, m.from_account),
-            JobMsg::Group(m) => format!("grp#{}#{}", m.group_id, self.bot),
+            JobMsg::C2c(m) => Some(format!("c2c#{}#{}", self.bot, m.from_account)),
+            JobMsg::Group(_) => None,
         }
     }
 

@@ -5,6 +5,10 @@
 //! which keeps the REST call rate within Tencent's limits whatever the token rate. Before each
 //! chunk the stop flag is checked. An answer that outgrows one message is cut or continued in a
 //! new message, as configured.
+//!
+//! The last character received is always held back until more text comes, so the call that
+//! finishes a message carries text: Tencent documents `Chunk` as required and says nothing of
+//! an empty one (protocol doc §6).
 
 use super::sink::Sink;
 use crate::config::{OverflowPolicy, StreamSettings};
@@ -32,6 +36,9 @@ pub enum End {
     Truncated,
     /// The LLM failed mid-answer; the open message was finished with the apology.
     LlmFailed(LlmError),
+    /// The answer was shown, but the call that finishes its message was refused: the user has
+    /// the text, so it is neither apologised for nor answered again.
+    Unfinished(String),
 }
 
 /// What the pump did.
@@ -89,11 +96,25 @@ struct Pumper<'a> {
     cfg: &'a PumpSettings,
     stream_id: Option<String>,
     report: Report,
+    /// A finishing call failed after text had been shown.
+    unfinished: bool,
+}
+
+/// Where `buf` splits into what may be sent now and the last character, which is held back.
+fn held_back(buf: &str) -> usize {
+    buf.char_indices().next_back().map(|(i, _)| i).unwrap_or(0)
 }
 
 impl Pumper<'_> {
     async fn push(&mut self, text: &str, finish: bool) -> Result<(), RestError> {
-        let opened = self.sink.push(text, finish).await?;
+        let shown = self.sink.calls() > 0;
+        let opened = match self.sink.push(text, finish).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.unfinished = finish && shown;
+                return Err(e);
+            }
+        };
         self.report.chunks += 1;
         self.report.first_chunk_at.get_or_insert_with(Instant::now);
         if let Some(id) = opened {
@@ -143,10 +164,11 @@ impl Pumper<'_> {
 
 /// Streams `first` and then `rest` into `sink` until the LLM finishes, the user stops it, or the
 /// message size policy ends it. A REST failure is returned as an error with the sink possibly
-/// open; an LLM failure mid-answer finishes the message with the apology.
+/// open, except on a finishing call after text was shown ([`End::Unfinished`]); an LLM failure
+/// mid-answer finishes the message with the apology.
 pub async fn pump(
     first: String,
-    mut rest: DeltaStream,
+    rest: DeltaStream,
     sink: &mut dyn Sink,
     ctl: &dyn Control,
     cfg: &PumpSettings,
@@ -157,13 +179,34 @@ pub async fn pump(
         cfg,
         stream_id: None,
         report: Report { end: End::Completed, text: String::new(), usage: None, first_chunk_at: None, chunks: 0 },
+        unfinished: false,
     };
-    // The first text goes out at once: time to first chunk is what the user feels.
-    if let Flow::Done(end) = p.send(first, false).await? {
-        p.report.end = end;
-        return Ok(p.report);
+    match run(&mut p, first, rest).await {
+        Ok(()) => Ok(p.report),
+        Err(e) if p.unfinished => {
+            tracing::warn!(error = %e, "the call finishing the answer was refused; the user has the text");
+            p.report.end = End::Unfinished(e.to_string());
+            Ok(p.report)
+        }
+        Err(e) => Err(e),
     }
-    let mut buf = String::new();
+}
+
+async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(), RestError> {
+    let cfg = p.cfg;
+    // A stream polled after its end may panic; fused, it keeps answering `None`.
+    let mut rest = rest.fuse();
+    let mut buf = first;
+    // The first text goes out at once (but for its last character): time to first chunk is
+    // what the user feels.
+    let cut = held_back(&buf);
+    if cut > 0 {
+        let held = buf.split_off(cut);
+        if let Flow::Done(end) = p.send(std::mem::replace(&mut buf, held), false).await? {
+            p.report.end = end;
+            return Ok(());
+        }
+    }
     let mut last_send = Instant::now();
     loop {
         let deadline = last_send + cfg.interval;
@@ -187,29 +230,33 @@ pub async fn pump(
                         p.push(super::APOLOGY, true).await?;
                     }
                     p.report.end = End::LlmFailed(e);
-                    return Ok(p.report);
+                    return Ok(());
                 }
                 None => {
                     let text = std::mem::take(&mut buf);
                     if let Flow::Done(end) = p.send(text, true).await? {
                         p.report.end = end;
                     }
-                    return Ok(p.report);
+                    return Ok(());
                 }
             },
-            _ = tokio::time::sleep_until(deadline), if !buf.is_empty() => true,
+            _ = tokio::time::sleep_until(deadline), if held_back(&buf) > 0 => true,
         };
         if flush_now {
-            if ctl.stop_requested(p.stream_id.as_deref()).await {
+            if p.ctl.stop_requested(p.stream_id.as_deref()).await {
                 let text = std::mem::take(&mut buf);
                 p.send(text, true).await?;
                 p.report.end = End::Stopped;
-                return Ok(p.report);
+                return Ok(());
             }
-            let text = std::mem::take(&mut buf);
-            if let Flow::Done(end) = p.send(text, false).await? {
+            let cut = held_back(&buf);
+            if cut == 0 {
+                continue;
+            }
+            let held = buf.split_off(cut);
+            if let Flow::Done(end) = p.send(std::mem::replace(&mut buf, held), false).await? {
                 p.report.end = end;
-                return Ok(p.report);
+                return Ok(());
             }
             last_send = Instant::now();
         }
@@ -226,11 +273,15 @@ mod tests {
         pushes: Vec<(String, bool)>,
         bytes: usize,
         open: bool,
+        refuse_finish: bool,
     }
 
     #[async_trait]
     impl Sink for RecSink {
         async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, RestError> {
+            if finish && self.refuse_finish {
+                return Err(RestError::Tencent { call: "test", code: 90001, info: "refused".into() });
+            }
             let opened = (!self.open).then(|| format!("m{}", self.pushes.len()));
             self.open = !finish;
             self.bytes += d.len();
@@ -293,7 +344,7 @@ mod tests {
         let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
         assert_eq!(joined, "Hello, world!");
         assert_eq!(sink.pushes.iter().filter(|(_, f)| *f).count(), 1);
-        assert_eq!(sink.pushes.first(), Some(&("He".to_owned(), false)));
+        assert_eq!(sink.pushes.first(), Some(&("H".to_owned(), false)), "the last character is held back");
         assert_eq!(ctl.opened.lock().map(|v| v.len()).unwrap_or(0), 1);
     }
 
@@ -328,5 +379,38 @@ mod tests {
         assert_eq!(sink.pushes.last().map(|p| p.1), Some(true));
         let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
         assert!(!joined.contains('d'));
+    }
+
+    #[tokio::test]
+    async fn the_finishing_push_carries_text_when_the_answer_ends_on_a_chunk_boundary() {
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let mut sink = RecSink::default();
+        // Every delta fills a chunk (8 bytes) by itself, so each is flushed on arrival.
+        let r = pump(
+            "12345678".into(),
+            deltas(&["abcdefgh", "ABCDEFGH"]),
+            &mut sink,
+            &ctl,
+            &cfg(1000, OverflowPolicy::Truncate),
+        )
+        .await;
+        assert_eq!(r.map(|r| r.end).ok(), Some(End::Completed));
+        let last = sink.pushes.last().cloned().unwrap_or_default();
+        assert!(last.1 && !last.0.is_empty(), "{:?}", sink.pushes);
+        assert!(sink.pushes.iter().all(|(d, _)| !d.is_empty()), "{:?}", sink.pushes);
+        let joined: String = sink.pushes.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(joined, "12345678abcdefghABCDEFGH");
+    }
+
+    #[tokio::test]
+    async fn a_refused_finishing_push_after_shown_text_ends_unfinished_not_failed() {
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let mut sink = RecSink { refuse_finish: true, ..RecSink::default() };
+        let r = pump("Hello".into(), deltas(&[" there"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
+        assert!(matches!(r.map(|r| r.end), Ok(End::Unfinished(_))));
+        // Refused before anything was shown, it is an error the caller may retry.
+        let mut sink = RecSink { refuse_finish: true, ..RecSink::default() };
+        let r = pump("H".into(), deltas(&[]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
+        assert!(r.is_err());
     }
 }

@@ -3,9 +3,17 @@
 //! For each queued message: skip it if already answered; load the robot's profile and the
 //! conversation window; check the user's daily quota; ask the LLM (retrying and falling back
 //! only before its first token); stream the answer; remember both turns. A failure that can be
-//! retried without a second answer goes back to the queue; anything else finishes the open
-//! message with a fixed apology and is sent to the dead-letter queue. Every message ends in one
-//! logged outcome.
+//! retried without a second answer goes back to the queue, visible again after a short jittered
+//! backoff; anything else finishes the open message with a fixed apology and is sent to the
+//! dead-letter queue. Every message ends in one logged outcome.
+//!
+//! Never twice: the reply record says `sending` before the first call that could show the user
+//! anything (a failed write aborts the attempt with nothing sent), `open` with the message id
+//! once a stream is open, and `done` at the end. A redelivery that finds `sending` or `open`
+//! finishes with the apology instead of answering again.
+//!
+//! Never late: the whole attempt (every LLM attempt, fallback and the stream) fits inside the
+//! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
 use super::job::{Job, JobMsg, stop_key};
 use super::profile::{BotProfile, GroupScope, Resolved};
@@ -17,15 +25,16 @@ use crate::config::{LlmDefaults, StreamSettings};
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
 use crate::msg::joined_text;
 use crate::observe::Metrics;
-use crate::queue::{Queue, QueueMessage, fifo_id};
+use crate::queue::{Queue, QueueMessage, fifo_id, queue_url_from_arn};
 use crate::secrets::AppSecrets;
-use crate::store::{Role, Store, Turn, now_ms, now_secs};
+use crate::store::{Role, Store, Turn, now_ms};
 use crate::tencent::ChatApi;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Everything a worker needs, built once per cold start.
@@ -43,6 +52,12 @@ pub struct Worker {
     pub max_receives: u32,
     /// LLM attempts per model before the first token.
     pub llm_attempts: u32,
+    /// Backoff of a retried message: `retry_base` doubled per receive, at most `retry_max`,
+    /// jittered down by up to half.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Time kept before the Lambda deadline to finish the open message and record the outcome.
+    pub finish_margin: Duration,
 }
 
 /// How a queued message ended.
@@ -76,7 +91,8 @@ pub struct Retry(pub String);
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct ReplyState {
-    /// `open` while a message is being streamed, `done` when the answer is over.
+    /// `sending` from just before the first call that could show anything, `open` while a
+    /// message is being streamed, `done` when the answer is over.
     state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stream_id: Option<String>,
@@ -90,16 +106,30 @@ struct Failure {
 struct JobControl<'a> {
     store: &'a dyn Store,
     reply_key: String,
-    scope: String,
+    /// Where stop requests for this answer are kept; `None` where answers cannot be stopped.
+    scope: Option<String>,
+    /// When this worker started on the message: a stop that names no message stops only an
+    /// answer that was in progress when it was requested.
     started_ms: u64,
     ttl: u64,
+}
+
+impl JobControl<'_> {
+    /// Records that something may be shown to the user from now on.
+    async fn sending(&self) -> Result<(), crate::store::StoreError> {
+        let doc = ReplyState { state: "sending".into(), stream_id: None };
+        self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await
+    }
 }
 
 #[async_trait]
 impl Control for JobControl<'_> {
     async fn stop_requested(&self, stream_id: Option<&str>) -> bool {
+        let Some(scope) = &self.scope else {
+            return false;
+        };
         if let Some(id) = stream_id
-            && matches!(self.store.get_doc(&stop_key(&self.scope, Some(id))).await, Ok(Some(_)))
+            && matches!(self.store.get_doc(&stop_key(scope, Some(id))).await, Ok(Some(_)))
         {
             return true;
         }
@@ -107,7 +137,7 @@ impl Control for JobControl<'_> {
         struct At {
             at_ms: u64,
         }
-        match self.store.get_doc(&stop_key(&self.scope, None)).await {
+        match self.store.get_doc(&stop_key(scope, None)).await {
             Ok(Some(doc)) => serde_json::from_str::<At>(&doc).is_ok_and(|a| a.at_ms >= self.started_ms),
             Ok(None) => false,
             Err(e) => {
@@ -119,6 +149,8 @@ impl Control for JobControl<'_> {
 
     async fn opened(&self, stream_id: &str) {
         let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()) };
+        // `sending` is already recorded, so a crash from here on is recovered without a second
+        // answer even when this write fails; the stream id only lets recovery finish the stream.
         if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
             tracing::error!(error = %e, "could not record the open stream");
         }
@@ -127,6 +159,11 @@ impl Control for JobControl<'_> {
 
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The Lambda context's deadline (unix milliseconds) as an instant of this process's clock.
+pub fn deadline_from_unix_ms(deadline_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()))
 }
 
 /// Removes the @-mentions of robots from a group message. Routing is by `AtRobots_Account`;
@@ -146,20 +183,24 @@ pub fn strip_mentions(text: &str, robots: &[String]) -> String {
 impl Worker {
     /// The Lambda adapter: an SQS batch in, the failed items out (partial batch response).
     /// In a FIFO queue, once one message fails the rest of the batch is failed too, unread, so
-    /// that no message overtakes another of its conversation.
-    pub async fn sqs_handler(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// that no message overtakes another of its conversation. Failed messages are made visible
+    /// again after a short backoff, not after the queue's whole visibility timeout: a passing
+    /// outage delays the conversation by seconds, not by 18 minutes. `deadline` is the Lambda
+    /// context's (unix milliseconds).
+    pub async fn sqs_handler(&self, event: SqsEvent, deadline_ms: u64) -> SqsBatchResponse {
+        let deadline = deadline_from_unix_ms(deadline_ms);
         let mut failures = Vec::new();
         let mut failed = false;
         for rec in event.records {
             let id = rec.message_id.clone().unwrap_or_default();
+            let receives = rec.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
             if failed {
-                failures.push(id);
+                failures.push((id, rec.receipt_handle, rec.event_source_arn, receives));
                 continue;
             }
-            let receives = rec.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
             let sent_ms: Option<u64> = rec.attributes.get("SentTimestamp").and_then(|t| t.parse().ok());
             let body = rec.body.unwrap_or_default();
-            let result = self.process(&body, receives).await;
+            let result = self.process_until(&body, receives, deadline).await;
             let outcome = match &result {
                 Ok(o) => o.kind(),
                 Err(_) => "retry",
@@ -172,14 +213,17 @@ impl Worker {
                 .emit();
             if let Err(e) = result {
                 tracing::warn!(message_id = %id, error = %e, "message will be delivered again");
-                failures.push(id);
+                failures.push((id, rec.receipt_handle, rec.event_source_arn, receives));
                 failed = true;
             }
+        }
+        for (id, handle, arn, receives) in &failures {
+            self.retry_soon(id, handle.as_deref(), arn.as_deref(), *receives).await;
         }
         let mut resp = SqsBatchResponse::default();
         resp.batch_item_failures = failures
             .into_iter()
-            .map(|id| {
+            .map(|(id, ..)| {
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id;
                 f
@@ -188,8 +232,36 @@ impl Worker {
         resp
     }
 
-    /// Handles one queued message; `receives` is how often SQS has delivered it.
+    /// How long a message that failed on its `receives`-th delivery waits before the next.
+    pub fn retry_delay(&self, receives: u32) -> Duration {
+        let doubled = self.retry_base.saturating_mul(1u32 << receives.saturating_sub(1).min(16));
+        let full = doubled.min(self.retry_max).max(Duration::from_secs(1));
+        // Full jitter over the upper half, so retries of many conversations spread out.
+        full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    async fn retry_soon(&self, id: &str, handle: Option<&str>, queue_arn: Option<&str>, receives: u32) {
+        let (Some(queue), Some(handle)) = (queue_arn.and_then(queue_url_from_arn), handle) else {
+            tracing::warn!(message_id = %id, "no queue ARN or receipt handle; the visibility timeout applies");
+            return;
+        };
+        let delay = self.retry_delay(receives);
+        match self.queue.retry_after(&queue, handle, delay).await {
+            Ok(()) => tracing::info!(message_id = %id, delay_ms = delay.as_millis() as u64, "retry scheduled"),
+            Err(e) => {
+                tracing::warn!(message_id = %id, error = %e, "could not schedule an early retry; the visibility timeout applies")
+            }
+        }
+    }
+
+    /// Handles one queued message; `receives` is how often SQS has delivered it. Without a
+    /// Lambda deadline, as in tests and tools, the attempt may take up to 15 minutes.
     pub async fn process(&self, body: &str, receives: u32) -> Result<WorkOutcome, Retry> {
+        self.process_until(body, receives, Instant::now() + Duration::from_secs(900)).await
+    }
+
+    /// Handles one queued message, finishing by `deadline`.
+    pub async fn process_until(&self, body: &str, receives: u32, deadline: Instant) -> Result<WorkOutcome, Retry> {
         let job: Job = match serde_json::from_str(body) {
             Ok(j) => j,
             Err(e) => {
@@ -201,7 +273,7 @@ impl Worker {
         };
         let span = tracing::info_span!("job", request_id = %job.request_id, bot = %job.bot, receives);
         async {
-            let result = self.process_job(&job, receives).await;
+            let result = self.process_job(&job, receives, deadline).await;
             match &result {
                 Ok(o) => tracing::info!(outcome = o.kind(), detail = ?o, "job handled"),
                 Err(e) => tracing::warn!(outcome = "retry", error = %e, "job handled"),
@@ -212,30 +284,31 @@ impl Worker {
         .await
     }
 
-    async fn process_job(&self, job: &Job, receives: u32) -> Result<WorkOutcome, Retry> {
+    async fn process_job(&self, job: &Job, receives: u32, deadline: Instant) -> Result<WorkOutcome, Retry> {
         let reply_key = format!("reply#{}", job.key());
         let store_err = |e: crate::store::StoreError| Retry(e.to_string());
         let state: ReplyState = match self.store.get_doc(&reply_key).await.map_err(store_err)? {
             Some(doc) => serde_json::from_str(&doc).unwrap_or_default(),
             None => ReplyState::default(),
         };
-        if state.state == "done" {
-            return Ok(WorkOutcome::Duplicate);
-        }
-        if state.state == "open" {
-            // An earlier attempt died mid-answer: finish what it opened, never start again.
-            return self.recover(job, &reply_key, state.stream_id).await;
+        match state.state.as_str() {
+            "done" => return Ok(WorkOutcome::Duplicate),
+            // An earlier attempt may have shown something, then died: finish what it opened,
+            // never start again.
+            "sending" | "open" => return self.recover(job, &reply_key, state.stream_id).await,
+            _ => {}
         }
         let mut sink = self.sink_for(job, None);
         let ctl = JobControl {
             store: self.store.as_ref(),
             reply_key: reply_key.clone(),
             scope: job.stop_scope(),
-            started_ms: job.received_ms,
+            started_ms: now_ms(),
             ttl: self.history_ttl_secs,
         };
         let final_attempt = receives >= self.max_receives;
-        match self.answer(job, sink.as_mut(), &ctl).await {
+        let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
+        match self.answer(job, sink.as_mut(), &ctl, answer_by).await {
             Ok(WorkOutcome::Answered(End::LlmFailed(e))) => {
                 // The pump already finished the open message with the apology.
                 let reason = format!("answer cut: {e}");
@@ -247,7 +320,13 @@ impl Worker {
                 self.mark_done(&reply_key).await;
                 Ok(outcome)
             }
-            Err(f) if f.retryable && !final_attempt && sink.calls() == 0 => Err(Retry(f.reason)),
+            Err(f) if f.retryable && !final_attempt && sink.calls() == 0 => {
+                // Nothing was sent: forget `sending`, so the retry answers afresh.
+                if let Err(e) = self.store.delete_doc(&reply_key).await {
+                    tracing::warn!(error = %e, "could not clear the reply record; the retry will apologise");
+                }
+                Err(Retry(f.reason))
+            }
             Err(f) => {
                 self.apologise(sink.as_mut()).await;
                 self.dead_letter(&json(job), &job.key(), &f.reason).await?;
@@ -331,7 +410,13 @@ impl Worker {
         stored.resolve(&self.defaults)
     }
 
-    async fn answer(&self, job: &Job, sink: &mut dyn Sink, ctl: &JobControl<'_>) -> Result<WorkOutcome, Failure> {
+    async fn answer(
+        &self,
+        job: &Job,
+        sink: &mut dyn Sink,
+        ctl: &JobControl<'_>,
+        deadline: Instant,
+    ) -> Result<WorkOutcome, Failure> {
         let store = self.store.as_ref();
         let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
         let rest_fail = |e: crate::tencent::RestError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
@@ -352,6 +437,7 @@ impl Worker {
             }
         };
         let reply = async |sink: &mut dyn Sink, text: &str, kind: &'static str| {
+            ctl.sending().await.map_err(fail(true))?;
             sink.push(text, true).await.map_err(rest_fail)?;
             Ok(WorkOutcome::Replied(kind))
         };
@@ -367,15 +453,12 @@ impl Worker {
             _ => {}
         }
         if profile.daily_quota > 0 {
-            let day = now_secs() / 86_400;
+            // The day the message was received, so a redelivery after midnight counts where the
+            // first delivery did; counted once per message, in one write, and judged by the
+            // count this message got, however many were counted since.
+            let day = job.received_ms / 86_400_000;
             let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
-            // A redelivered message is counted once: the increment is keyed by the message.
-            let first_time = store.claim(&format!("quota#seen#{}", job.key()), 2 * 86_400).await.map_err(fail(true))?;
-            let used = if first_time {
-                store.incr(&key, 1, Some(2 * 86_400)).await.map_err(fail(true))?
-            } else {
-                store.counter(&key).await.map_err(fail(true))?
-            };
+            let used = store.count_once(&key, &job.key(), Some(2 * 86_400)).await.map_err(fail(true))?;
             if used > profile.daily_quota as i64 {
                 let msg = format!(
                     "You've reached today's limit of {} messages with me. Please come back tomorrow.",
@@ -394,7 +477,7 @@ impl Worker {
             (Role::User, Some(s)) => format!("[{s}] {}", t.text),
             _ => t.text.clone(),
         };
-        let user_turn = Turn { at_ms: job.received_ms, role: Role::User, speaker: speaker.clone(), text: text.clone() };
+        let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: text.clone() };
         let mut messages = vec![ChatMessage::new("system", profile.system_prompt.clone())];
         for t in history.iter().chain(std::iter::once(&user_turn)) {
             let role = if t.role == Role::User { "user" } else { "assistant" };
@@ -418,11 +501,18 @@ impl Worker {
             total: self.defaults.total_timeout,
         };
         let llm_started = tokio::time::Instant::now();
-        let (first, rest, model) =
-            start_with_fallback(self.llm.as_ref(), &req, &profile.fallback_models, self.llm_attempts, timeouts)
-                .await
-                .map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
+        let (first, rest, model) = start_with_fallback(
+            self.llm.as_ref(),
+            &req,
+            &profile.fallback_models,
+            self.llm_attempts,
+            timeouts,
+            deadline,
+        )
+        .await
+        .map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
         let first_token_ms = llm_started.elapsed().as_millis() as u64;
+        ctl.sending().await.map_err(fail(true))?;
         let min_interval = match job.msg {
             JobMsg::C2c(_) => Duration::ZERO,
             JobMsg::Group(_) => self.stream.group_modify_interval,
@@ -448,14 +538,13 @@ impl Worker {
             .value("CompletionTokens", report.usage.map(|u| u.completion_tokens).unwrap_or(0) as f64, "Count")
             .emit();
         tracing::info!(model = %model, chunks = report.chunks, end = ?report.end, "answer streamed");
+        // Turns are stamped in the order this worker handles them (one message of a conversation
+        // at a time), after the newest turn stored, never by when the webhook arrived: a
+        // question sent while the previous answer streamed is stored after that answer.
+        user_turn.at_ms = now_ms().max(history.last().map_or(0, |t| t.at_ms + 1));
         store.append_turn(&conv, &user_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         if !report.text.is_empty() {
-            let bot_turn = Turn {
-                at_ms: now_ms().max(job.received_ms + 1),
-                role: Role::Assistant,
-                speaker: None,
-                text: report.text,
-            };
+            let bot_turn = Turn { at_ms: user_turn.at_ms + 1, role: Role::Assistant, speaker: None, text: report.text };
             store.append_turn(&conv, &bot_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         }
         Ok(WorkOutcome::Answered(report.end))

@@ -11,6 +11,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub use openai::OpenAiClient;
 
@@ -84,6 +85,13 @@ pub enum LlmError {
     Provider(String),
     #[error("LLM endpoint is misconfigured: {0}")]
     Config(String),
+    /// The stream ended without any answer text: a reasoning model that spent `max_tokens` on
+    /// reasoning, a provider's content filter, or only a role delta and `[DONE]`.
+    #[error("LLM ended its answer without any text")]
+    Empty,
+    /// No time is left for another attempt before the function's deadline.
+    #[error("no time left before the deadline for another LLM attempt")]
+    Deadline,
 }
 
 impl LlmError {
@@ -94,8 +102,13 @@ impl LlmError {
             LlmError::ConnectTimeout
             | LlmError::FirstTokenTimeout(_)
             | LlmError::IdleTimeout(_)
-            | LlmError::Network(_) => true,
-            LlmError::TotalTimeout(_) | LlmError::Malformed(_) | LlmError::Provider(_) | LlmError::Config(_) => false,
+            | LlmError::Network(_)
+            | LlmError::Empty => true,
+            LlmError::TotalTimeout(_)
+            | LlmError::Malformed(_)
+            | LlmError::Provider(_)
+            | LlmError::Config(_)
+            | LlmError::Deadline => false,
         }
     }
 }
@@ -121,13 +134,16 @@ pub trait Llm: Send + Sync {
 
 /// Starts a completion and waits for its first text, retrying and falling back to the next
 /// model only while no text has arrived: once the user could have seen something, the answer
-/// is never started again.
+/// is never started again. A stream that ends without text counts as a failure of that attempt.
+/// Every attempt, and the stream it starts, ends by `deadline`; no attempt starts with less
+/// than [`MIN_ATTEMPT`] left.
 pub async fn start_with_fallback(
     llm: &dyn Llm,
     req: &ChatRequest,
     fallback_models: &[String],
     attempts_per_model: u32,
     timeouts: Timeouts,
+    deadline: Instant,
 ) -> Result<(String, DeltaStream, String), LlmError> {
     use futures_util::StreamExt;
     let mut last = LlmError::Config("no model configured".into());
@@ -136,14 +152,20 @@ pub async fn start_with_fallback(
         let mut r = req.clone();
         r.model = model.clone();
         for attempt in 1..=attempts_per_model.max(1) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < MIN_ATTEMPT {
+                tracing::warn!(model = %model, attempt, error = %last, "no time left for another LLM attempt");
+                return Err(if last.is_retryable() { LlmError::Deadline } else { last });
+            }
+            let t = timeouts.within(left);
             let outcome = async {
-                let mut s = llm.stream(&r, timeouts).await?;
+                let mut s = llm.stream(&r, t).await?;
                 loop {
                     match s.next().await {
                         Some(Ok(Delta::Text(t))) if !t.is_empty() => return Ok((t, s)),
                         Some(Ok(_)) => continue,
                         Some(Err(e)) => return Err(e),
-                        None => return Ok((String::new(), s)),
+                        None => return Err(LlmError::Empty),
                     }
                 }
             }
@@ -157,10 +179,21 @@ pub async fn start_with_fallback(
                     if !retry {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    let pause = Duration::from_millis(200 * u64::from(attempt));
+                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
                 }
             }
         }
     }
     Err(last)
+}
+
+/// The least time worth starting an LLM attempt with.
+pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
+impl Timeouts {
+    /// These limits, none longer than `left`.
+    pub fn within(self, left: Duration) -> Timeouts {
+        Timeouts { first_token: self.first_token.min(left), idle: self.idle.min(left), total: self.total.min(left) }
+    }
 }

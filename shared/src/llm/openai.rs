@@ -158,7 +158,9 @@ impl Llm for OpenAiClient {
                 }
             }
         });
-        Ok(Box::pin(s))
+        // Fused: a stream that has ended answers `None` for good instead of panicking when
+        // polled again.
+        Ok(Box::pin(s.fuse()))
     }
 }
 

@@ -285,6 +285,50 @@ impl Store for DynamoStore {
         let item = self.get_live(key, "counter").await?;
         Ok(item.and_then(|i| i.get("n")?.as_n().ok()?.parse().ok()).unwrap_or(0))
     }
+
+    async fn count_once(&self, key: &str, member: &str, ttl_secs: Option<u64>) -> Result<i64, StoreError> {
+        // One UpdateItem both counts and remembers the count the member got, under an attribute
+        // of its own; the condition makes a second count of the same member a no-op. Every
+        // operand of a SET reads the item as it was before the update, so both get old n + 1.
+        let attr = super::member_attr(member);
+        let mut set = "SET n = if_not_exists(n, :zero) + :one, #m = if_not_exists(n, :zero) + :one".to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key, ONE)))
+            .condition_expression("attribute_not_exists(#m)")
+            .expression_attribute_names("#m", &attr)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew);
+        if let Some(t) = ttl_secs {
+            set.push_str(", expires_at = if_not_exists(expires_at, :exp)");
+            req = req.expression_attribute_values(":exp", n(now_secs() + t));
+        }
+        let counted = |item: &HashMap<String, AttributeValue>| -> Result<i64, StoreError> {
+            item.get(&attr).and_then(|v| v.as_n().ok()?.parse().ok()).ok_or_else(|| StoreError {
+                op: "count_once",
+                reason: "the counter does not hold the member's count".into(),
+            })
+        };
+        match req.update_expression(set).send().await {
+            Ok(out) => counted(&out.attributes.unwrap_or_default()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key(key, ONE)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(err("count_once"))?;
+                counted(&out.item.unwrap_or_default())
+            }
+            Err(e) => Err(err("count_once")(e)),
+        }
+    }
 }
 
 /// Creates the table (with TTL on `expires_at`) if it does not exist. For local runs and tests;

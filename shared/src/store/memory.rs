@@ -12,6 +12,7 @@ type Turns = BTreeMap<(u64, u64), (Turn, u64)>;
 struct Inner {
     docs: HashMap<String, (String, Option<u64>)>,
     counters: HashMap<String, (i64, Option<u64>)>,
+    members: HashMap<(String, String), i64>,
     turns: HashMap<String, Turns>,
     seq: u64,
 }
@@ -114,5 +115,18 @@ impl Store for MemoryStore {
     async fn counter(&self, key: &str) -> Result<i64, StoreError> {
         let now = now_secs();
         Ok(self.lock().counters.get(key).filter(|(_, e)| live(*e, now)).map(|(v, _)| *v).unwrap_or(0))
+    }
+
+    async fn count_once(&self, key: &str, member: &str, ttl_secs: Option<u64>) -> Result<i64, StoreError> {
+        let now = now_secs();
+        let mut g = self.lock();
+        if let Some(n) = g.members.get(&(key.to_owned(), member.to_owned())) {
+            return Ok(*n);
+        }
+        let entry = g.counters.entry(key.to_owned()).or_insert((0, ttl_secs.map(|t| now + t)));
+        entry.0 += 1;
+        let n = entry.0;
+        g.members.insert((key.to_owned(), member.to_owned()), n);
+        Ok(n)
     }
 }

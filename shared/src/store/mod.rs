@@ -68,6 +68,18 @@ pub trait Store: Send + Sync {
     async fn incr(&self, key: &str, by: i64, ttl_secs: Option<u64>) -> Result<i64, StoreError>;
     /// A counter's value; 0 when it does not exist or has expired.
     async fn counter(&self, key: &str) -> Result<i64, StoreError>;
+    /// Counts `member` once in the counter `key`, in one atomic write, and returns the count it
+    /// got: `n` for the n-th member counted, and the same `n` whenever the same member is
+    /// counted again, however much the counter has grown since. A TTL, when given, is set when
+    /// the counter is created.
+    async fn count_once(&self, key: &str, member: &str, ttl_secs: Option<u64>) -> Result<i64, StoreError>;
+}
+
+/// The attribute name under which a counter remembers one member's count: short, fixed
+/// length and free of characters DynamoDB attribute paths treat specially.
+pub fn member_attr(member: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("m_{}", hex::encode(&Sha256::digest(member.as_bytes())[..12]))
 }
 
 /// Unix seconds now.
