@@ -6,7 +6,7 @@
 //! contains the keyword is entered once. Closing it picks winners with a seed that is recorded
 //! with the result, so anyone can recompute the draw from its entrants and seed.
 //!
-//! Each message is claimed by `GroupId`+`MsgSeq` before it is counted, so a redelivered batch
+//! Each message is claimed by `GroupId`+`TopicId`+`MsgSeq` before it is counted, so a redelivered batch
 //! changes no counter. (A crash between the claim and the counters under-counts that message;
 //! it never counts twice.)
 
@@ -148,7 +148,12 @@ impl EventHandler for Stats {
         let Some(seq) = m.msg_seq else {
             return Err(EventError::Malformed("MsgSeq is missing".into()));
         };
-        if !self.store.claim(&format!("stats#seen#{}#{seq}", m.group_id), self.ttl_secs).await? {
+        // MsgSeq is numbered per topic in a topic-enabled Community (protocol doc §6).
+        let seen = match m.topic_id.as_deref().filter(|t| !t.is_empty()) {
+            None => format!("stats#seen#{}#{seq}", m.group_id),
+            Some(topic) => format!("stats#seen#{}#{topic}#{seq}", m.group_id),
+        };
+        if !self.store.claim(&seen, self.ttl_secs).await? {
             return Ok("duplicate");
         }
         self.count(&m).await?;

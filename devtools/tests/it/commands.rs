@@ -221,6 +221,21 @@ async fn statistics_count_once_and_draws_are_reproducible() {
     assert_eq!(w, shared::stats::pick_winners(&entrants, 2, 7));
 }
 
+#[tokio::test]
+async fn statistics_count_messages_with_the_same_seq_in_two_topics() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
+    for topic in ["@TGS#stats@TOPIC#a", "@TGS#stats@TOPIC#b"] {
+        let mut m = after_send("ann", 1, text_body("hi"));
+        m["TopicId"] = topic.into();
+        send(&router, "Group.CallbackAfterSendMsg", &m).await;
+    }
+    drain(&env, &env.stack.stats.0, &stats).await;
+    let n = env.store.counter(&shared::stats::group_counter("@TGS#stats", "messages")).await;
+    assert_eq!(n, Ok(2), "MsgSeq is numbered per topic: both messages count");
+}
+
 fn state(user: &str, action: &str, at: u64) -> serde_json::Value {
     serde_json::json!({"CallbackCommand": "State.StateChange", "EventTime": at,
         "Info": {"To_Account": user, "Action": action, "Reason": "Register"}})

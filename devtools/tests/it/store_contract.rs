@@ -93,6 +93,28 @@ async fn counters_add_atomically(s: Arc<dyn Store>) {
     assert_eq!(s.incr("expired", 1, Some(60)).await, Ok(1), "an expired counter starts again");
 }
 
+async fn members_are_counted_once_with_the_count_they_got(s: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.count_once("q", &format!("msg{}", i % 10), Some(3600)).await })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(s.counter("q").await, Ok(10), "ten members, each counted once: {got:?}");
+    let mut firsts: Vec<i64> = (0..10).map(|m| got[m]).collect();
+    firsts.sort_unstable();
+    assert_eq!(firsts, (1..=10).collect::<Vec<_>>(), "each member got its own count");
+    for m in 0..10 {
+        assert_eq!(got[m], got[m + 10], "a member counted again gets the count it got");
+        assert_eq!(s.count_once("q", &format!("msg{m}"), Some(3600)).await, Ok(got[m]));
+    }
+    assert_eq!(s.count_once("q", "late", None).await, Ok(11));
+}
+
 macro_rules! contract {
     ($($name:ident),*) => {
         mod memory {
@@ -105,6 +127,7 @@ macro_rules! contract {
 }
 
 contract!(
+    members_are_counted_once_with_the_count_they_got,
     claims_are_exclusive_until_released,
     fifty_concurrent_claims_have_one_winner,
     docs_round_trip_and_expire,
