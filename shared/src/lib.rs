@@ -18,6 +18,7 @@ pub mod msg;
 pub mod observe;
 pub mod presence;
 pub mod queue;
+pub mod redact;
 pub mod router;
 pub mod secrets;
 pub mod stats;

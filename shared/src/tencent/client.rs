@@ -8,6 +8,7 @@
 
 use super::api::*;
 use super::usersig;
+use crate::redact::JsonError;
 use crate::secrets::SecretString;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -218,15 +219,15 @@ impl RestClient {
             return Err(RestError::Http { call: path, status: status.as_u16() });
         }
         let bytes = res.bytes().await.map_err(|e| classify(path, e))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })?;
+        let decode = |e| RestError::Decode { call: path, reason: JsonError::from(e).to_string() };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(decode)?;
         let code = value.get("ErrorCode").and_then(|c| c.as_i64()).unwrap_or(0);
         let status_ok = value.get("ActionStatus").and_then(|s| s.as_str()).is_none_or(|s| s == "OK");
         if code != 0 || !status_ok {
             let info = value.get("ErrorInfo").and_then(|s| s.as_str()).unwrap_or("").to_owned();
             return Err(RestError::Tencent { call: path, code, info });
         }
-        serde_json::from_value(value).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })
+        serde_json::from_value(value).map_err(decode)
     }
 
     /// `openim_robot_http_svc/create_robot`.
