@@ -7,6 +7,7 @@
 
 pub mod boot;
 pub mod bot;
+pub mod bounded;
 pub mod community;
 pub mod config;
 pub mod event_worker;
