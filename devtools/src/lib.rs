@@ -26,6 +26,17 @@ pub fn nodelay(
     })
 }
 
+/// A body of `head`, then `filler` repeated to `bytes` bytes, then `tail`, sent in 16 KiB
+/// chunks without a length, the way a runaway server would send it.
+pub fn chunked_body(head: &str, filler: u8, bytes: usize, tail: &str) -> axum::body::Body {
+    const CHUNK: usize = 16 * 1024;
+    let fill = (0..bytes.div_ceil(CHUNK)).map(move |i| vec![filler; CHUNK.min(bytes - i * CHUNK)]);
+    let parts = std::iter::once(head.as_bytes().to_vec()).chain(fill).chain(std::iter::once(tail.as_bytes().to_vec()));
+    axum::body::Body::from_stream(futures_util::stream::iter(
+        parts.map(|p| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(p))),
+    ))
+}
+
 /// A queue that accepts and drops every message: for driving the router in process where
 /// what is queued does not matter (hostile-input tests, corpus replay).
 pub struct DiscardQueue;

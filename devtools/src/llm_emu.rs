@@ -2,7 +2,7 @@
 //! deterministic text derived from the prompt (so tests can predict it and a person can see the
 //! conversation is remembered), token by token as server-sent events, and can be scripted to
 //! misbehave: an HTTP error, a stall before the first token or mid-answer, a cut stream, a
-//! malformed event.
+//! malformed event, a huge error body, an endless line.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -37,6 +37,11 @@ pub enum Script {
     /// Send `deltas` reasoning deltas (`reasoning_content`) and no answer text, then `[DONE]`:
     /// a reasoning model that spent its whole `max_tokens` thinking.
     ReasoningOnly { deltas: usize },
+    /// Answer with HTTP `status` and an OpenAI-style error body of about `bytes` bytes, sent
+    /// without a length.
+    HugeError { status: u16, bytes: usize },
+    /// Send `after` tokens, then one `data` line of `bytes` bytes with no newline, then close.
+    LongLine { after: usize, bytes: usize },
 }
 
 /// The server's shared state.
@@ -168,6 +173,11 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (code, Json(json!({"error": {"message": format!("emulated HTTP {status}")}}))).into_response();
     }
+    if let Some(Script::HugeError { status, bytes }) = script {
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = crate::chunked_body(r#"{"error":{"message":""#, b'x', bytes, r#""}}"#);
+        return (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
     let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
     let toks = tokens(&text);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
@@ -195,6 +205,15 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
                 Some(Script::CutAfter { after }) if after == i => return,
                 Some(Script::MalformedAfter { after }) if after == i => {
                     let _ = tx.send(Ok(sse("{not json"))).await;
+                    return;
+                }
+                Some(Script::LongLine { after, bytes }) if after == i => {
+                    let _ = tx.send(Ok(Bytes::from_static(b"data: "))).await;
+                    for n in (0..bytes).step_by(16 * 1024) {
+                        if tx.send(Ok(Bytes::from(vec![b'x'; (bytes - n).min(16 * 1024)]))).await.is_err() {
+                            return;
+                        }
+                    }
                     return;
                 }
                 _ => {}

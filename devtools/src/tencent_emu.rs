@@ -1,6 +1,6 @@
 //! A local Tencent Chat REST emulator: it checks each call's UserSig like Tencent does,
 //! records every call, keeps robot streams, group messages and robots, and can be told to fail
-//! (an error code, an HTTP status, a delay) for the next calls. Subscribers see what the bot
+//! (an error code, an HTTP status, a delay, a huge reply) for the next calls. Subscribers see what the bot
 //! sends as it is sent, which is how the local run prints answers live.
 
 use axum::body::Bytes;
@@ -29,12 +29,17 @@ pub enum Fault {
     Status { path: Option<String>, status: u16 },
     /// Wait this long, then answer normally (longer than the client's timeout: a timeout).
     Delay { path: Option<String>, ms: u64 },
+    /// Answer OK with a reply padded to about `bytes` bytes, sent without a length.
+    Huge { path: Option<String>, bytes: usize },
 }
 
 impl Fault {
     fn path(&self) -> Option<&str> {
         match self {
-            Fault::Code { path, .. } | Fault::Status { path, .. } | Fault::Delay { path, .. } => path.as_deref(),
+            Fault::Code { path, .. }
+            | Fault::Status { path, .. }
+            | Fault::Delay { path, .. }
+            | Fault::Huge { path, .. } => path.as_deref(),
         }
     }
 }
@@ -251,6 +256,11 @@ async fn handle(
             record(-1, parsed.clone());
             tokio::time::sleep(Duration::from_millis(ms)).await;
             return Json(check_auth(&s, &q).unwrap_or_else(|| apply(&s, &path, &parsed))).into_response();
+        }
+        Some(Fault::Huge { bytes, .. }) => {
+            record(0, parsed);
+            let head = r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"","Padding":""#;
+            return crate::chunked_body(head, b'x', bytes, r#""}"#).into_response();
         }
         None => {}
     }

@@ -3,8 +3,21 @@
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
+
+const DAY_SECS: u64 = 86_400;
+const DAY_MS: u64 = DAY_SECS * 1_000;
+
+// The bounds of duration settings. Nothing waits longer than a day and nothing is kept longer
+// than a leap year, which also keeps `Instant + d` and `now + ttl` from overflowing. A timeout
+// or a TTL of 0 would make everything time out or expire at once, so it is refused; an
+// interval of 0 means "send as soon as there is something", so it is allowed.
+const TIMEOUT_MS: RangeInclusive<u64> = 1..=DAY_MS;
+const INTERVAL_MS: RangeInclusive<u64> = 0..=DAY_MS;
+const TTL_SECS: RangeInclusive<u64> = 1..=366 * DAY_SECS;
 
 /// A setting that is missing or malformed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -85,7 +98,6 @@ pub struct Settings {
     pub retry_max: Duration,
     /// Time a worker keeps before its Lambda deadline to finish and record an answer.
     pub finish_margin: Duration,
-    pub dedup_ttl_secs: u64,
     pub history_ttl_secs: u64,
     pub stop_ttl_secs: u64,
     pub llm: LlmDefaults,
@@ -186,28 +198,30 @@ impl Settings {
                 hint: " (or TCBOT_LOCAL_SECRET_FILE for local development)",
             });
         }
-        let ms = |var, default| env.parse(var, default).map(Duration::from_millis);
+        let ms = |var, default, range| env.bounded(var, default, range).map(Duration::from_millis);
         Ok(Settings {
             table_name: env.required("TCBOT_TABLE_NAME", "")?,
             secret_id,
             local_secret_file,
             tencent_endpoint,
-            usersig_ttl: Duration::from_secs(env.parse("TCBOT_USERSIG_TTL_SECS", 86_400)?),
-            rest_timeout: ms("TCBOT_REST_TIMEOUT_MS", 3_000)?,
+            usersig_ttl: Duration::from_secs(env.bounded("TCBOT_USERSIG_TTL_SECS", DAY_SECS, TTL_SECS)?),
+            rest_timeout: ms("TCBOT_REST_TIMEOUT_MS", 3_000, TIMEOUT_MS)?,
             rest_max_attempts: env.parse("TCBOT_REST_MAX_ATTEMPTS", 4)?,
-            sign_window_secs: env.parse("TCBOT_SIGN_WINDOW_SECS", 60)?,
+            // RequestTime has a resolution of a second, so 0 would refuse good webhooks. Years
+            // are meaningful: local runs widen the window to accept the sample events, which
+            // are signed at a fixed time (README).
+            sign_window_secs: env.bounded("TCBOT_SIGN_WINDOW_SECS", 60, 1..=(100 * 366 * DAY_SECS) as i64)?,
             allow_unsigned: env.parse("TCBOT_ALLOW_UNSIGNED", false)?,
             max_body_bytes: env.parse("TCBOT_MAX_BODY_BYTES", 64 * 1024)?,
             c2c_queue_url: env.opt("TCBOT_C2C_QUEUE_URL"),
             group_queue_url: env.opt("TCBOT_GROUP_QUEUE_URL"),
             dlq_url: env.opt("TCBOT_DLQ_URL"),
-            max_receives: env.parse("TCBOT_MAX_RECEIVES", 5)?,
-            retry_base: ms("TCBOT_RETRY_BASE_MS", 5_000)?,
-            retry_max: ms("TCBOT_RETRY_MAX_MS", 60_000)?,
-            finish_margin: ms("TCBOT_FINISH_MARGIN_MS", 15_000)?,
-            dedup_ttl_secs: env.parse("TCBOT_DEDUP_TTL_SECS", 86_400)?,
-            history_ttl_secs: env.parse("TCBOT_HISTORY_TTL_SECS", 7 * 86_400)?,
-            stop_ttl_secs: env.parse("TCBOT_STOP_TTL_SECS", 600)?,
+            max_receives: env.bounded("TCBOT_MAX_RECEIVES", 5, 1..=1000)?,
+            retry_base: ms("TCBOT_RETRY_BASE_MS", 5_000, TIMEOUT_MS)?,
+            retry_max: ms("TCBOT_RETRY_MAX_MS", 60_000, TIMEOUT_MS)?,
+            finish_margin: ms("TCBOT_FINISH_MARGIN_MS", 15_000, TIMEOUT_MS)?,
+            history_ttl_secs: env.bounded("TCBOT_HISTORY_TTL_SECS", 7 * DAY_SECS, TTL_SECS)?,
+            stop_ttl_secs: env.bounded("TCBOT_STOP_TTL_SECS", 600, TTL_SECS)?,
             llm: LlmDefaults {
                 base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
                 model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
@@ -216,26 +230,27 @@ impl Settings {
                     .opt("TCBOT_SYSTEM_PROMPT")
                     .unwrap_or_else(|| "You are a helpful assistant in a chat app. Answer concisely.".into()),
                 max_turns: env.parse("TCBOT_WINDOW_TURNS", 20)?,
-                max_age_secs: env.parse("TCBOT_WINDOW_SECS", 86_400)?,
+                // 0 is allowed: the prompt then holds no earlier turns.
+                max_age_secs: env.bounded("TCBOT_WINDOW_SECS", DAY_SECS, 0..=*TTL_SECS.end())?,
                 token_budget: env.parse("TCBOT_WINDOW_TOKENS", 3_000)?,
                 daily_quota: env.parse("TCBOT_DAILY_QUOTA", 200)?,
-                connect_timeout: ms("TCBOT_LLM_CONNECT_TIMEOUT_MS", 3_000)?,
-                first_token_timeout: ms("TCBOT_LLM_FIRST_TOKEN_TIMEOUT_MS", 20_000)?,
-                idle_timeout: ms("TCBOT_LLM_IDLE_TIMEOUT_MS", 10_000)?,
-                total_timeout: ms("TCBOT_LLM_TOTAL_TIMEOUT_MS", 120_000)?,
+                connect_timeout: ms("TCBOT_LLM_CONNECT_TIMEOUT_MS", 3_000, TIMEOUT_MS)?,
+                first_token_timeout: ms("TCBOT_LLM_FIRST_TOKEN_TIMEOUT_MS", 20_000, TIMEOUT_MS)?,
+                idle_timeout: ms("TCBOT_LLM_IDLE_TIMEOUT_MS", 10_000, TIMEOUT_MS)?,
+                total_timeout: ms("TCBOT_LLM_TOTAL_TIMEOUT_MS", 120_000, TIMEOUT_MS)?,
             },
             stream: StreamSettings {
-                interval: ms("TCBOT_STREAM_INTERVAL_MS", 400)?,
+                interval: ms("TCBOT_STREAM_INTERVAL_MS", 400, INTERVAL_MS)?,
                 max_chunk_bytes: env.parse("TCBOT_STREAM_MAX_CHUNK_BYTES", 600)?,
                 max_message_bytes: env.parse("TCBOT_MAX_MESSAGE_BYTES", 12_000)?,
                 overflow: env.parse("TCBOT_OVERFLOW_POLICY", OverflowPolicy::Truncate)?,
                 group_streaming: env.parse("TCBOT_GROUP_STREAMING", true)?,
-                group_modify_interval: ms("TCBOT_GROUP_MODIFY_INTERVAL_MS", 1_000)?,
+                group_modify_interval: ms("TCBOT_GROUP_MODIFY_INTERVAL_MS", 1_000, INTERVAL_MS)?,
             },
             events: EventSettings {
                 group_moderation_function: env.opt("TCBOT_GROUP_MODERATION_FUNCTION"),
                 c2c_moderation_function: env.opt("TCBOT_C2C_MODERATION_FUNCTION"),
-                sync_deadline: ms("TCBOT_SYNC_DEADLINE_MS", 1_500)?,
+                sync_deadline: ms("TCBOT_SYNC_DEADLINE_MS", 1_500, TIMEOUT_MS)?,
                 fail_closed: match env.opt("TCBOT_MODERATION_FALLBACK").as_deref() {
                     None | Some("allow") => false,
                     Some("refuse") => true,
@@ -247,7 +262,7 @@ impl Settings {
                         });
                     }
                 },
-                classifier_deadline: ms("TCBOT_CLASSIFIER_DEADLINE_MS", 800)?,
+                classifier_deadline: ms("TCBOT_CLASSIFIER_DEADLINE_MS", 800, TIMEOUT_MS)?,
                 stats_queue_url: env.opt("TCBOT_STATS_QUEUE_URL"),
                 presence_queue_url: env.opt("TCBOT_PRESENCE_QUEUE_URL"),
                 group_created_queue_url: env.opt("TCBOT_GROUP_CREATED_QUEUE_URL"),
@@ -297,7 +312,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
     where
-        T::Err: std::fmt::Display,
+        T::Err: Display,
     {
         match self.opt(var) {
             None => Ok(default),
@@ -305,6 +320,20 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 v.parse().map_err(|e: T::Err| ConfigError::Invalid { var, value: v.clone(), why: e.to_string() })
             }
         }
+    }
+
+    /// Like [`Env::parse`], for a number that must lie in `range`.
+    fn bounded<T>(&self, var: &'static str, default: T, range: RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Display,
+        T::Err: Display,
+    {
+        let v = self.parse(var, default)?;
+        if range.contains(&v) {
+            return Ok(v);
+        }
+        let why = format!("expected {} to {}", range.start(), range.end());
+        Err(ConfigError::Invalid { var, value: self.opt(var).unwrap_or_else(|| v.to_string()), why })
     }
 }
 
@@ -336,6 +365,76 @@ mod tests {
             err.as_deref(),
             Some("TCBOT_SIGN_WINDOW_SECS=\"a minute\" is not valid: invalid digit found in string")
         );
+    }
+
+    /// Every duration setting, named by its unit.
+    const DURATIONS: [&str; 17] = [
+        "TCBOT_USERSIG_TTL_SECS",
+        "TCBOT_REST_TIMEOUT_MS",
+        "TCBOT_SIGN_WINDOW_SECS",
+        "TCBOT_RETRY_BASE_MS",
+        "TCBOT_RETRY_MAX_MS",
+        "TCBOT_FINISH_MARGIN_MS",
+        "TCBOT_HISTORY_TTL_SECS",
+        "TCBOT_STOP_TTL_SECS",
+        "TCBOT_WINDOW_SECS",
+        "TCBOT_LLM_CONNECT_TIMEOUT_MS",
+        "TCBOT_LLM_FIRST_TOKEN_TIMEOUT_MS",
+        "TCBOT_LLM_IDLE_TIMEOUT_MS",
+        "TCBOT_LLM_TOTAL_TIMEOUT_MS",
+        "TCBOT_STREAM_INTERVAL_MS",
+        "TCBOT_GROUP_MODIFY_INTERVAL_MS",
+        "TCBOT_SYNC_DEADLINE_MS",
+        "TCBOT_CLASSIFIER_DEADLINE_MS",
+    ];
+
+    fn with(var: &str, value: &str) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), (var, value)]))
+    }
+
+    #[test]
+    fn when_stream_interval_is_huge_should_name_the_variable_and_the_bound() {
+        let err = with("TCBOT_STREAM_INTERVAL_MS", "18446744073709551615").err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("TCBOT_STREAM_INTERVAL_MS=\"18446744073709551615\" is not valid: expected 0 to 86400000")
+        );
+    }
+
+    #[test]
+    fn when_any_duration_is_huge_should_be_invalid() {
+        for var in DURATIONS {
+            let err = with(var, &u64::MAX.to_string()).err();
+            assert!(matches!(err, Some(ConfigError::Invalid { var: v, .. }) if v == var), "{var}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn when_a_timeout_or_ttl_is_zero_should_be_invalid() {
+        for var in DURATIONS.iter().filter(|v| !v.contains("INTERVAL") && **v != "TCBOT_WINDOW_SECS") {
+            let err = with(var, "0").err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.starts_with(&format!("{var}=\"0\" is not valid: expected 1 to ")), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn when_an_interval_or_the_window_is_zero_should_be_accepted() {
+        for var in ["TCBOT_STREAM_INTERVAL_MS", "TCBOT_GROUP_MODIFY_INTERVAL_MS", "TCBOT_WINDOW_SECS"] {
+            assert!(with(var, "0").is_ok(), "{var}");
+        }
+    }
+
+    #[test]
+    fn when_a_duration_is_at_its_bound_should_be_accepted() {
+        let s = with("TCBOT_HISTORY_TTL_SECS", &(366 * 86_400).to_string());
+        assert_eq!(s.map(|s| s.history_ttl_secs).ok(), Some(366 * 86_400));
+        let s = with("TCBOT_LLM_TOTAL_TIMEOUT_MS", "86400000");
+        assert_eq!(s.map(|s| s.llm.total_timeout).ok(), Some(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn when_sign_window_is_widened_for_the_sample_events_should_be_accepted() {
+        assert_eq!(with("TCBOT_SIGN_WINDOW_SECS", "999999999").map(|s| s.sign_window_secs).ok(), Some(999_999_999));
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatc
             Ok(e) => e,
             Err(e) => {
                 // Redelivery cannot fix it: SQS moves it to the DLQ after maxReceiveCount.
-                tracing::error!(message_id = %id, outcome = "failed", error = %e, "unreadable event record");
+                let error = crate::redact::JsonError::from(e);
+                tracing::error!(message_id = %id, outcome = "failed", %error, "unreadable event record");
                 let mut f = BatchItemFailure::default();
                 f.item_identifier = id;
                 resp.batch_item_failures.push(f);
@@ -68,5 +69,20 @@ pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatc
 
 /// Parses a body as the type its command promises.
 pub fn parse<T: serde::de::DeserializeOwned>(body: &serde_json::Value) -> Result<T, EventError> {
-    serde_json::from_value(body.clone()).map_err(|e| EventError::Malformed(e.to_string()))
+    serde_json::from_value(body.clone())
+        .map_err(|e| EventError::Malformed(crate::redact::JsonError::from(e).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::events::StateChange;
+
+    #[test]
+    fn when_event_body_has_wrong_type_should_not_echo_the_value() {
+        let body = serde_json::json!({"Info": {"To_Account": "a", "Action": "Login"},
+                                      "KickedDevice": "my password is hunter2"});
+        let text = parse::<StateChange>(&body).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("the event is malformed: ") && !text.contains("hunter2"), "{text}");
+    }
 }

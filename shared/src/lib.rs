@@ -7,6 +7,7 @@
 
 pub mod boot;
 pub mod bot;
+pub mod bounded;
 pub mod community;
 pub mod config;
 pub mod event_worker;
@@ -18,6 +19,7 @@ pub mod msg;
 pub mod observe;
 pub mod presence;
 pub mod queue;
+pub mod redact;
 pub mod router;
 pub mod secrets;
 pub mod stats;

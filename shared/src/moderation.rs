@@ -360,7 +360,10 @@ impl Moderator {
         }
         let p = match self.store.get_doc(key).await {
             Ok(Some(doc)) => serde_json::from_str::<Policy>(&doc)
-                .map_err(|e| tracing::error!(policy = key, error = %e, "moderation policy is invalid; ignored"))
+                .map_err(|e| {
+                    let error = crate::redact::JsonError::from(e);
+                    tracing::error!(policy = key, %error, "moderation policy is invalid; ignored")
+                })
                 .ok(),
             Ok(None) => None,
             Err(e) => {

@@ -327,3 +327,14 @@ async fn a_redelivered_message_is_counted_once_against_the_quota() {
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].starts_with("You said"), "answered, not refused by the quota: {texts:?}");
 }
+
+#[tokio::test]
+async fn when_a_job_has_wrong_type_should_dead_letter_without_the_value() {
+    let env = Env::new().await;
+    let job = serde_json::json!({"request_id": "r", "received_ms": 1, "bot": BOT,
+                                 "msg": {"kind": "c2c", "event": "my password is hunter2"}});
+    let outcome = env.worker.process(&job.to_string(), 1).await.unwrap_or_else(|e| panic!("{e}"));
+    let shared::bot::worker::WorkOutcome::DeadLettered(reason) = outcome else { panic!("{outcome:?}") };
+    assert!(reason.starts_with("malformed job: ") && !reason.contains("hunter2"), "{reason}");
+    assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
+}

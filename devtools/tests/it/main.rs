@@ -8,6 +8,7 @@ mod e2e;
 mod events;
 mod faults;
 mod fuzz_corpus;
+mod llm;
 mod rest;
 mod robustness;
 mod router;

@@ -129,3 +129,15 @@ async fn wrong_key_is_refused_by_the_emulator_as_by_tencent() {
     );
     assert_eq!(c.send_msg(&hello()).await.err().and_then(|e| e.code()), Some(70009));
 }
+
+#[tokio::test]
+async fn when_a_reply_exceeds_the_cap_should_fail_without_retrying() {
+    let (emu, c) = setup().await;
+    emu.state.push_fault(Fault::Huge { path: None, bytes: 4 << 20 });
+    let r = c.send_msg(&hello()).await;
+    assert_eq!(
+        r.err(),
+        Some(RestError::Decode { call: "openim/sendmsg", reason: "the reply exceeded 1048576 bytes".into() })
+    );
+    assert_eq!(emu.state.calls_to("openim/sendmsg").len(), 1);
+}

@@ -88,3 +88,18 @@ async fn unknown_commands_and_bot_senders_are_acked_and_ignored() {
     );
     assert_eq!(env.depth(&env.stack.c2c_queue).await, 0);
 }
+
+#[tokio::test]
+async fn when_body_has_wrong_type_should_not_echo_the_value() {
+    let router = devtools::memory_router();
+    let t = now();
+    let q = CallbackQuery::encode(1_400_000_000, "Bot.OnC2CMessage", Some(("local-dev-token", t)));
+    let mut body = c2c_body("alice", "hi", 1);
+    body["MsgBody"] = serde_json::json!("my password is hunter2");
+    let (ack, outcome) =
+        router.handle(&q, body.to_string().as_bytes(), t, "req-test").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ack.action_status, "FAIL");
+    assert!(!ack.error_info.is_empty() && !ack.to_json().contains("hunter2"), "{ack:?}");
+    let shared::router::Outcome::Rejected(reason) = outcome else { panic!("{outcome:?}") };
+    assert!(!reason.contains("hunter2"), "{reason}");
+}

@@ -75,6 +75,18 @@ async fn turns_come_back_newest_n_oldest_first(s: Arc<dyn Store>) {
     assert_eq!(s.recent_turns("other", 0, 100).await.map(|t| t.len()), Ok(1));
 }
 
+async fn when_a_turn_exceeds_the_item_limit_should_store_it_truncated(s: Arc<dyn Store>) {
+    // 500 KB of three-byte characters: more than a DynamoDB item holds, and a cut at a round
+    // byte count would fall inside a character.
+    let text = "字".repeat(500_000 / 3);
+    s.append_turn("long", &turn(now_ms(), Role::Assistant, &text), 3600).await.unwrap_or_else(|e| panic!("{e}"));
+    let turns = s.recent_turns("long", 0, 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(turns.len(), 1);
+    let stored = &turns[0].text;
+    assert!(stored.len() <= 64 * 1024 && stored.len() > 60 * 1024, "{} bytes", stored.len());
+    assert!(stored.ends_with('…') && text.starts_with(stored.trim_end_matches('…')));
+}
+
 async fn counters_add_atomically(s: Arc<dyn Store>) {
     assert_eq!(s.counter("c").await, Ok(0));
     let tasks: Vec<_> = (0..20)
@@ -132,5 +144,6 @@ contract!(
     fifty_concurrent_claims_have_one_winner,
     docs_round_trip_and_expire,
     turns_come_back_newest_n_oldest_first,
-    counters_add_atomically
+    counters_add_atomically,
+    when_a_turn_exceeds_the_item_limit_should_store_it_truncated
 );

@@ -265,7 +265,7 @@ impl Worker {
         let job: Job = match serde_json::from_str(body) {
             Ok(j) => j,
             Err(e) => {
-                let reason = format!("malformed job: {e}");
+                let reason = format!("malformed job: {}", crate::redact::JsonError::from(e));
                 self.dead_letter(body, "malformed", &reason).await?;
                 tracing::error!(outcome = "dead_lettered", reason = %reason, "job dropped");
                 return Ok(WorkOutcome::DeadLettered(reason));

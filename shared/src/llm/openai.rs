@@ -1,9 +1,16 @@
 //! The OpenAI-compatible Chat Completions adapter with streaming.
 
 use super::*;
-use eventsource_stream::Eventsource;
+use crate::bounded::{BodyError, LineError, limit_lines, read_body};
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
 use tokio::time::Instant;
+
+/// The most of an error body read; a provider's error is a few hundred bytes.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// The longest event line accepted. A chunk is a few hundred bytes; an endless line would
+/// otherwise be buffered whole by the event parser.
+const MAX_LINE_BYTES: usize = 256 * 1024;
 
 /// The production [`Llm`]: one `reqwest` client shared by all requests.
 #[derive(Clone, Debug)]
@@ -102,14 +109,21 @@ impl Llm for OpenAiClient {
             })?;
         let status = res.status();
         if !status.is_success() {
-            let text = res.text().await.unwrap_or_default();
+            let text = match read_body(res, MAX_ERROR_BODY_BYTES).await {
+                Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                Err(BodyError::TooLarge(cap)) => {
+                    let message = format!("the error body exceeded {cap} bytes");
+                    return Err(LlmError::Http { status: status.as_u16(), message });
+                }
+                Err(BodyError::Read(_)) => String::new(),
+            };
             let message = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| text.chars().take(200).collect());
             return Err(LlmError::Http { status: status.as_u16(), message });
         }
-        let events = res.bytes_stream().eventsource();
+        let events = limit_lines(res.bytes_stream(), MAX_LINE_BYTES).eventsource();
         let deadline = started + t.total;
         // State: the event stream, pending deltas, whether text has arrived, and done.
         let state = (Box::pin(events), std::collections::VecDeque::<Delta>::new(), false, false);
@@ -146,6 +160,10 @@ impl Llm for OpenAiClient {
                             Err(LlmError::Network("stream ended before [DONE]".into())),
                             (events, pending, got_text, true),
                         ));
+                    }
+                    Some(Err(EventStreamError::Transport(LineError::TooLong(max)))) => {
+                        let e = LlmError::Malformed(format!("an event line exceeded {max} bytes"));
+                        return Some((Err(e), (events, pending, got_text, true)));
                     }
                     Some(Err(e)) => {
                         return Some((Err(LlmError::Network(e.to_string())), (events, pending, got_text, true)));

@@ -4,7 +4,7 @@
 //! `pk = "conv#<id>"` with `sk = "turn#<ms, 13 digits>#<random>"`, so a descending query on the
 //! sort key reads the newest turns first.
 
-use super::{Role, Store, StoreError, Turn, now_secs};
+use super::{Role, Store, StoreError, Turn, now_secs, stored_text};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -142,7 +142,7 @@ impl Store for DynamoStore {
             .item("sk", s(sk))
             .item("at_ms", n(turn.at_ms))
             .item("role", s(role))
-            .item("text", s(&turn.text))
+            .item("text", s(stored_text(&turn.text)))
             .item("expires_at", n(now_secs() + ttl_secs));
         if let Some(sp) = &turn.speaker {
             req = req.item("speaker", s(sp));

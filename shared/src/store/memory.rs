@@ -1,6 +1,6 @@
 //! The in-memory store: the same contract as DynamoDB, for unit tests and benchmarks.
 
-use super::{Store, StoreError, Turn, now_secs};
+use super::{Store, StoreError, Turn, now_secs, stored_text};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -76,7 +76,8 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         g.seq += 1;
         let seq = g.seq;
-        g.turns.entry(conv.to_owned()).or_default().insert((turn.at_ms, seq), (turn.clone(), now_secs() + ttl_secs));
+        let turn = Turn { text: stored_text(&turn.text).into_owned(), ..turn.clone() };
+        g.turns.entry(conv.to_owned()).or_default().insert((turn.at_ms, seq), (turn, now_secs() + ttl_secs));
         Ok(())
     }
 

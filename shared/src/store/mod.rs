@@ -10,6 +10,7 @@ pub mod memory;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use dynamo::DynamoStore;
@@ -43,6 +44,24 @@ pub struct Turn {
     pub text: String,
 }
 
+/// The most text a stored turn keeps, in bytes: far below DynamoDB's 400 KB item limit, and
+/// more than a conversation window would put in a prompt.
+pub const MAX_TURN_TEXT_BYTES: usize = 64 * 1024;
+
+/// What ends the text of a turn that was cut to fit.
+pub const TRUNCATED_MARK: &str = "…";
+
+/// A turn's text as both stores keep it: cut at a character boundary and marked with
+/// [`TRUNCATED_MARK`] when longer than [`MAX_TURN_TEXT_BYTES`], so that storing an answer
+/// already delivered cannot fail for its size.
+pub fn stored_text(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_TURN_TEXT_BYTES {
+        return Cow::Borrowed(text);
+    }
+    let cut = text.floor_char_boundary(MAX_TURN_TEXT_BYTES - TRUNCATED_MARK.len());
+    Cow::Owned(format!("{}{TRUNCATED_MARK}", &text[..cut]))
+}
+
 /// The storage port.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -57,7 +76,7 @@ pub trait Store: Send + Sync {
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Deletes a document or a claim.
     async fn delete_doc(&self, key: &str) -> Result<(), StoreError>;
-    /// Appends a turn to a conversation.
+    /// Appends a turn to a conversation, its text as [`stored_text`] gives it.
     async fn append_turn(&self, conv: &str, turn: &Turn, ttl_secs: u64) -> Result<(), StoreError>;
     /// The newest `limit` turns said at or after `since_ms`, oldest first.
     async fn recent_turns(&self, conv: &str, since_ms: u64, limit: usize) -> Result<Vec<Turn>, StoreError>;
@@ -90,4 +109,19 @@ pub fn now_secs() -> u64 {
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn when_text_fits_should_keep_it_and_when_not_should_cut_at_a_char_boundary() {
+        let fits = "é".repeat(MAX_TURN_TEXT_BYTES / 2);
+        assert_eq!(stored_text(&fits), fits);
+        let long = format!("a{fits}");
+        let stored = stored_text(&long);
+        assert_eq!(stored.len(), MAX_TURN_TEXT_BYTES, "one 'a', then whole 'é's, then the mark");
+        assert!(stored.ends_with(TRUNCATED_MARK) && long.starts_with(stored.trim_end_matches(TRUNCATED_MARK)));
+    }
 }

@@ -8,6 +8,8 @@
 
 use super::api::*;
 use super::usersig;
+use crate::bounded::{BodyError, read_body};
+use crate::redact::JsonError;
 use crate::secrets::SecretString;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -40,6 +42,8 @@ const TRANSIENT_CODES: &[i64] =
 const RATE_LIMIT_CODES: &[i64] = &[60007, 60018, 60011, 60019, 10006, 10023, 90057];
 /// The UserSig expired: regenerate it and try again.
 const USERSIG_EXPIRED: i64 = 70001;
+/// The most of a reply read. The largest replies, history pages, are a few hundred KB.
+const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
 impl RestError {
     /// Whether trying again later may succeed.
@@ -217,16 +221,21 @@ impl RestClient {
         if !status.is_success() {
             return Err(RestError::Http { call: path, status: status.as_u16() });
         }
-        let bytes = res.bytes().await.map_err(|e| classify(path, e))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })?;
+        let bytes = read_body(res, MAX_REPLY_BYTES).await.map_err(|e| match e {
+            BodyError::TooLarge(cap) => {
+                RestError::Decode { call: path, reason: format!("the reply exceeded {cap} bytes") }
+            }
+            BodyError::Read(e) => classify(path, e),
+        })?;
+        let decode = |e| RestError::Decode { call: path, reason: JsonError::from(e).to_string() };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(decode)?;
         let code = value.get("ErrorCode").and_then(|c| c.as_i64()).unwrap_or(0);
         let status_ok = value.get("ActionStatus").and_then(|s| s.as_str()).is_none_or(|s| s == "OK");
         if code != 0 || !status_ok {
             let info = value.get("ErrorInfo").and_then(|s| s.as_str()).unwrap_or("").to_owned();
             return Err(RestError::Tencent { call: path, code, info });
         }
-        serde_json::from_value(value).map_err(|e| RestError::Decode { call: path, reason: e.to_string() })
+        serde_json::from_value(value).map_err(decode)
     }
 
     /// `openim_robot_http_svc/create_robot`.

@@ -4,6 +4,7 @@
 
 use crate::lenient::{opt_i64_lenient, opt_u64_lenient, u64_lenient};
 use crate::msg::MsgElement;
+use crate::redact::JsonError;
 use serde::{Deserialize, Serialize};
 
 /// A webhook command, named as Tencent names it in `CallbackCommand`.
@@ -273,12 +274,12 @@ pub enum WebhookEvent {
     },
 }
 
-/// Why a webhook body could not be read. Its text names the command and the field, never the
-/// message content.
+/// Why a webhook body could not be read. Its text names the command and where the body went
+/// wrong, never the message content.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("body is not valid JSON for {command}: {source}")]
-    Json { command: String, source: serde_json::Error },
+    #[error("the {command} body is unreadable: {source}")]
+    Json { command: String, source: JsonError },
     #[error("CallbackCommand in the body ({body}) differs from the query ({query})")]
     CommandMismatch { query: String, body: String },
 }
@@ -286,26 +287,27 @@ pub enum EventError {
 impl WebhookEvent {
     /// Parses `body` as the command named in the query string.
     pub fn parse(command: &Command, body: &[u8]) -> Result<Self, EventError> {
-        let json_err = |source| EventError::Json { command: command.name().to_owned(), source };
+        let json_err = |e| EventError::Json { command: command.name().to_owned(), source: JsonError::from(e) };
         let value: serde_json::Value = serde_json::from_slice(body).map_err(json_err)?;
         if let Some(body_cmd) = value.get("CallbackCommand").and_then(|v| v.as_str())
             && body_cmd != command.name()
         {
             return Err(EventError::CommandMismatch { query: command.name().to_owned(), body: body_cmd.to_owned() });
         }
-        fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, serde_json::Error> {
-            serde_json::from_value(v)
+        // Typed from the bytes rather than from `value`, so that an error says where it is.
+        fn typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+            serde_json::from_slice(body)
         }
         Ok(match command {
-            Command::BotC2cMessage => Self::BotC2cMessage(typed(value).map_err(json_err)?),
-            Command::BotGroupMessage => Self::BotGroupMessage(typed(value).map_err(json_err)?),
-            Command::C2cBeforeSendMsg => Self::C2cBeforeSendMsg(typed(value).map_err(json_err)?),
-            Command::C2cAfterSendMsg => Self::C2cAfterSendMsg(typed(value).map_err(json_err)?),
-            Command::GroupBeforeSendMsg => Self::GroupBeforeSendMsg(typed(value).map_err(json_err)?),
-            Command::GroupAfterSendMsg => Self::GroupAfterSendMsg(typed(value).map_err(json_err)?),
-            Command::StateChange => Self::StateChange(typed(value).map_err(json_err)?),
-            Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(value).map_err(json_err)?),
-            Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(value).map_err(json_err)?),
+            Command::BotC2cMessage => Self::BotC2cMessage(typed(body).map_err(json_err)?),
+            Command::BotGroupMessage => Self::BotGroupMessage(typed(body).map_err(json_err)?),
+            Command::C2cBeforeSendMsg => Self::C2cBeforeSendMsg(typed(body).map_err(json_err)?),
+            Command::C2cAfterSendMsg => Self::C2cAfterSendMsg(typed(body).map_err(json_err)?),
+            Command::GroupBeforeSendMsg => Self::GroupBeforeSendMsg(typed(body).map_err(json_err)?),
+            Command::GroupAfterSendMsg => Self::GroupAfterSendMsg(typed(body).map_err(json_err)?),
+            Command::StateChange => Self::StateChange(typed(body).map_err(json_err)?),
+            Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(body).map_err(json_err)?),
+            Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(body).map_err(json_err)?),
             Command::Unknown(name) => Self::Unknown { command: name.clone(), body: value },
         })
     }
@@ -351,6 +353,41 @@ mod tests {
         for body in cases {
             assert!(WebhookEvent::parse(&Command::BotC2cMessage, body).is_err(), "{body:?}");
         }
+    }
+
+    /// A body where a message's text sits in a field of another type, as a client bug or a
+    /// probe would send it.
+    fn wrong_types(secret: &str) -> [String; 3] {
+        let head = r#""CallbackCommand":"Bot.OnC2CMessage","From_Account":"a","To_Account":"@RBT#001""#;
+        [
+            format!(r#"{{{head},"MsgSeq":1,"MsgRandom":1,"MsgBody":"{secret}"}}"#),
+            format!(r#"{{{head},"MsgSeq":"{secret}","MsgRandom":1}}"#),
+            format!(
+                r#"{{{head},"MsgSeq":1,"MsgRandom":1,"MsgBody":[{{"MsgType":"TIMTextElem","MsgContent":{{"Text":"{secret}"}}}}],"OnlineOnlyFlag":"{secret}"}}"#
+            ),
+        ]
+    }
+
+    #[test]
+    fn when_body_has_wrong_type_should_not_echo_the_value() {
+        let secret = "my password is hunter2";
+        for body in wrong_types(secret) {
+            let text = WebhookEvent::parse(&Command::BotC2cMessage, body.as_bytes()).err().map(|e| e.to_string());
+            let text = text.unwrap_or_else(|| panic!("{body} parsed"));
+            assert!(text.contains("Bot.OnC2CMessage") && !text.contains("hunter2"), "{text}");
+        }
+    }
+
+    #[test]
+    fn when_body_has_wrong_type_should_say_where() {
+        let body = &wrong_types("x")[0];
+        let column = body.find(r#""x""#).map(|i| i + 3);
+        let text = WebhookEvent::parse(&Command::BotC2cMessage, body.as_bytes()).err().map(|e| e.to_string());
+        assert_eq!(
+            text,
+            column
+                .map(|c| format!("the Bot.OnC2CMessage body is unreadable: wrong type or value at line 1, column {c}"))
+        );
     }
 
     #[test]
