@@ -94,7 +94,9 @@ impl Boot {
         )))
     }
 
-    /// The callback router.
+    /// The callback router. Its AWS calls are bounded so that the ack stays inside Tencent's
+    /// 2 s whatever SQS or DynamoDB do: a call that takes longer fails, the webhook is answered
+    /// with an error, and Tencent's retry delivers it again.
     pub fn router(&self) -> Result<Router, BootError> {
         let s = &self.settings;
         let token = self.secrets.webhook_token.clone().filter(|t| !t.is_empty());
@@ -104,13 +106,14 @@ impl Boot {
         if token.is_none() {
             tracing::warn!("webhook signatures are NOT checked (TCBOT_ALLOW_UNSIGNED=true)");
         }
+        let ack_path = ack_path_config(&self.aws, s.ack_aws_timeout);
         Ok(Router {
             sdk_app_id: self.secrets.sdk_app_id,
             token,
             sign_window_secs: s.sign_window_secs,
             max_body_bytes: s.max_body_bytes,
-            store: self.store(),
-            queue: self.queue(),
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&ack_path), &s.table_name)),
+            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&ack_path))),
             c2c_queue_url: s.require_c2c_queue()?.to_owned(),
             group_queue_url: s.require_group_queue()?.to_owned(),
             stop_ttl_secs: s.stop_ttl_secs,
@@ -209,4 +212,14 @@ impl Boot {
             finish_margin: s.finish_margin,
         })
     }
+}
+
+/// `aws` with every call bounded by `timeout` in all (retries included), each attempt by half
+/// of it: for the router, which must ack within Tencent's 2 s.
+pub fn ack_path_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(timeout)
+        .operation_attempt_timeout(timeout / 2)
+        .build();
+    aws.to_builder().timeout_config(timeouts).build()
 }

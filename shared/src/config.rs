@@ -89,6 +89,8 @@ pub struct Settings {
     pub sign_window_secs: i64,
     pub allow_unsigned: bool,
     pub max_body_bytes: usize,
+    /// The longest one AWS call on the router's ack path may take, retries included.
+    pub ack_aws_timeout: Duration,
     pub c2c_queue_url: Option<String>,
     pub group_queue_url: Option<String>,
     pub dlq_url: Option<String>,
@@ -213,6 +215,7 @@ impl Settings {
             sign_window_secs: env.bounded("TCBOT_SIGN_WINDOW_SECS", 60, 1..=(100 * 366 * DAY_SECS) as i64)?,
             allow_unsigned: env.parse("TCBOT_ALLOW_UNSIGNED", false)?,
             max_body_bytes: env.parse("TCBOT_MAX_BODY_BYTES", 64 * 1024)?,
+            ack_aws_timeout: ms("TCBOT_ACK_AWS_TIMEOUT_MS", 1_000, TIMEOUT_MS)?,
             c2c_queue_url: env.opt("TCBOT_C2C_QUEUE_URL"),
             group_queue_url: env.opt("TCBOT_GROUP_QUEUE_URL"),
             dlq_url: env.opt("TCBOT_DLQ_URL"),
@@ -368,7 +371,8 @@ mod tests {
     }
 
     /// Every duration setting, named by its unit.
-    const DURATIONS: [&str; 17] = [
+    const DURATIONS: [&str; 18] = [
+        "TCBOT_ACK_AWS_TIMEOUT_MS",
         "TCBOT_USERSIG_TTL_SECS",
         "TCBOT_REST_TIMEOUT_MS",
         "TCBOT_SIGN_WINDOW_SECS",

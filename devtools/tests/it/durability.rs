@@ -347,3 +347,85 @@ async fn a_keyless_stop_does_not_stop_answers_that_had_not_started() {
         assert!(s.text().ends_with("see the chunks arrive."), "answered in full: {s:?}");
     }
 }
+
+// ---- 5. a hanging enqueue is bounded ----
+
+#[tokio::test]
+async fn an_enqueue_that_hangs_fails_within_the_ack_budget() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut env = Env::new().await;
+    let hanging = devtools::aws::local_config(&endpoint).await;
+    let bounded = shared::boot::ack_path_config(&hanging, Duration::from_millis(600));
+    env.router.queue = Arc::new(shared::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&bounded)));
+    let query = shared::webhook::CallbackQuery::encode(
+        crate::common::APP_ID,
+        "Bot.OnC2CMessage",
+        Some((crate::common::TOKEN, crate::common::now())),
+    );
+    let body = c2c_body("val", "hi", 1).to_string();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(5),
+        env.router.handle(&query, body.as_bytes(), crate::common::now(), "r"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(matches!(result, Ok(Err(_))), "the send failed rather than hung: {result:?}");
+    assert!(took < Duration::from_millis(1_500), "answered within Tencent's 2 s: {took:?}");
+}
+
+// ---- 4. the Lambda deadline ----
+
+#[tokio::test]
+async fn a_deadline_shorter_than_the_attempts_ends_in_time() {
+    let mut env = Env::with(|w| {
+        w.defaults.first_token_timeout = Duration::from_secs(20);
+        w.finish_margin = Duration::from_millis(800);
+    })
+    .await;
+    env.llm.state.set_token_delay(Duration::from_millis(5));
+    for _ in 0..4 {
+        env.llm.state.push(Script::StallFirst { ms: 10_000 });
+    }
+    env.webhook("Bot.OnC2CMessage", &c2c_body("wes", "hi", 1)).await;
+    let job = take_job(&env, &env.stack.c2c_queue).await;
+    let budget = Duration::from_secs(3);
+    // Not the last delivery: given back to the queue in time, nothing shown.
+    let started = tokio::time::Instant::now();
+    let first = env.worker.process_until(&job, 1, started + budget).await;
+    assert!(first.is_err() && started.elapsed() < budget, "{first:?} after {:?}", started.elapsed());
+    assert!(env.tencent.state.calls().is_empty());
+    // The last delivery: the apology is shown and the message dead-lettered, in time.
+    env.worker.max_receives = 2;
+    let started = tokio::time::Instant::now();
+    let last = env.worker.process_until(&job, 2, started + budget).await.map(|o| o.kind());
+    assert_eq!(last.ok(), Some("dead_lettered"));
+    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
+    assert_eq!(env.tencent.state.streams().first().map(|s| s.text()), Some(APOLOGY.to_owned()));
+}
+
+#[tokio::test]
+async fn a_transient_llm_outage_is_answered_within_a_minute_despite_the_long_visibility_timeout() {
+    // The queue's visibility timeout is the template's 1080 s; the outage spans both in-process
+    // attempts of the first delivery, so only the queue's early retry can answer in time.
+    let env = fast_env().await;
+    for _ in 0..2 {
+        env.llm.state.push(Script::Status { status: 503 });
+    }
+    let started = std::time::Instant::now();
+    env.webhook("Bot.OnC2CMessage", &c2c_body("xia", "hello", 1)).await;
+    env.drain().await;
+    let streams = env.tencent.state.streams();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert!(streams[0].text().starts_with("You said"), "{streams:?}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert_eq!(env.llm.state.requests().len(), 3);
+}

@@ -15,4 +15,5 @@ mod router;
 mod secrets;
 mod soak;
 mod store_contract;
+mod template;
 mod usersig_interop;

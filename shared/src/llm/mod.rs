@@ -103,12 +103,10 @@ impl LlmError {
             | LlmError::FirstTokenTimeout(_)
             | LlmError::IdleTimeout(_)
             | LlmError::Network(_)
-            | LlmError::Empty => true,
-            LlmError::TotalTimeout(_)
-            | LlmError::Malformed(_)
-            | LlmError::Provider(_)
-            | LlmError::Config(_)
-            | LlmError::Deadline => false,
+            | LlmError::Empty
+            // Another delivery has a deadline of its own.
+            | LlmError::Deadline => true,
+            LlmError::TotalTimeout(_) | LlmError::Malformed(_) | LlmError::Provider(_) | LlmError::Config(_) => false,
         }
     }
 }

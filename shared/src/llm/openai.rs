@@ -142,12 +142,14 @@ impl Llm for OpenAiClient {
                 let wait = limit.min(deadline.saturating_duration_since(Instant::now()));
                 let next = match tokio::time::timeout(wait, events.next()).await {
                     Err(_) => {
-                        let e = if Instant::now() >= deadline {
-                            LlmError::TotalTimeout(t.total)
-                        } else if got_text {
-                            LlmError::IdleTimeout(t.idle)
-                        } else {
+                        // Before any text, running out of time is a first-token timeout (worth
+                        // another attempt or delivery), whichever limit was shorter.
+                        let e = if !got_text {
                             LlmError::FirstTokenTimeout(t.first_token)
+                        } else if Instant::now() >= deadline {
+                            LlmError::TotalTimeout(t.total)
+                        } else {
+                            LlmError::IdleTimeout(t.idle)
                         };
                         return Some((Err(e), (events, pending, got_text, true)));
                     }

@@ -1,0 +1,107 @@
+//! `template.yaml` read as CloudFormation sees it: the chatbot functions' timeouts, queues,
+//! retry settings and permissions agree with each other and with what the worker assumes.
+
+use serde_norway::Value;
+use shared::config::Settings;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The logical id an intrinsic (`!GetAtt X.Arn`, `!Ref X`) names, if `v` is one.
+fn names(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) => match &t.value {
+            Value::String(s) => Some(s.split('.').next().unwrap_or(s).to_owned()),
+            Value::Sequence(parts) => parts.first().and_then(|p| p.as_str()).map(str::to_owned),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The literal environment of a function: `Globals` overlaid with its own variables.
+fn environment(t: &Value, function: &Value) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    for vars in
+        [&t["Globals"]["Function"]["Environment"]["Variables"], &function["Properties"]["Environment"]["Variables"]]
+    {
+        if let Some(m) = vars.as_mapping() {
+            for (k, v) in m.iter().filter(|(_, v)| !matches!(v, Value::Tagged(_))) {
+                let value = v.as_str().map(str::to_owned).or_else(|| number(v).map(|n| n.to_string()));
+                if let (Some(k), Some(v)) = (k.as_str(), value) {
+                    env.insert(k.to_owned(), v);
+                }
+            }
+        }
+    }
+    env
+}
+
+#[test]
+fn chatbot_timeouts_retries_and_queue_permissions_agree() {
+    let t = template();
+    for name in ["BotC2cMessageFunction", "BotGroupMessageFunction"] {
+        let f = &t["Resources"][name];
+        let timeout = number(&f["Properties"]["Timeout"])
+            .or_else(|| number(&t["Globals"]["Function"]["Timeout"]))
+            .unwrap_or_else(|| panic!("{name}: no Timeout"));
+        let queue_id = names(&f["Properties"]["Events"]["Queue"]["Properties"]["Queue"])
+            .unwrap_or_else(|| panic!("{name}: no queue event"));
+        let queue = &t["Resources"][queue_id.as_str()]["Properties"];
+        let visibility = number(&queue["VisibilityTimeout"]).unwrap_or(30);
+        let max_receive = number(&queue["RedrivePolicy"]["maxReceiveCount"]).unwrap_or(0);
+
+        // The worker's own view, from the same environment the function gets.
+        let mut env = environment(&t, f);
+        env.insert("TCBOT_SECRET_ID".into(), "s".into());
+        env.insert("TCBOT_TABLE_NAME".into(), "t".into());
+        env.retain(|_, v| !v.is_empty());
+        let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap_or_else(|e| panic!("{name}: {e}"));
+
+        assert!(
+            visibility >= 6 * timeout,
+            "{name}: visibility {visibility} s < 6 × timeout {timeout} s (AWS's advice for SQS triggers)"
+        );
+        assert_eq!(
+            u64::from(settings.max_receives),
+            max_receive,
+            "{name}: TCBOT_MAX_RECEIVES must equal the queue's maxReceiveCount, or the last delivery is not known to be the last"
+        );
+        let answer = settings.llm.total_timeout + settings.finish_margin;
+        assert!(
+            answer <= Duration::from_secs(timeout),
+            "{name}: LLM total timeout + finish margin ({answer:?}) exceed the function timeout ({timeout} s)"
+        );
+        // Retries back off within a few minutes, far below the visibility timeout they replace.
+        let worst: Duration =
+            (1..max_receive as u32).map(|r| (settings.retry_base * (1 << (r - 1))).min(settings.retry_max)).sum();
+        assert!(worst < Duration::from_secs(visibility), "{name}: retry backoff {worst:?}");
+
+        // The worker makes a failed message visible again early: it needs that permission on its queue.
+        let statements = f["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+            .collect::<Vec<_>>();
+        let grants = statements.iter().any(|s| {
+            let actions: Vec<&str> = match &s["Action"] {
+                Value::String(a) => vec![a.as_str()],
+                Value::Sequence(v) => v.iter().filter_map(|a| a.as_str()).collect(),
+                _ => vec![],
+            };
+            actions.contains(&"sqs:ChangeMessageVisibility")
+                && names(&s["Resource"]).as_deref() == Some(queue_id.as_str())
+        });
+        assert!(grants, "{name}: no sqs:ChangeMessageVisibility on {queue_id}");
+    }
+}
