@@ -242,7 +242,7 @@ impl Router {
                     (ack, Outcome::Judged { error_code: code, fallback: false })
                 }
                 Ok(ack) => fallback(&ack.error_info),
-                Err(e) => fallback(&format!("not an ack: {e}")),
+                Err(e) => fallback(&format!("not an ack: {}", crate::redact::JsonError::from(e))),
             },
             Ok(Err(e)) => fallback(&e.to_string()),
             Err(_) => fallback("late"),

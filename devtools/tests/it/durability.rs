@@ -429,3 +429,19 @@ async fn a_transient_llm_outage_is_answered_within_a_minute_despite_the_long_vis
     assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
     assert_eq!(env.llm.state.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn a_worker_killed_after_sending_a_group_answer_at_once_does_not_answer_again() {
+    let mut env = Env::with(|w| w.stream.group_streaming = false).await;
+    env.webhook("Bot.OnGroupMessage", &group_body("yan", "hello", 77)).await;
+    let job = take_job(&env, &env.stack.group_queue).await;
+    let real = env.worker.store.clone();
+    env.worker.store = Arc::new(HangOnDone(real.clone()));
+    let killed = tokio::time::timeout(Duration::from_secs(3), env.worker.process(&job, 1)).await;
+    assert!(killed.is_err(), "killed before recording the answer");
+    env.worker.store = real;
+    let again = env.worker.process(&job, 2).await.map(|o| o.kind());
+    let answers = env.tencent.state.group_messages().iter().filter(|m| m.text.contains("You said")).count();
+    assert_eq!(answers, 1, "answered once; then: {again:?}");
+    assert_eq!(env.llm.state.requests().len(), 1, "the LLM was not asked again");
+}

@@ -398,6 +398,7 @@ impl Worker {
     async fn profile(&self, bot: &str) -> Resolved {
         let stored = match self.store.get_doc(&BotProfile::key(bot)).await {
             Ok(Some(doc)) => serde_json::from_str::<BotProfile>(&doc).unwrap_or_else(|e| {
+                let e = crate::redact::JsonError::from(e);
                 tracing::warn!(error = %e, "the robot's profile is invalid; using the defaults");
                 BotProfile::default()
             }),

@@ -52,7 +52,8 @@ pub fn parse_event(data: &str) -> Result<Option<Vec<Delta>>, LlmError> {
     if data == "[DONE]" {
         return Ok(None);
     }
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
+    let chunk: Chunk =
+        serde_json::from_str(data).map_err(|e| LlmError::Malformed(crate::redact::JsonError::from(e).to_string()))?;
     if let Some(err) = chunk.error {
         let msg = err.get("message").and_then(|m| m.as_str()).map(str::to_owned).unwrap_or_else(|| err.to_string());
         return Err(LlmError::Provider(msg));
@@ -196,6 +197,9 @@ mod tests {
         assert_eq!(u, Ok(Some(vec![Delta::Usage(Usage { prompt_tokens: 3, completion_tokens: 5 })])));
         assert_eq!(parse_event(" [DONE] "), Ok(None));
         assert!(matches!(parse_event("{oops"), Err(LlmError::Malformed(_))));
+        // The error names what and where, never the provider's text (it may be answer text).
+        let e = parse_event(r#"{"choices":"the secret answer"}"#).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with("LLM sent an unreadable event") && !e.contains("secret"), "{e}");
         assert_eq!(parse_event(r#"{"error":{"message":"overloaded"}}"#), Err(LlmError::Provider("overloaded".into())));
         assert_eq!(parse_event(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#), Ok(Some(vec![])));
     }
