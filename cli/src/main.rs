@@ -39,7 +39,9 @@ USAGE
   tcbot dlq redrive DLQ_URL QUEUE_URL                  send dead-lettered jobs back to be answered again
 
 CONFIGURATION (environment)
-  TCBOT_SECRET_ID or TCBOT_LOCAL_SECRET_FILE   the app secret (SdkAppId, SecretKey, WebhookToken, …)
+  TCBOT_SECRET_ID or TCBOT_LOCAL_SECRET_FILE   the app secret (SdkAppId, SecretKey, …)
+  TCBOT_WEBHOOK_SECRET_ID                      the router's webhook secret, for `webhook send`
+                                               (default: the WebhookToken of the app secret)
   TCBOT_TABLE_NAME                             the DynamoDB table (profile, conversation, dlq redrive)
   TCBOT_TENCENT_REGION or TCBOT_TENCENT_BASE_URL   Tencent's REST endpoint (default: singapore)
   AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, …  the standard AWS SDK settings
@@ -139,7 +141,13 @@ async fn rest(cfg: &aws_config::SdkConfig) -> Res<RestClient> {
         }
     };
     let opts = RestOptions { base_url: base, ..RestOptions::default() };
-    Ok(RestClient::new(reqwest::Client::new(), opts, s.sdk_app_id, s.admin_identifier.clone(), s.secret_key.clone()))
+    Ok(RestClient::new(
+        reqwest::Client::new(),
+        opts,
+        s.sdk_app_id,
+        s.admin_identifier.clone(),
+        s.require_secret_key().map_err(op)?.clone(),
+    ))
 }
 
 fn conversation_id(a: &Args) -> Res<String> {
@@ -176,7 +184,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
                 a.opt("expire").unwrap_or("86400").parse().map_err(|_| Fail::Usage("--expire takes seconds".into()))?;
             let sig = usersig::generate(
                 s.sdk_app_id,
-                s.secret_key.expose().as_bytes(),
+                s.require_secret_key().map_err(op)?.expose().as_bytes(),
                 &id,
                 expire,
                 shared::store::now_secs(),
@@ -538,7 +546,11 @@ async fn send(url: &str, a: &Args) -> Res<()> {
     let Some(command) = a.opt("command").map(str::to_owned).or(event_command).or(body_command) else {
         return usage("the body has no CallbackCommand; give --command");
     };
-    let s = secrets(&aws().await).await?;
+    let cfg = aws().await;
+    let s = match env("TCBOT_WEBHOOK_SECRET_ID") {
+        Some(id) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&cfg), &id).await.map_err(op)?,
+        None => secrets(&cfg).await?,
+    };
     let token = s.webhook_token.as_ref().map(|t| t.expose().to_owned());
     let now = shared::store::now_secs() as i64;
     let q = CallbackQuery::encode(s.sdk_app_id, &command, token.as_deref().map(|t| (t, now)));

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod esm;
+pub mod iam;
 pub mod lambda_emu;
 pub mod llm_emu;
 pub mod moto;

@@ -90,7 +90,7 @@ impl Boot {
             opts,
             self.secrets.sdk_app_id,
             self.secrets.admin_identifier.clone(),
-            self.secrets.secret_key.clone(),
+            self.secrets.require_secret_key()?.clone(),
         )))
     }
 

@@ -1,9 +1,12 @@
-//! The app's secrets: one JSON secret in Secrets Manager, read once per cold start.
+//! The app's secrets, read once per cold start from a JSON secret in Secrets Manager.
 //!
 //! ```json
 //! {"SdkAppId": 1400000000, "SecretKey": "…", "AdminIdentifier": "administrator",
 //!  "WebhookToken": "…", "LlmApiKey": "…", "LlmApiKeys": {"deepseek": "…"}}
 //! ```
+//! In AWS the fields live in two secrets: the router reads one with `SdkAppId` and
+//! `WebhookToken` only, every other function one with the Tencent and LLM keys, so the public
+//! function cannot read the keys. A local secret file may hold all of them.
 //! Every secret value is a [`SecretString`], whose `Debug` and `Display` print no secret.
 
 use serde::Deserialize;
@@ -45,7 +48,8 @@ impl fmt::Display for SecretString {
 pub struct AppSecrets {
     #[serde(rename = "SdkAppId", deserialize_with = "crate::lenient::u64_lenient")]
     pub sdk_app_id: u64,
-    #[serde(rename = "SecretKey")]
+    /// Empty in the router's webhook secret; [`AppSecrets::require_secret_key`] where needed.
+    #[serde(rename = "SecretKey", default)]
     pub secret_key: SecretString,
     #[serde(rename = "AdminIdentifier", default = "default_admin")]
     pub admin_identifier: String,
@@ -59,6 +63,9 @@ pub struct AppSecrets {
     /// Named LLM API keys, chosen by a bot profile's `api_key_name`.
     #[serde(rename = "LlmApiKeys", default)]
     pub llm_api_keys: HashMap<String, SecretString>,
+    /// Where the secret was read from (its id or file), for error messages.
+    #[serde(skip)]
+    pub source: String,
 }
 
 fn default_admin() -> String {
@@ -84,13 +91,11 @@ impl AppSecrets {
     /// Parses the secret JSON. The error names the secret and the JSON problem, not the value:
     /// serde's messages quote the offending token, so only its category is kept.
     pub fn parse(id: &str, json: &str) -> Result<Self, SecretsError> {
-        let s: AppSecrets = serde_json::from_str(json).map_err(|e| SecretsError::Format {
+        let mut s: AppSecrets = serde_json::from_str(json).map_err(|e| SecretsError::Format {
             id: id.to_owned(),
             reason: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
         })?;
-        if s.secret_key.is_empty() {
-            return Err(SecretsError::Missing { id: id.to_owned(), field: "SecretKey" });
-        }
+        s.source = id.to_owned();
         Ok(s)
     }
 
@@ -112,6 +117,14 @@ impl AppSecrets {
     }
 
     /// The LLM key for a profile: the named one when the profile names one, else the default.
+    /// The Chat secret key, for the functions that call Tencent's REST API or sign UserSigs.
+    pub fn require_secret_key(&self) -> Result<&SecretString, SecretsError> {
+        if self.secret_key.is_empty() {
+            return Err(SecretsError::Missing { id: self.source.clone(), field: "SecretKey" });
+        }
+        Ok(&self.secret_key)
+    }
+
     pub fn llm_key(&self, name: Option<&str>) -> Option<&SecretString> {
         match name {
             Some(n) => self.llm_api_keys.get(n),
@@ -144,9 +157,8 @@ mod tests {
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("not the expected JSON"), "{text}");
         assert!(!text.contains("12345678"), "{text}");
-        assert!(matches!(
-            AppSecrets::parse("t", r#"{"SdkAppId":1,"SecretKey":""}"#),
-            Err(SecretsError::Missing { .. })
-        ));
+        let webhook_only = AppSecrets::parse("t", r#"{"SdkAppId":1,"WebhookToken":"tok"}"#);
+        let missing = webhook_only.as_ref().map(|s| s.require_secret_key().map(|_| ()).map_err(|e| e.to_string()));
+        assert_eq!(missing.ok(), Some(Err("secret t: SecretKey is empty".to_owned())));
     }
 }

@@ -77,6 +77,12 @@ pub fn rest_options(base: &str) -> RestOptions {
     }
 }
 
+/// `store` as `function` may use it under `template.yaml`'s IAM grants: a key outside its
+/// `dynamodb:LeadingKeys` fails as it would in AWS.
+pub fn guarded(function: &str, store: &Arc<DynamoStore>) -> Arc<dyn shared::store::Store> {
+    Arc::new(devtools::iam::GuardedStore::for_function(function, store.clone()).unwrap_or_else(|e| panic!("{e}")))
+}
+
 pub struct Env {
     pub stack: Stack,
     pub sqs: aws_sdk_sqs::Client,
@@ -109,7 +115,7 @@ impl Env {
             token: secrets.webhook_token.clone(),
             sign_window_secs: 60,
             max_body_bytes: 64 * 1024,
-            store: store.clone(),
+            store: guarded("CallbackRouterFunction", &store),
             queue: queue.clone(),
             c2c_queue_url: stack.c2c_queue.clone(),
             group_queue_url: stack.group_queue.clone(),
@@ -125,7 +131,7 @@ impl Env {
             secrets.secret_key.clone(),
         ));
         let mut worker = Worker {
-            store: store.clone(),
+            store: guarded("BotC2cMessageFunction", &store),
             chat,
             llm: Arc::new(OpenAiClient::new(http)),
             queue,

@@ -105,3 +105,75 @@ fn chatbot_timeouts_retries_and_queue_permissions_agree() {
         assert!(grants, "{name}: no sqs:ChangeMessageVisibility on {queue_id}");
     }
 }
+
+/// A function's policy statements.
+fn statements(function: &Value) -> Vec<Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Sequence(v) => v.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+        _ => vec![],
+    }
+}
+
+/// The logical ids a statement's `Resource` names.
+fn resources(statement: &Value) -> Vec<String> {
+    match &statement["Resource"] {
+        Value::Sequence(v) => v.iter().filter_map(names).collect(),
+        other => names(other).into_iter().collect(),
+    }
+}
+
+fn functions(t: &Value) -> Vec<(String, Value)> {
+    t["Resources"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .filter_map(|(k, r)| Some((k.as_str()?.to_owned(), r.clone())))
+        .collect()
+}
+
+#[test]
+fn the_public_router_reads_only_the_webhook_secret_and_writes_only_stop_flags() {
+    let t = template();
+    let router = &t["Resources"]["CallbackRouterFunction"];
+    let st = statements(router);
+    let secrets: Vec<String> =
+        st.iter().filter(|s| actions(s).iter().any(|a| a.starts_with("secretsmanager:"))).flat_map(resources).collect();
+    assert_eq!(secrets, ["WebhookSecret"], "the router must not be able to read the Tencent or LLM keys");
+    assert_eq!(
+        names(&router["Properties"]["Environment"]["Variables"]["TCBOT_SECRET_ID"]).as_deref(),
+        Some("WebhookSecret")
+    );
+    let table: Vec<&Value> = st.iter().filter(|s| resources(s).contains(&"Table".to_owned())).collect();
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(actions(table[0]), ["dynamodb:PutItem"], "the router only sets stop flags");
+    assert_eq!(devtools::iam::leading_keys(&t, "CallbackRouterFunction"), Some(vec!["stop#".to_owned()]));
+    // No other function reads the webhook secret.
+    for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "CallbackRouterFunction") {
+        let reads: Vec<String> = statements(&f).iter().flat_map(resources).collect();
+        assert!(!reads.contains(&"WebhookSecret".to_owned()), "{name} reads the webhook secret");
+    }
+}
+
+#[test]
+fn every_table_grant_is_limited_to_key_prefixes() {
+    let t = template();
+    for (name, f) in functions(&t) {
+        let grants = statements(&f).iter().any(|s| resources(s).contains(&"Table".to_owned()));
+        if grants {
+            let prefixes = devtools::iam::leading_keys(&t, &name).unwrap_or_default();
+            assert!(!prefixes.is_empty(), "{name}: table access without dynamodb:LeadingKeys");
+            assert!(prefixes.iter().all(|p| p.ends_with('#')), "{name}: {prefixes:?}");
+        }
+    }
+}

@@ -49,10 +49,6 @@ impl DynamoStore {
         DynamoStore { client, table: table.into() }
     }
 
-    fn turn_pk(conv: &str) -> String {
-        format!("conv#{conv}")
-    }
-
     fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
     }
@@ -138,7 +134,7 @@ impl Store for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(Self::turn_pk(conv)))
+            .item("pk", s(super::turns_key(conv)))
             .item("sk", s(sk))
             .item("at_ms", n(turn.at_ms))
             .item("role", s(role))
@@ -162,7 +158,7 @@ impl Store for DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
                 .filter_expression("expires_at > :now")
-                .expression_attribute_values(":pk", s(Self::turn_pk(conv)))
+                .expression_attribute_values(":pk", s(super::turns_key(conv)))
                 .expression_attribute_values(":lo", s(format!("turn#{since_ms:013}")))
                 .expression_attribute_values(":hi", s("turn#~"))
                 .expression_attribute_values(":now", n(now))
@@ -204,7 +200,7 @@ impl Store for DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(Self::turn_pk(conv)))
+                .expression_attribute_values(":pk", s(super::turns_key(conv)))
                 .projection_expression("pk, sk")
                 .set_exclusive_start_key(start)
                 .send()

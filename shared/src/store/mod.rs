@@ -101,6 +101,11 @@ pub fn member_attr(member: &str) -> String {
     format!("m_{}", hex::encode(&Sha256::digest(member.as_bytes())[..12]))
 }
 
+/// The partition key under which a conversation's turns are stored.
+pub fn turns_key(conv: &str) -> String {
+    format!("conv#{conv}")
+}
+
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
