@@ -90,6 +90,7 @@ pub struct LlmEmulator {
 /// The answer the server gives to a prompt when not scripted otherwise.
 pub fn default_answer(messages: &[Value]) -> String {
     let last = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
+    let last = turn_text(last);
     let earlier = messages.iter().filter(|m| m["role"] == "user").count().saturating_sub(1);
     format!(
         "You said: \"{last}\". I remember {earlier} earlier message{} of yours in this conversation. \
@@ -97,6 +98,17 @@ pub fn default_answer(messages: &[Value]) -> String {
          the chunks arrive.",
         if earlier == 1 { "" } else { "s" }
     )
+}
+
+/// What a user turn says, shown as `[sender] text` when it is a group turn
+/// (`{"from": …, "text": …}`), else as it is.
+pub fn turn_text(content: &str) -> String {
+    match serde_json::from_str::<Value>(content) {
+        Ok(v) if v["from"].is_string() && v["text"].is_string() => {
+            format!("[{}] {}", v["from"].as_str().unwrap_or_default(), v["text"].as_str().unwrap_or_default())
+        }
+        _ => content.to_owned(),
+    }
 }
 
 /// Splits text into tokens of a word and its trailing space.

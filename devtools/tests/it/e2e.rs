@@ -164,7 +164,8 @@ async fn a_group_mention_is_answered_in_the_group_with_an_at_of_the_asker() {
     assert_eq!((m.group_id.as_str(), m.from.as_deref()), ("@TGS#grp1", Some(BOT)));
     assert_eq!(m.at_accounts, ["hana"]);
     let reqs = env.llm.state.requests();
-    assert_eq!(user_messages(&reqs[0]), ["[hana] what time is it?"], "mention stripped, sender labelled");
+    let asked: Vec<String> = user_messages(&reqs[0]).iter().map(|m| devtools::llm_emu::turn_text(m)).collect();
+    assert_eq!(asked, ["[hana] what time is it?"], "mention stripped, sender carried beside the text");
     let expected = default_answer(reqs[0]["messages"].as_array().map(Vec::as_slice).unwrap_or_default());
     assert_eq!(m.text, format!("@hana {expected}"), "streamed by send-then-modify to the full answer");
     // A bot's own group message is ignored.

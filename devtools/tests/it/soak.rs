@@ -22,7 +22,8 @@ fn peak_rss_kib() -> u64 {
 
 /// The message number `k` in a prompt turn such as `m3`, `[soak1] m3 [[flaky]]`.
 fn message_number(turn: &str) -> Option<u64> {
-    let t = turn.split_once("] ").map_or(turn, |(_, rest)| rest);
+    let shown = devtools::llm_emu::turn_text(turn);
+    let t = shown.split_once("] ").map_or(shown.as_str(), |(_, rest)| rest);
     t.strip_prefix('m')?.split_whitespace().next()?.parse().ok()
 }
 
