@@ -225,3 +225,16 @@ pub fn group_body(from: &str, text: &str, seq: u64) -> serde_json::Value {
         "AtRobots_Account": [BOT], "EventTime": 1_700_000_000_123u64
     })
 }
+
+/// The user and assistant turns of an LLM request, without the system prompt.
+pub fn user_messages(req: &serde_json::Value) -> Vec<String> {
+    req["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter(|m| m["role"] != "system")
+                .filter_map(|m| m["content"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

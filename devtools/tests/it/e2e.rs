@@ -1,7 +1,7 @@
 //! The chatbot end to end: router handler → SQS FIFO on moto → worker handler → local LLM
 //! (SSE) → local Tencent REST emulator.
 
-use crate::common::{BOT, Env, c2c_body, group_body};
+use crate::common::{BOT, Env, c2c_body, group_body, user_messages};
 use devtools::llm_emu::{Script, default_answer};
 use devtools::tencent_emu::{Fault, Stream};
 use shared::bot::APOLOGY;
@@ -11,18 +11,6 @@ fn only_stream(env: &Env) -> Stream {
     let streams = env.tencent.state.streams();
     assert_eq!(streams.len(), 1, "{streams:?}");
     streams.into_iter().next().unwrap_or_default()
-}
-
-fn user_messages(req: &serde_json::Value) -> Vec<String> {
-    req["messages"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter(|m| m["role"] != "system")
-                .filter_map(|m| m["content"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

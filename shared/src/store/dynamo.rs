@@ -311,16 +311,7 @@ impl Store for DynamoStore {
         match req.update_expression(set).send().await {
             Ok(out) => counted(&out.attributes.unwrap_or_default()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                let out = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key(key, ONE)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(err("count_once"))?;
-                counted(&out.item.unwrap_or_default())
+                counted(&self.get_live(key, "count_once").await?.unwrap_or_default())
             }
             Err(e) => Err(err("count_once")(e)),
         }
