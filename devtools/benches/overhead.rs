@@ -9,7 +9,7 @@ use devtools::llm_emu::LlmEmulator;
 use devtools::tencent_emu::TencentEmulator;
 use shared::bot::job::{Job, JobMsg};
 use shared::bot::worker::Worker;
-use shared::config::{LlmDefaults, OverflowPolicy, StreamSettings};
+use shared::config::{LlmDefaults, ModerateAnswers, OverflowPolicy, StreamSettings};
 use shared::queue::{Queue, QueueError, QueueMessage};
 use shared::secrets::{AppSecrets, SecretString};
 use std::sync::Arc;
@@ -75,6 +75,7 @@ fn main() {
                 group_streaming: true,
                 group_modify_interval: Duration::from_secs(1),
             },
+            moderate_answers: ModerateAnswers::Auto,
             history_ttl_secs: 3600,
             max_receives: 3,
             llm_attempts: 1,

@@ -43,7 +43,12 @@ impl GuardedStore {
     pub fn for_function(function: &str, inner: Arc<dyn Store>) -> Result<Self, String> {
         let prefixes = leading_keys(&template()?, function)
             .ok_or_else(|| format!("{function} has no dynamodb:LeadingKeys in template.yaml"))?;
-        Ok(GuardedStore { function: function.to_owned(), prefixes, inner })
+        Ok(Self::new(function, prefixes, inner))
+    }
+
+    /// Guards `inner` with the given key prefixes (`stop#`), as granted to `name`.
+    pub fn new(name: &str, prefixes: Vec<String>, inner: Arc<dyn Store>) -> Self {
+        GuardedStore { function: name.to_owned(), prefixes, inner }
     }
 
     fn check(&self, op: &'static str, pk: &str) -> Result<(), StoreError> {

@@ -34,6 +34,8 @@ pub enum Script {
     MalformedAfter { after: usize },
     /// Answer with exactly this text.
     Answer { text: String },
+    /// Answer with exactly these deltas, in this order (a word can be split across two).
+    Deltas { deltas: Vec<String> },
     /// Send `deltas` reasoning deltas (`reasoning_content`) and no answer text, then `[DONE]`:
     /// a reasoning model that spent its whole `max_tokens` thinking.
     ReasoningOnly { deltas: usize },
@@ -191,7 +193,10 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         return (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
-    let toks = tokens(&text);
+    let toks = match &script {
+        Some(Script::Deltas { deltas }) => deltas.clone(),
+        _ => tokens(&text),
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     let state = s.clone();
     tokio::spawn(async move {

@@ -204,6 +204,7 @@ impl Boot {
             secrets: self.secrets.clone(),
             defaults: s.llm.clone(),
             stream: s.stream.clone(),
+            moderate_answers: s.moderate_answers,
             history_ttl_secs: s.history_ttl_secs,
             max_receives: s.max_receives,
             llm_attempts: 2,

@@ -7,7 +7,7 @@
 use crate::event_worker::{EventError, EventHandler, parse};
 use crate::msg::MsgElement;
 use crate::store::Store;
-use crate::tencent::{ChatApi, CreateTopic, SendGroupMsg};
+use crate::tencent::{ChatApi, CreateTopic, ForbidCallback, SendGroupMsg};
 use crate::webhook::events::{GroupAfterCreateGroup, GroupAfterNewMemberJoin};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -80,6 +80,7 @@ impl Community {
             topic_id: None,
             group_at_info: vec![],
             cloud_custom_data: None,
+            forbid_callback_control: ForbidCallback::own_messages(),
         };
         self.chat.send_group_msg(&req).await?;
         Ok("welcomed")

@@ -48,6 +48,32 @@ impl FromStr for OverflowPolicy {
     }
 }
 
+/// Whether the LLM's answers are judged by the moderation policies before they are shown
+/// (`TCBOT_MODERATE_ANSWERS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModerateAnswers {
+    /// Judged when a policy exists for the conversation. A policy that cannot be read or is
+    /// invalid is logged and skipped, as the before-send function skips it.
+    Auto,
+    /// Judged, and never shown unjudged: when a policy cannot be read the message is retried
+    /// later, and when it is invalid the message is dead-lettered with the apology.
+    On,
+    /// Shown as the LLM wrote them.
+    Off,
+}
+
+impl FromStr for ModerateAnswers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err("expected auto, on or off".into()),
+        }
+    }
+}
+
 /// Where Tencent's REST API is: a regional domain or an explicit base URL (local emulator).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TencentEndpoint(pub String);
@@ -102,6 +128,8 @@ pub struct Settings {
     pub finish_margin: Duration,
     pub history_ttl_secs: u64,
     pub stop_ttl_secs: u64,
+    /// Whether chatbot answers are judged by the moderation policies.
+    pub moderate_answers: ModerateAnswers,
     pub llm: LlmDefaults,
     pub stream: StreamSettings,
     pub events: EventSettings,
@@ -225,6 +253,7 @@ impl Settings {
             finish_margin: ms("TCBOT_FINISH_MARGIN_MS", 15_000, TIMEOUT_MS)?,
             history_ttl_secs: env.bounded("TCBOT_HISTORY_TTL_SECS", 7 * DAY_SECS, TTL_SECS)?,
             stop_ttl_secs: env.bounded("TCBOT_STOP_TTL_SECS", 600, TTL_SECS)?,
+            moderate_answers: env.parse("TCBOT_MODERATE_ANSWERS", ModerateAnswers::Auto)?,
             llm: LlmDefaults {
                 base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
                 model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
@@ -439,6 +468,18 @@ mod tests {
     #[test]
     fn when_sign_window_is_widened_for_the_sample_events_should_be_accepted() {
         assert_eq!(with("TCBOT_SIGN_WINDOW_SECS", "999999999").map(|s| s.sign_window_secs).ok(), Some(999_999_999));
+    }
+
+    #[test]
+    fn answer_moderation_is_auto_by_default_and_named_when_malformed() {
+        assert_eq!(with("TCBOT_GROUP_STREAMING", "true").map(|s| s.moderate_answers).ok(), Some(ModerateAnswers::Auto));
+        for (value, want) in
+            [("auto", ModerateAnswers::Auto), ("on", ModerateAnswers::On), ("off", ModerateAnswers::Off)]
+        {
+            assert_eq!(with("TCBOT_MODERATE_ANSWERS", value).map(|s| s.moderate_answers).ok(), Some(want), "{value}");
+        }
+        let err = with("TCBOT_MODERATE_ANSWERS", "yes").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("TCBOT_MODERATE_ANSWERS=\"yes\" is not valid: expected auto, on or off"));
     }
 
     #[test]

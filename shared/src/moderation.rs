@@ -8,7 +8,8 @@
 //! all patterns into one `RegexSet`, so a verdict costs one pass over the text however many rules
 //! there are. Policies live in the store (`modpolicy#app`, `modpolicy#group#<id>`), both apply,
 //! and the most severe verdict wins. An optional LLM classifier runs under a hard deadline; when
-//! it fails or is late, the configured fallback verdict applies.
+//! it fails or is late, the configured fallback verdict applies. The chatbot judges its own
+//! answers in-process with the same policies and engine (`bot::moderated`).
 
 use crate::llm::{ChatMessage, ChatRequest, Delta, Endpoint, Llm, Timeouts};
 use crate::msg::MsgElement;
@@ -38,6 +39,11 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the rule keeps the text from being shown (refuse, refuse with a text, drop).
+    pub fn blocks(&self) -> bool {
+        matches!(self, Action::Refuse | Action::RefuseWith { .. } | Action::Drop)
+    }
+
     fn severity(&self) -> u8 {
         match self {
             Action::Allow => 0,
@@ -78,6 +84,31 @@ impl Policy {
     pub fn group_key(group_id: &str) -> String {
         format!("modpolicy#group#{group_id}")
     }
+}
+
+/// The keys of the policies that judge a message: the app's, and for a group message the
+/// group's too.
+pub fn policy_keys(group_id: Option<&str>) -> Vec<String> {
+    let mut keys = vec![Policy::app_key()];
+    keys.extend(group_id.map(Policy::group_key));
+    keys
+}
+
+/// A stored policy that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyReadError {
+    #[error("could not read the moderation policy {key}: {source}")]
+    Store { key: String, source: crate::store::StoreError },
+    #[error("the moderation policy {key} is invalid: {error}")]
+    Invalid { key: String, error: crate::redact::JsonError },
+}
+
+/// Reads the policy stored under `key`; `Ok(None)` when there is none.
+pub async fn read_policy(store: &dyn crate::store::Store, key: &str) -> Result<Option<Policy>, PolicyReadError> {
+    let doc = store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })?;
+    doc.map(|d| serde_json::from_str(&d))
+        .transpose()
+        .map_err(|e| PolicyReadError::Invalid { key: key.to_owned(), error: e.into() })
 }
 
 /// A policy that cannot be compiled.
@@ -165,6 +196,8 @@ pub struct Engine {
     pattern_regex: Vec<Regex>,
     pattern_rule: Vec<usize>,
     actions: Vec<Action>,
+    /// Bytes of the longest normalised word.
+    longest_word: usize,
     pub classify: bool,
 }
 
@@ -216,9 +249,34 @@ impl Engine {
                     .map_err(|e| PolicyError::Build(e.to_string()))?,
             )
         };
+        let longest_word = words.iter().map(String::len).max().unwrap_or(0);
         let patterns = RegexSet::new(&pats).map_err(|e| PolicyError::Build(e.to_string()))?;
         let pattern_regex = pats.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        Ok(Engine { words: words_ac, word_rule, patterns, pattern_regex, pattern_rule, actions, classify })
+        Ok(Engine {
+            words: words_ac,
+            word_rule,
+            patterns,
+            pattern_regex,
+            pattern_rule,
+            actions,
+            longest_word,
+            classify,
+        })
+    }
+
+    /// Bytes of the longest word, normalised (0 without words).
+    pub fn longest_word(&self) -> usize {
+        self.longest_word
+    }
+
+    /// Whether any rule has patterns (whose matches have no length limit).
+    pub fn has_patterns(&self) -> bool {
+        !self.pattern_rule.is_empty()
+    }
+
+    /// Every match in `text`: the action of its rule and the byte range of `text` it covers.
+    pub fn find(&self, text: &str) -> Vec<(&Action, (usize, usize))> {
+        self.matches(text).into_iter().map(|(rule, span)| (&self.actions[rule], span)).collect()
     }
 
     /// The rules that match `text`, as (rule index, original byte range) pairs.
@@ -249,11 +307,8 @@ impl Engine {
                 rewritten.push(el.clone());
                 continue;
             };
-            let found = self.matches(text);
-            let mut out = text.clone();
             let mut spans: Vec<(usize, usize)> = Vec::new();
-            for (rule, span) in found {
-                let action = &self.actions[rule];
+            for (action, span) in self.find(text) {
                 if worst.is_none_or(|w| action.severity() > w.severity()) {
                     worst = Some(action);
                 }
@@ -261,15 +316,8 @@ impl Engine {
                     spans.push(span);
                 }
             }
-            spans.sort_unstable();
-            for (s, e) in spans.into_iter().rev() {
-                if e <= out.len() && out.is_char_boundary(s) && out.is_char_boundary(e) {
-                    let stars = "*".repeat(out[s..e].chars().filter(|c| !c.is_whitespace()).count());
-                    out.replace_range(s..e, &stars);
-                    masked = true;
-                }
-            }
-            rewritten.push(MsgElement::text(out));
+            masked |= !spans.is_empty();
+            rewritten.push(MsgElement::text(mask(text, spans)));
         }
         match worst {
             None | Some(Action::Allow) => Verdict::Allow,
@@ -285,6 +333,25 @@ impl Engine {
             Some(_) => Verdict::Refuse { code: 1, text: String::new() },
         }
     }
+}
+
+/// `text` with every byte range of `spans` replaced by one `*` per visible character of it.
+/// Overlapping ranges are masked once.
+pub fn mask(text: &str, mut spans: Vec<(usize, usize)>) -> String {
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e) in spans {
+        let s = s.max(at);
+        if s >= e || e > text.len() || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
+            continue;
+        }
+        out.push_str(&text[at..s]);
+        out.extend(text[s..e].chars().filter(|c| !c.is_whitespace()).map(|_| '*'));
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// Asks the LLM whether a message should be blocked, within `deadline`. `Ok(true)` to block.
@@ -358,16 +425,14 @@ impl Moderator {
         {
             return p.clone();
         }
-        let p = match self.store.get_doc(key).await {
-            Ok(Some(doc)) => serde_json::from_str::<Policy>(&doc)
-                .map_err(|e| {
-                    let error = crate::redact::JsonError::from(e);
-                    tracing::error!(policy = key, %error, "moderation policy is invalid; ignored")
-                })
-                .ok(),
-            Ok(None) => None,
+        let p = match read_policy(self.store.as_ref(), key).await {
+            Ok(p) => p,
+            Err(e @ PolicyReadError::Invalid { .. }) => {
+                tracing::error!(policy = key, error = %e, "moderation policy ignored");
+                None
+            }
             Err(e) => {
-                tracing::error!(policy = key, error = %e, "could not read the moderation policy");
+                tracing::error!(policy = key, error = %e, "moderation policy not read");
                 return None;
             }
         };
@@ -378,9 +443,8 @@ impl Moderator {
     /// Judges one before-send webhook body.
     pub async fn moderate(&self, scope: Scope, group_id: Option<&str>, body: &[MsgElement]) -> Verdict {
         let mut policies: Vec<Policy> = Vec::new();
-        policies.extend(self.policy(&Policy::app_key()).await);
-        if let Some(g) = group_id {
-            policies.extend(self.policy(&Policy::group_key(g)).await);
+        for key in policy_keys(group_id) {
+            policies.extend(self.policy(&key).await);
         }
         let engine = match Engine::compile(&policies) {
             Ok(e) => e,
@@ -497,6 +561,13 @@ mod tests {
         assert_eq!(Engine::compile(&[bad_code]).err(), Some(PolicyError::Code { rule: 0, code: 5 }));
         let empty = policy(vec![(vec![" "], vec![], Action::Refuse)]);
         assert_eq!(Engine::compile(&[empty]).err(), Some(PolicyError::Empty { rule: 0 }));
+    }
+
+    #[test]
+    fn overlapping_masks_are_masked_once() {
+        assert_eq!(mask("abcdef", vec![(2, 5), (1, 4)]), "a****f");
+        assert_eq!(mask("ＢＡＤ day", vec![(0, 9), (3, 13)]), "******");
+        assert_eq!(mask("a b", vec![]), "a b");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use devtools::aws::{Stack, create_stack, local_config};
 use devtools::llm_emu::LlmEmulator;
 use devtools::tencent_emu::TencentEmulator;
 use shared::bot::worker::Worker;
-use shared::config::{LlmDefaults, OverflowPolicy, StreamSettings};
+use shared::config::{LlmDefaults, ModerateAnswers, OverflowPolicy, StreamSettings};
 use shared::llm::OpenAiClient;
 use shared::queue::SqsQueue;
 use shared::router::Router;
@@ -146,6 +146,7 @@ impl Env {
                 group_streaming: true,
                 group_modify_interval: Duration::from_millis(100),
             },
+            moderate_answers: ModerateAnswers::Auto,
             history_ttl_secs: 3600,
             max_receives: devtools::aws::MAX_RECEIVES,
             llm_attempts: 2,

@@ -115,4 +115,8 @@ async fn other_command_events_are_handled_by_their_functions() {
     assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(1));
     assert_eq!(env.tencent.state.topics().len(), 1);
     assert_eq!(env.tencent.state.group_messages().first().map(|m| m.text.clone()), Some("Hi user2, user3".into()));
+    // The welcome is our own message: it skips the app's before-send and after-send callbacks.
+    let welcome = env.tencent.state.calls_to("group_open_http_svc/send_group_msg");
+    let forbid = serde_json::json!(["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"]);
+    assert!(welcome.iter().all(|c| c.body["ForbidCallbackControl"] == forbid), "{welcome:?}");
 }

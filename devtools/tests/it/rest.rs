@@ -6,7 +6,7 @@ use crate::common::{APP_ID, KEY, rest_options};
 use devtools::tencent_emu::{Fault, TencentEmulator};
 use shared::msg::MsgElement;
 use shared::secrets::SecretString;
-use shared::tencent::{ChatApi, CreateRobot, RestClient, RestError, SendMsg, SendStreamMsg};
+use shared::tencent::{ChatApi, CreateRobot, ForbidCallback, RestClient, RestError, SendMsg, SendStreamMsg};
 
 async fn setup() -> (TencentEmulator, RestClient) {
     let emu = TencentEmulator::start(APP_ID, KEY).await.unwrap_or_else(|e| panic!("{e}"));
@@ -30,6 +30,7 @@ fn hello() -> SendMsg {
         msg_life_time: None,
         msg_body: vec![MsgElement::text("hi")],
         cloud_custom_data: None,
+        forbid_callback_control: ForbidCallback::own_messages(),
     }
 }
 

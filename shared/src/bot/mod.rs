@@ -1,11 +1,13 @@
 //! The chatbot domain: what a robot does with a message addressed to it.
 //!
 //! `job` is the unit of work the router queues, `profile` a robot's settings, `window` the
-//! conversation memory sent to the LLM, `sink` the ways an answer reaches Tencent, `pump` the
-//! loop that streams LLM tokens into a sink, and `worker` the SQS-triggered function body that
-//! ties them together for C2C and group messages alike.
+//! conversation memory sent to the LLM, `sink` the ways an answer reaches Tencent, `moderated`
+//! the judging of an answer's text before it reaches a sink, `pump` the loop that streams LLM
+//! tokens into a sink, and `worker` the SQS-triggered function body that ties them together
+//! for C2C and group messages alike.
 
 pub mod job;
+pub mod moderated;
 pub mod profile;
 pub mod pump;
 pub mod sink;
@@ -15,6 +17,9 @@ pub mod worker;
 /// Shown when an answer could not be produced or was cut. Fixed text: internal errors never
 /// reach the user.
 pub const APOLOGY: &str = "Sorry, something went wrong on my side. Please try again in a moment.";
+/// Shown in place of an answer a moderation policy refuses. Fixed text: which rule matched is
+/// not revealed.
+pub const ANSWER_REFUSED: &str = "I can't answer that.";
 /// Appended when an answer was cut at the message size limit.
 pub const TRUNCATED_NOTICE: &str = "\n\n(The answer was too long and has been cut here.)";
 /// The reply to `/help`.

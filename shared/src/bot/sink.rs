@@ -7,7 +7,7 @@
 //! - Group, not streaming: one `send_group_msg` when the answer is complete.
 
 use crate::msg::MsgElement;
-use crate::tencent::{ChatApi, GroupAt, ModifyGroupMsg, RestError, SendGroupMsg, SendStreamMsg};
+use crate::tencent::{ChatApi, ForbidCallback, GroupAt, ModifyGroupMsg, RestError, SendGroupMsg, SendStreamMsg};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -149,6 +149,7 @@ impl GroupSink {
             topic_id: self.topic_id.clone(),
             group_at_info: vec![GroupAt { group_at_all_flag: 0, group_at_account: Some(self.asker.clone()) }],
             cloud_custom_data: None,
+            forbid_callback_control: ForbidCallback::own_messages(),
         };
         self.calls += 1;
         let reply = self.chat.send_group_msg(&req).await?;

@@ -16,12 +16,13 @@
 //! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
 use super::job::{Job, JobMsg, stop_key};
+use super::moderated::{ModeratedSink, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
 use super::pump::{Control, End, PumpSettings, pump};
 use super::sink::{C2cStreamSink, GroupSink, Sink};
 use super::window::{self, Limits};
 use super::{APOLOGY, HELP, RESET_DONE, TEXT_ONLY};
-use crate::config::{LlmDefaults, StreamSettings};
+use crate::config::{LlmDefaults, ModerateAnswers, StreamSettings};
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
 use crate::msg::joined_text;
 use crate::observe::Metrics;
@@ -47,6 +48,8 @@ pub struct Worker {
     pub secrets: Arc<AppSecrets>,
     pub defaults: LlmDefaults,
     pub stream: StreamSettings,
+    /// Whether answers are judged by the moderation policies before they are shown.
+    pub moderate_answers: ModerateAnswers,
     pub history_ttl_secs: u64,
     /// The queue's maxReceiveCount: the attempt that reaches it is the last.
     pub max_receives: u32,
@@ -493,7 +496,18 @@ impl Worker {
             max_age_secs: profile.max_age_secs,
             token_budget: profile.token_budget,
         };
-        let history = window::load(store, &conv, limits, now_ms()).await.map_err(fail(true))?;
+        // The policies are read once per answer, beside the window: a group answer is judged by
+        // the app's and the group's policies, a one-to-one answer by the app's alone.
+        let group = match &job.msg {
+            JobMsg::Group(m) => Some(m.group_id.as_str()),
+            JobMsg::C2c(_) => None,
+        };
+        let (history, engine) = tokio::join!(
+            window::load(store, &conv, limits, now_ms()),
+            answer_engine(store, self.moderate_answers, group)
+        );
+        let history = history.map_err(fail(true))?;
+        let engine = engine.map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
         let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: text.clone() };
         let system = match speaker {
             Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
@@ -539,7 +553,14 @@ impl Worker {
             JobMsg::Group(_) => self.stream.group_modify_interval,
         };
         let cfg = PumpSettings::from_stream(&self.stream, min_interval);
-        let report = pump(first, rest, sink, ctl, &cfg).await.map_err(rest_fail)?;
+        let report = match &engine {
+            Some(engine) => {
+                let mut judged = ModeratedSink::new(&mut *sink, engine, self.stream.max_message_bytes);
+                pump(first, rest, &mut judged, ctl, &cfg).await
+            }
+            None => pump(first, rest, sink, ctl, &cfg).await,
+        }
+        .map_err(rest_fail)?;
         let since_webhook = |at: tokio::time::Instant| {
             let elapsed_since_first = at.elapsed().as_millis() as u64;
             now_ms().saturating_sub(job.received_ms).saturating_sub(elapsed_since_first)
@@ -565,7 +586,12 @@ impl Worker {
         user_turn.at_ms = now_ms().max(history.last().map_or(0, |t| t.at_ms + 1));
         store.append_turn(&conv, &user_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         if !report.text.is_empty() {
-            let bot_turn = Turn { at_ms: user_turn.at_ms + 1, role: Role::Assistant, speaker: None, text: report.text };
+            // Remembered as shown: masked, or the refusal.
+            let text = match &engine {
+                Some(engine) => judge_answer(engine, &report.text),
+                None => report.text,
+            };
+            let bot_turn = Turn { at_ms: user_turn.at_ms + 1, role: Role::Assistant, speaker: None, text };
             store.append_turn(&conv, &bot_turn, self.history_ttl_secs).await.map_err(fail(false))?;
         }
         Ok(WorkOutcome::Answered(report.end))

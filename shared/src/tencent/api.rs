@@ -4,6 +4,25 @@
 use crate::msg::MsgElement;
 use serde::{Deserialize, Serialize};
 
+/// A callback a REST send can skip (`ForbidCallbackControl` of `sendmsg` and `send_group_msg`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForbidCallback {
+    #[serde(rename = "ForbidBeforeSendMsgCallback")]
+    BeforeSendMsg,
+    #[serde(rename = "ForbidAfterSendMsgCallback")]
+    AfterSendMsg,
+}
+
+impl ForbidCallback {
+    /// What the bot's own sends carry. Messages sent by REST trigger the app's before-send and
+    /// after-send callbacks (protocol doc §6): without this every answer would wait for the
+    /// moderation function, could be refused by it, and would be counted in the users'
+    /// statistics. The bot judges its own text in-process instead (`bot::moderated`).
+    pub fn own_messages() -> Vec<ForbidCallback> {
+        vec![ForbidCallback::BeforeSendMsg, ForbidCallback::AfterSendMsg]
+    }
+}
+
 /// `v4/openim/sendmsg`. `MsgSeq` and `MsgRandom` stay the same across retries, so Tencent's
 /// 120 s server-side dedup makes a retried send idempotent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +43,8 @@ pub struct SendMsg {
     pub msg_body: Vec<MsgElement>,
     #[serde(rename = "CloudCustomData", skip_serializing_if = "Option::is_none")]
     pub cloud_custom_data: Option<String>,
+    #[serde(rename = "ForbidCallbackControl", skip_serializing_if = "Vec::is_empty", default)]
+    pub forbid_callback_control: Vec<ForbidCallback>,
 }
 
 /// The reply to `sendmsg`.
@@ -39,7 +60,8 @@ pub struct SendMsgReply {
 
 /// `v4/openim_robot_http_svc/send_stream_msg`: one piece of a robot's streamed C2C reply.
 /// `chunk` is the new text only; the first call has no `msg_key`, later calls send back the
-/// one Tencent returned; the last call has `finish: Some(1)`.
+/// one Tencent returned; the last call has `finish: Some(1)`. No `ForbidCallbackControl`: the
+/// API documents none (protocol doc §3.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendStreamMsg {
     #[serde(rename = "From_Account")]
@@ -89,6 +111,8 @@ pub struct SendGroupMsg {
     pub group_at_info: Vec<GroupAt>,
     #[serde(rename = "CloudCustomData", skip_serializing_if = "Option::is_none")]
     pub cloud_custom_data: Option<String>,
+    #[serde(rename = "ForbidCallbackControl", skip_serializing_if = "Vec::is_empty", default)]
+    pub forbid_callback_control: Vec<ForbidCallback>,
 }
 
 /// The reply to `send_group_msg`.
@@ -237,4 +261,15 @@ pub struct CreateTopic {
 pub struct CreateTopicReply {
     #[serde(rename = "TopicId", default)]
     pub topic_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_messages_forbid_both_send_callbacks_in_tencents_spelling() {
+        let v = serde_json::to_value(ForbidCallback::own_messages()).ok();
+        assert_eq!(v, Some(serde_json::json!(["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"])));
+    }
 }
