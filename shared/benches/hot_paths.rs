@@ -139,7 +139,7 @@ fn usersig() {
 }
 
 fn router(rt: &tokio::runtime::Runtime) {
-    println!("\n## Router hot path in process (parse, verify, dedup on the in-memory store, route, ack)");
+    println!("\n## Router hot path in process (parse, verify, route, ack)");
     let router = Router {
         sdk_app_id: 1_400_000_000,
         token: Some(SecretString::new("token")),
@@ -169,7 +169,7 @@ fn router(rt: &tokio::runtime::Runtime) {
     let dup = measure(20_000, |i| {
         black_box(rt.block_on(router.handle(&q, bodies[i % 1000].as_bytes(), now, "bench")).ok());
     });
-    report("redelivered message: duplicate", &dup);
+    report("redelivered message: queued again", &dup);
     let forged = CallbackQuery::encode(1_400_000_000, "Bot.OnC2CMessage", Some(("guess", now)));
     let rej = measure(20_000, |i| {
         black_box(rt.block_on(router.handle(&forged, bodies[i].as_bytes(), now, "bench")).ok());
