@@ -188,6 +188,7 @@ impl Boot {
             default_topics: e.default_topics.clone(),
             welcome_from: e.welcome_from.clone(),
             welcome_text: e.welcome_text.clone(),
+            welcome_topic: e.welcome_topic.clone(),
             ttl_secs: 7 * 86_400,
         })
     }

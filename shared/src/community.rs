@@ -1,8 +1,13 @@
 //! Community set-up: default topics for every new Community group
 //! (`Group.CallbackAfterCreateGroup`), and an optional welcome message when members join
-//! (`Group.CallbackAfterNewMemberJoin`). Both are idempotent: topic IDs are derived from the
-//! group and topic name, and the welcome message's `Random` from the event, so a redelivered
-//! event creates nothing twice (Tencent also drops a repeated `Random` within 5 minutes).
+//! (`Group.CallbackAfterNewMemberJoin`).
+//!
+//! Both are idempotent. A topic's ID is derived from the group and the topic's name and given to
+//! `create_topic` as its custom `TopicId`, which Tencent returns unchanged, so a topic is named
+//! by its name everywhere (the welcome topic too). A welcome is recorded only after Tencent
+//! accepted it, so a failed send is tried again when the event is redelivered; a copy sent
+//! before the record was written carries the same `Random`, derived from the event, and Tencent
+//! drops it as a duplicate within 5 minutes (the queue redelivers after 3).
 
 use crate::event_worker::{EventError, EventHandler, parse};
 use crate::msg::MsgElement;
@@ -17,6 +22,12 @@ use std::sync::Arc;
 /// read; this is the group API's "already exists" code.
 const TOPIC_EXISTS: i64 = 10021;
 
+/// Whether a group is a topic-enabled community: only those take topics, and their root refuses
+/// plain messages (protocol doc §6).
+pub fn has_topics(group: &str) -> bool {
+    group.starts_with("@TGS#_")
+}
+
 /// A topic ID of the documented form `<GroupId>@TOPIC#_<suffix>`, stable for a name.
 pub fn topic_id(group: &str, name: &str) -> String {
     let h = Sha256::digest(name.as_bytes());
@@ -30,6 +41,8 @@ pub struct Community {
     pub default_topics: Vec<String>,
     pub welcome_from: Option<String>,
     pub welcome_text: String,
+    /// The default topic that welcomes go to in topic-enabled communities.
+    pub welcome_topic: Option<String>,
     pub ttl_secs: u64,
 }
 
@@ -67,9 +80,15 @@ impl Community {
         if members.is_empty() {
             return Ok("no_members");
         }
+        let topic_id = match (has_topics(&j.group_id), &self.welcome_topic) {
+            (false, _) => None,
+            (true, Some(name)) => Some(topic_id(&j.group_id, name)),
+            (true, None) => return Ok("no_welcome_topic"),
+        };
         let seed = format!("{}#{}#{}", j.group_id, members.join(","), j.event_time.unwrap_or(0));
         let h = Sha256::digest(seed.as_bytes());
-        if !self.store.claim(&format!("welcome#{}", hex::encode(&h[..12])), self.ttl_secs).await? {
+        let done = format!("welcome#{}", hex::encode(&h[..12]));
+        if self.store.get_doc(&done).await?.is_some() {
             return Ok("duplicate");
         }
         let req = SendGroupMsg {
@@ -77,11 +96,12 @@ impl Community {
             random: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
             from_account: Some(from.clone()),
             msg_body: vec![MsgElement::text(self.welcome_text.replace("{members}", &members.join(", ")))],
-            topic_id: None,
+            topic_id,
             group_at_info: vec![],
             cloud_custom_data: None,
         };
         self.chat.send_group_msg(&req).await?;
+        self.store.put_doc(&done, "{}", Some(self.ttl_secs)).await?;
         Ok("welcomed")
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::common::{APP_ID, Env, TOKEN, now};
 use devtools::llm_emu::Script;
+use devtools::tencent_emu::Fault;
 use shared::event_worker::{EventHandler, sqs_handler};
 use shared::invoke::LambdaInvoker;
 use shared::llm::{Endpoint, OpenAiClient};
@@ -265,26 +266,37 @@ async fn presence_tolerates_repeated_and_missing_events() {
     assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(1), "max is still online");
 }
 
-#[tokio::test]
-async fn community_groups_get_default_topics_and_members_a_welcome_once() {
-    let env = Env::new().await;
-    let router = router_with(&env, event_routes(&env));
-    let community = shared::community::Community {
+fn community(env: &Env) -> shared::community::Community {
+    shared::community::Community {
         store: env.store.clone(),
         chat: env.worker.chat.clone(),
         default_topics: vec!["General".into(), "Help".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Welcome, {members}!".into(),
+        welcome_topic: Some("Help".into()),
         ttl_secs: 3600,
-    };
-    let created = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#_@TGS#c1",
-        "Type": "Community", "Owner_Account": "ann", "Name": "Fans", "MemberList": [{"Member_Account": "ann"}]});
+    }
+}
+
+fn created(group: &str) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": group,
+        "Type": "Community", "Owner_Account": "ann", "Name": "Fans", "MemberList": [{"Member_Account": "ann"}]})
+}
+
+fn joined(group: &str) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackAfterNewMemberJoin", "GroupId": group, "JoinType": "Apply",
+        "NewMemberList": [{"Member_Account": "bob"}, {"Member_Account": "cat"}], "EventTime": 1_700_000_000_000u64})
+}
+
+#[tokio::test]
+async fn community_groups_get_default_topics_and_members_a_welcome_once() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let community = community(&env);
     let public = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#p1", "Type": "Public"});
-    let joined = serde_json::json!({"CallbackCommand": "Group.CallbackAfterNewMemberJoin", "GroupId": "@TGS#_@TGS#c1",
-        "JoinType": "Apply", "NewMemberList": [{"Member_Account": "bob"}, {"Member_Account": "cat"}], "EventTime": 1_700_000_000_000u64});
     for _ in 0..2 {
-        send(&router, "Group.CallbackAfterCreateGroup", &created).await;
-        send(&router, "Group.CallbackAfterNewMemberJoin", &joined).await;
+        send(&router, "Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c1")).await;
+        send(&router, "Group.CallbackAfterNewMemberJoin", &joined("@TGS#_@TGS#c1")).await;
     }
     send(&router, "Group.CallbackAfterCreateGroup", &public).await;
     drain(&env, &env.stack.group_created.0, &community).await;
@@ -296,3 +308,34 @@ async fn community_groups_get_default_topics_and_members_a_welcome_once() {
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0].text, "Welcome, bob, cat!");
 }
+
+#[tokio::test]
+async fn when_a_welcome_send_fails_should_welcome_on_the_retry_and_only_once() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let ev = joined("@TGS#plain");
+    let path = "group_open_http_svc/send_group_msg";
+    env.tencent.state.push_fault(Fault::Code { path: Some(path.into()), code: 10007 });
+    assert!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.is_err(), "the failed send is retried");
+    assert_eq!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.ok(), Some("welcomed"));
+    assert_eq!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.ok(), Some("duplicate"));
+    let msgs = env.tencent.state.group_messages();
+    assert_eq!(msgs.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["Welcome, bob, cat!"]);
+    assert_eq!(msgs[0].topic_id, None, "a group without topics is welcomed at its root");
+    assert_eq!(env.tencent.state.calls_to(path).len(), 2, "nothing is sent after the welcome is recorded");
+}
+
+#[tokio::test]
+async fn in_a_topic_community_the_welcome_goes_to_the_welcome_topic() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let group = "@TGS#_@TGS#c2";
+    community.handle("Group.CallbackAfterCreateGroup", &created(group)).await.unwrap_or_else(|e| panic!("{e}"));
+    community.handle("Group.CallbackAfterNewMemberJoin", &joined(group)).await.unwrap_or_else(|e| panic!("{e}"));
+    let help = shared::community::topic_id(group, "Help");
+    assert!(env.tencent.state.topics().contains(&help), "the topic created is the one welcomed in");
+    let msgs = env.tencent.state.group_messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].topic_id.as_deref(), Some(help.as_str()), "never the root of a topic-enabled community");
+}
+

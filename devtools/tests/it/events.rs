@@ -99,6 +99,7 @@ async fn other_command_events_are_handled_by_their_functions() {
         default_topics: vec!["General".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Hi {members}".into(),
+        welcome_topic: Some("General".into()),
         ttl_secs: 60,
     };
     let cases: [(&str, &dyn shared::event_worker::EventHandler); 4] = [
