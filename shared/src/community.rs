@@ -1,4 +1,4 @@
-//! Community set-up: default topics for every new Community group
+//! Community set-up: default topics for every new topic-enabled Community group
 //! (`Group.CallbackAfterCreateGroup`), and an optional welcome message when members join
 //! (`Group.CallbackAfterNewMemberJoin`).
 //!
@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// Tencent's answer when a topic ID is taken. UNCONFIRMED: the topic API's error table was not
-/// read; this is the group API's "already exists" code.
-const TOPIC_EXISTS: i64 = 10021;
+/// Tencent's answers when a topic ID is taken: 10021, and 10025 when the operator (the owner,
+/// our `From_Account`) also owns it (protocol doc §6).
+const TOPIC_EXISTS: [i64; 2] = [10021, 10025];
 
 /// Whether a group is a topic-enabled community: only those take topics, and their root refuses
 /// plain messages (protocol doc §6).
@@ -51,6 +51,9 @@ impl Community {
         if g.group_type.as_deref() != Some("Community") {
             return Ok("not_community");
         }
+        if !has_topics(&g.group_id) {
+            return Ok("no_topics");
+        }
         for name in &self.default_topics {
             let done = format!("topic#{}#{name}", g.group_id);
             if self.store.get_doc(&done).await?.is_some() {
@@ -64,7 +67,7 @@ impl Community {
             };
             match self.chat.create_topic(&req).await {
                 Ok(_) => {}
-                Err(e) if e.code() == Some(TOPIC_EXISTS) => {}
+                Err(e) if e.code().is_some_and(|c| TOPIC_EXISTS.contains(&c)) => {}
                 Err(e) => return Err(e.into()),
             }
             self.store.put_doc(&done, "{}", Some(self.ttl_secs)).await?;

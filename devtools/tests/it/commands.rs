@@ -339,3 +339,25 @@ async fn in_a_topic_community_the_welcome_goes_to_the_welcome_topic() {
     assert_eq!(msgs[0].topic_id.as_deref(), Some(help.as_str()), "never the root of a topic-enabled community");
 }
 
+#[tokio::test]
+async fn create_topic_error_10025_counts_as_already_exists() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let path = "million_group_open_http_svc/create_topic";
+    env.tencent.state.push_fault(Fault::Code { path: Some(path.into()), code: 10025 });
+    let outcome = community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c3")).await;
+    assert_eq!(outcome.ok(), Some("topics_created"));
+    assert_eq!(env.tencent.state.topics().len(), 1, "the other topic is created");
+    community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c3")).await.ok();
+    assert_eq!(env.tencent.state.calls_to(path).len(), 2, "both topics are recorded as done");
+}
+
+#[tokio::test]
+async fn a_community_without_topics_is_ignored_not_retried() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let outcome = community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#c4")).await;
+    assert_eq!(outcome.ok(), Some("no_topics"));
+    assert!(env.tencent.state.calls_to("million_group_open_http_svc/create_topic").is_empty());
+}
+
