@@ -176,7 +176,7 @@ impl Boot {
 
     /// The presence service (`state-change`).
     pub fn presence(&self) -> Presence {
-        Presence { store: self.store(), ttl_secs: 7 * 86_400 }
+        Presence { store: self.store() }
     }
 
     /// The community service (`group-after-create-group`, `group-after-new-member-join`).

@@ -246,7 +246,7 @@ fn state(user: &str, action: &str, at: u64) -> serde_json::Value {
 async fn presence_tolerates_repeated_and_missing_events() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
-    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 3600 };
+    let presence = shared::presence::Presence { store: env.store.clone() };
     let events = [
         state("zoe", "Logout", 500), // logout without login: ignored
         state("zoe", "Login", 1_000),
@@ -359,5 +359,43 @@ async fn a_community_without_topics_is_ignored_not_retried() {
     let outcome = community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#c4")).await;
     assert_eq!(outcome.ok(), Some("no_topics"));
     assert!(env.tencent.state.calls_to("million_group_open_http_svc/create_topic").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_is_right_in_either_order_and_under_concurrent_events() {
+    let env = Env::new().await;
+    let presence = Arc::new(shared::presence::Presence { store: env.store.clone() });
+    let handle = |ev: serde_json::Value| {
+        let p = presence.clone();
+        tokio::spawn(async move { p.handle("State.StateChange", &ev).await })
+    };
+    // A Logout handled before its Login: the session still counts.
+    handle(state("rev", "Logout", 61_000)).await.ok();
+    handle(state("rev", "Login", 1_000)).await.ok();
+    assert_eq!(env.store.counter(&shared::presence::total_key("rev")).await, Ok(60_000));
+    assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(0));
+    // Pairs of one user in both orders, each event twice, all at once; one user stays online.
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..4u64 {
+            let user = format!("u{round}-{i}");
+            let (login, logout) = (state(&user, "Login", 1_000 + i), state(&user, "Logout", 61_000 + i));
+            let pair = if i % 2 == 0 { [login, logout] } else { [logout, login] };
+            for ev in pair.iter().chain(pair.iter()) {
+                tasks.push(handle(ev.clone()));
+            }
+        }
+        let stay = format!("stay{round}");
+        tasks.push(handle(state(&stay, "Login", 5_000)));
+        tasks.push(handle(state(&stay, "Login", 5_000)));
+        for t in tasks {
+            t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for i in 0..4 {
+            let total = env.store.counter(&shared::presence::total_key(&format!("u{round}-{i}"))).await;
+            assert_eq!(total, Ok(60_000), "round {round}, user {i}");
+        }
+        assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(round + 1), "round {round}");
+    }
 }
 

@@ -92,7 +92,7 @@ async fn other_command_events_are_handled_by_their_functions() {
     assert_eq!(m.handle(&event("c2c-before-send-msg.text.json")).await.error_code, 0);
     // The event functions: SQS envelopes.
     let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 60 };
-    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 60 };
+    let presence = shared::presence::Presence { store: env.store.clone() };
     let community = shared::community::Community {
         store: env.store.clone(),
         chat: env.worker.chat.clone(),
