@@ -185,12 +185,8 @@ async fn statistics_count_once_and_draws_are_reproducible() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
     let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
-    let draw =
-        shared::stats::Draw { id: "d1".into(), keyword: "lucky".into(), open: true, seed: None, winners: vec![] };
-    env.store
-        .put_doc(&shared::stats::Draw::key("@TGS#stats"), &serde_json::to_string(&draw).unwrap_or_default(), None)
-        .await
-        .ok();
+    let draw = serde_json::json!({"id": "d1", "keyword": "lucky", "open": true});
+    env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw.to_string(), None).await.ok();
     let like = serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{\"type\":\"like\"}"}}]);
     let msgs = [
         after_send("ann", 1, text_body("hi all")),
@@ -399,3 +395,17 @@ async fn presence_is_right_in_either_order_and_under_concurrent_events() {
     }
 }
 
+#[tokio::test]
+async fn draw_entries_do_not_expire_while_the_draw_is_open() {
+    let env = Env::new().await;
+    // Messages are remembered for no time at all; entries must not be.
+    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 0 };
+    let draw = serde_json::json!({"id": "d2", "keyword": "lucky", "open": true}).to_string();
+    env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw, None).await.ok();
+    for (i, user) in ["ann", "bob", "ann"].into_iter().enumerate() {
+        let m = after_send(user, i as u64 + 1, text_body("lucky"));
+        assert_eq!(stats.handle("Group.CallbackAfterSendMsg", &m).await.ok(), Some("counted"));
+    }
+    let entrants = shared::stats::entrants(env.store.as_ref(), "@TGS#stats", "d2").await;
+    assert_eq!(entrants, Ok(vec!["ann".to_owned(), "bob".to_owned()]));
+}
