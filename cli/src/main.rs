@@ -29,8 +29,8 @@ USAGE
   tcbot moderation show (--app | --group GROUP)
   tcbot moderation test TEXT [--group GROUP]            the verdict the stored policies give TEXT
   tcbot draw open GROUP KEYWORD                        start a lucky draw in a group
-  tcbot draw close GROUP [--winners N] [--seed SEED]   close it and pick winners (seed recorded)
-  tcbot draw show GROUP                                the draw, its entrants, seed and winners
+  tcbot draw close GROUP [--winners N] [--seed SEED]   close it and pick winners (list and seed kept)
+  tcbot draw show GROUP                                the draw, its entrants, seed and winners, re-checked
   tcbot stats group GROUP                              a group's counters
   tcbot stats user USER [--group GROUP]                a user's level inputs (all groups, or one)
   tcbot presence user USER                             online now?, total online time
@@ -401,7 +401,7 @@ async fn moderation(verb: &str, a: &Args) -> Res<()> {
 }
 
 async fn draw(verb: &str, a: &Args) -> Res<()> {
-    use shared::stats::{Draw, entrants, pick_winners};
+    use shared::stats::{Draw, GENERATOR, entrants, pick_winners};
     let group = a.pos(2, "the group ID")?;
     let store = store(&aws().await).await?;
     let current = match store.get_doc(&Draw::key(group)).await.map_err(op)? {
@@ -422,6 +422,8 @@ async fn draw(verb: &str, a: &Args) -> Res<()> {
                 open: true,
                 seed: None,
                 winners: vec![],
+                entrants: vec![],
+                generator: None,
             };
             store.put_doc(&Draw::key(group), &save(&d), None).await.map_err(op)?;
             println!("draw {} open in {group}: messages containing {keyword:?} enter", d.id);
@@ -438,12 +440,13 @@ async fn draw(verb: &str, a: &Args) -> Res<()> {
                 Some(s) => s.parse().map_err(|_| Fail::Usage("--seed takes a number".into()))?,
                 None => fastrand_seed(),
             };
-            let people = entrants(&store, group, &d.id).await.map_err(op)?;
+            d.entrants = entrants(&store, group, &d.id).await.map_err(op)?;
             d.open = false;
             d.seed = Some(seed);
-            d.winners = pick_winners(&people, n, seed);
+            d.generator = Some(GENERATOR.to_owned());
+            d.winners = pick_winners(&d.entrants, n, seed);
             store.put_doc(&Draw::key(group), &save(&d), None).await.map_err(op)?;
-            println!("draw {} closed: {} entrant(s), seed {seed}", d.id, people.len());
+            println!("draw {} closed: {} entrant(s), seed {seed}", d.id, d.entrants.len());
             for w in &d.winners {
                 println!("winner: {w}");
             }
@@ -452,12 +455,24 @@ async fn draw(verb: &str, a: &Args) -> Res<()> {
         "show" => {
             a.check(&[])?;
             let Some(d) = current else { return Err(Fail::Op(format!("no draw in {group}"))) };
-            let people = entrants(&store, group, &d.id).await.map_err(op)?;
+            // A closed draw is shown with the list it drew from (draws closed before that was
+            // kept show today's list).
+            let people = match &d.generator {
+                Some(_) => d.entrants.clone(),
+                None => entrants(&store, group, &d.id).await.map_err(op)?,
+            };
             println!("draw {} keyword {:?} {}", d.id, d.keyword, if d.open { "open" } else { "closed" });
             println!("entrants ({}): {}", people.len(), people.join(", "));
             if let Some(seed) = d.seed {
                 println!("seed: {seed}");
+                println!("generator: {}", d.generator.as_deref().unwrap_or("unrecorded"));
                 println!("winners: {}", d.winners.join(", "));
+                let check = match d.generator.as_deref() {
+                    Some(GENERATOR) if pick_winners(&people, d.winners.len(), seed) == d.winners => "same winners",
+                    Some(GENERATOR) => "DIFFERENT winners",
+                    _ => "not possible with this generator",
+                };
+                println!("re-check: {check}");
             }
             Ok(())
         }

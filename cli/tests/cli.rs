@@ -246,3 +246,29 @@ async fn draws_open_close_with_a_recorded_seed_and_figures_are_read() {
     assert_eq!(s.tcbot(&["presence", "online"]).await.1.trim(), "2");
     assert!(s.tcbot(&["presence", "user", "ann"]).await.1.contains("online time: 90 s"));
 }
+
+#[tokio::test]
+async fn draw_close_keeps_the_list_it_drew_from_and_show_rechecks_it() {
+    let s = setup("drawlist").await;
+    assert_eq!(s.tcbot(&["draw", "open", "@TGS#h", "lucky"]).await.0, 0);
+    let doc = s.store.get_doc(&shared::stats::Draw::key("@TGS#h")).await.ok().flatten().unwrap_or_default();
+    let draw: shared::stats::Draw = serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let log = shared::stats::Draw::entrants_log("@TGS#h", &draw.id);
+    let enter = |u: &'static str| {
+        let t = Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: u.into() };
+        let (store, log) = (&s.store, log.clone());
+        async move { store.append_turn(&log, &t, 3600).await.ok() }
+    };
+    for u in ["ann", "bob", "ann", "cat"] {
+        enter(u).await;
+    }
+    let (code, out, _) = s.tcbot(&["draw", "close", "@TGS#h", "--winners", "5", "--seed", "3"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("winner: ann").count(), 1, "one user wins at most once: {out}");
+    assert_eq!(out.matches("winner: ").count(), 3, "{out}");
+    // An entry that lands after the close does not change the draw.
+    enter("dan").await;
+    let (_, out, _) = s.tcbot(&["draw", "show", "@TGS#h"]).await;
+    assert!(out.contains("entrants (3): ann, bob, cat"), "{out}");
+    assert!(out.contains("generator: ") && out.contains("re-check: same winners"), "{out}");
+}

@@ -415,6 +415,10 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
             let (Some(group), Some(name)) = (str_field(b, "GroupId"), str_field(b, "TopicName")) else {
                 return fail(10004, "GroupId and TopicName are required");
             };
+            // Only topic-enabled communities (`@TGS#_…`) take topics. The code is UNCONFIRMED.
+            if !group.starts_with("@TGS#_") {
+                return fail(10007, "the group does not support topics");
+            }
             let id = str_field(b, "TopicId").map(str::to_owned).unwrap_or_else(|| format!("{group}@TOPIC#_{name}"));
             if !g.topics.insert(id.clone()) {
                 return fail(10021, "topic already exists");

@@ -176,7 +176,7 @@ impl Boot {
 
     /// The presence service (`state-change`).
     pub fn presence(&self) -> Presence {
-        Presence { store: self.store(), ttl_secs: 7 * 86_400 }
+        Presence { store: self.store() }
     }
 
     /// The community service (`group-after-create-group`, `group-after-new-member-join`).
@@ -188,6 +188,7 @@ impl Boot {
             default_topics: e.default_topics.clone(),
             welcome_from: e.welcome_from.clone(),
             welcome_text: e.welcome_text.clone(),
+            welcome_topic: e.welcome_topic.clone(),
             ttl_secs: 7 * 86_400,
         })
     }

@@ -1,8 +1,13 @@
-//! Community set-up: default topics for every new Community group
+//! Community set-up: default topics for every new topic-enabled Community group
 //! (`Group.CallbackAfterCreateGroup`), and an optional welcome message when members join
-//! (`Group.CallbackAfterNewMemberJoin`). Both are idempotent: topic IDs are derived from the
-//! group and topic name, and the welcome message's `Random` from the event, so a redelivered
-//! event creates nothing twice (Tencent also drops a repeated `Random` within 5 minutes).
+//! (`Group.CallbackAfterNewMemberJoin`).
+//!
+//! Both are idempotent. A topic's ID is derived from the group and the topic's name and given to
+//! `create_topic` as its custom `TopicId`, which Tencent returns unchanged, so a topic is named
+//! by its name everywhere (the welcome topic too). A welcome is recorded only after Tencent
+//! accepted it, so a failed send is tried again when the event is redelivered; a copy sent
+//! before the record was written carries the same `Random`, derived from the event, and Tencent
+//! drops it as a duplicate within 5 minutes (the queue redelivers after 3).
 
 use crate::event_worker::{EventError, EventHandler, parse};
 use crate::msg::MsgElement;
@@ -13,9 +18,15 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-/// Tencent's answer when a topic ID is taken. UNCONFIRMED: the topic API's error table was not
-/// read; this is the group API's "already exists" code.
-const TOPIC_EXISTS: i64 = 10021;
+/// Tencent's answers when a topic ID is taken: 10021, and 10025 when the operator (the owner,
+/// our `From_Account`) also owns it (protocol doc §6).
+const TOPIC_EXISTS: [i64; 2] = [10021, 10025];
+
+/// Whether a group is a topic-enabled community: only those take topics, and their root refuses
+/// plain messages (protocol doc §6).
+pub fn has_topics(group: &str) -> bool {
+    group.starts_with("@TGS#_")
+}
 
 /// A topic ID of the documented form `<GroupId>@TOPIC#_<suffix>`, stable for a name.
 pub fn topic_id(group: &str, name: &str) -> String {
@@ -30,6 +41,8 @@ pub struct Community {
     pub default_topics: Vec<String>,
     pub welcome_from: Option<String>,
     pub welcome_text: String,
+    /// The default topic that welcomes go to in topic-enabled communities.
+    pub welcome_topic: Option<String>,
     pub ttl_secs: u64,
 }
 
@@ -37,6 +50,9 @@ impl Community {
     async fn create_topics(&self, g: &GroupAfterCreateGroup) -> Result<&'static str, EventError> {
         if g.group_type.as_deref() != Some("Community") {
             return Ok("not_community");
+        }
+        if !has_topics(&g.group_id) {
+            return Ok("no_topics");
         }
         for name in &self.default_topics {
             let done = format!("topic#{}#{name}", g.group_id);
@@ -51,7 +67,7 @@ impl Community {
             };
             match self.chat.create_topic(&req).await {
                 Ok(_) => {}
-                Err(e) if e.code() == Some(TOPIC_EXISTS) => {}
+                Err(e) if e.code().is_some_and(|c| TOPIC_EXISTS.contains(&c)) => {}
                 Err(e) => return Err(e.into()),
             }
             self.store.put_doc(&done, "{}", Some(self.ttl_secs)).await?;
@@ -67,9 +83,15 @@ impl Community {
         if members.is_empty() {
             return Ok("no_members");
         }
+        let topic_id = match (has_topics(&j.group_id), &self.welcome_topic) {
+            (false, _) => None,
+            (true, Some(name)) => Some(topic_id(&j.group_id, name)),
+            (true, None) => return Ok("no_welcome_topic"),
+        };
         let seed = format!("{}#{}#{}", j.group_id, members.join(","), j.event_time.unwrap_or(0));
         let h = Sha256::digest(seed.as_bytes());
-        if !self.store.claim(&format!("welcome#{}", hex::encode(&h[..12])), self.ttl_secs).await? {
+        let done = format!("welcome#{}", hex::encode(&h[..12]));
+        if self.store.get_doc(&done).await?.is_some() {
             return Ok("duplicate");
         }
         let req = SendGroupMsg {
@@ -77,12 +99,13 @@ impl Community {
             random: u32::from_be_bytes([h[0], h[1], h[2], h[3]]),
             from_account: Some(from.clone()),
             msg_body: vec![MsgElement::text(self.welcome_text.replace("{members}", &members.join(", ")))],
-            topic_id: None,
+            topic_id,
             group_at_info: vec![],
             cloud_custom_data: None,
             forbid_callback_control: ForbidCallback::own_messages(),
         };
         self.chat.send_group_msg(&req).await?;
+        self.store.put_doc(&done, "{}", Some(self.ttl_secs)).await?;
         Ok("welcomed")
     }
 }

@@ -157,6 +157,9 @@ pub struct EventSettings {
     /// Who greets new members, and with what (`{members}` is replaced by their IDs).
     pub welcome_from: Option<String>,
     pub welcome_text: String,
+    /// The default topic that welcomes go to in topic-enabled communities (the first default
+    /// topic unless set).
+    pub welcome_topic: Option<String>,
 }
 
 /// The LLM used when a bot has no profile, or its profile leaves a field out.
@@ -229,6 +232,13 @@ impl Settings {
             });
         }
         let ms = |var, default, range| env.bounded(var, default, range).map(Duration::from_millis);
+        let default_topics: Vec<String> = env
+            .opt("TCBOT_DEFAULT_TOPICS")
+            .unwrap_or_else(|| "General,Announcements".into())
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
         Ok(Settings {
             table_name: env.required("TCBOT_TABLE_NAME", "")?,
             secret_id,
@@ -300,17 +310,23 @@ impl Settings {
                 group_created_queue_url: env.opt("TCBOT_GROUP_CREATED_QUEUE_URL"),
                 member_joined_queue_url: env.opt("TCBOT_MEMBER_JOINED_QUEUE_URL"),
                 stats_kind_field: env.opt("TCBOT_STATS_KIND_FIELD").unwrap_or_else(|| "type".into()),
-                default_topics: env
-                    .opt("TCBOT_DEFAULT_TOPICS")
-                    .unwrap_or_else(|| "General,Announcements".into())
-                    .split(',')
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty())
-                    .collect(),
                 welcome_from: env.opt("TCBOT_WELCOME_FROM"),
                 welcome_text: env
                     .opt("TCBOT_WELCOME_TEXT")
                     .unwrap_or_else(|| "Welcome, {members}! Say hello to everyone.".into()),
+                welcome_topic: match env.opt("TCBOT_WELCOME_TOPIC") {
+                    None => default_topics.first().cloned(),
+                    // A topic is named by its name: its ID is derived from it (`community::topic_id`).
+                    Some(t) if default_topics.contains(&t) => Some(t),
+                    Some(t) => {
+                        return Err(ConfigError::Invalid {
+                            var: "TCBOT_WELCOME_TOPIC",
+                            value: t,
+                            why: "expected one of TCBOT_DEFAULT_TOPICS".into(),
+                        });
+                    }
+                },
+                default_topics,
             },
         })
     }
@@ -423,6 +439,21 @@ mod tests {
 
     fn with(var: &str, value: &str) -> Result<Settings, ConfigError> {
         Settings::from_lookup(lookup(&[("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t"), (var, value)]))
+    }
+
+    #[test]
+    fn welcome_topic_is_the_first_default_topic_unless_set_and_must_be_a_default_topic() {
+        let topics = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("TCBOT_SECRET_ID", "s"), ("TCBOT_TABLE_NAME", "t")];
+            all.extend_from_slice(pairs);
+            Settings::from_lookup(lookup(&all)).map(|s| s.events.welcome_topic)
+        };
+        assert_eq!(topics(&[("TCBOT_DEFAULT_TOPICS", "Lobby, Help")]), Ok(Some("Lobby".into())));
+        assert_eq!(topics(&[("TCBOT_DEFAULT_TOPICS", ",")]), Ok(None), "no default topics");
+        let chosen = [("TCBOT_DEFAULT_TOPICS", "Lobby,Help"), ("TCBOT_WELCOME_TOPIC", "Help")];
+        assert_eq!(topics(&chosen), Ok(Some("Help".into())));
+        let err = topics(&[("TCBOT_WELCOME_TOPIC", "Elsewhere")]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("TCBOT_WELCOME_TOPIC=\"Elsewhere\""), "{err}");
     }
 
     #[test]

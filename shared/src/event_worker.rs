@@ -13,6 +13,8 @@ use tracing::Instrument;
 pub enum EventError {
     #[error("the event is malformed: {0}")]
     Malformed(String),
+    #[error("too many concurrent updates of {0}")]
+    Contended(String),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]

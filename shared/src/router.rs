@@ -200,7 +200,9 @@ impl Router {
                 self.enqueue(jobs, &self.group_queue_url).await
             }
             WebhookEvent::Unknown { command, .. } => {
-                Ok((Ack::ok(), Outcome::Ignored(format!("unknown command {command}"))))
+                // OK/0 to a signal message means "forward RspData"; 1 ignores it (protocol doc §6).
+                let ack = if command == "Chatbot.OnC2CSignalMessage" { Ack::verdict(1, "") } else { Ack::ok() };
+                Ok((ack, Outcome::Ignored(format!("unknown command {command}"))))
             }
             WebhookEvent::GroupBeforeSendMsg(_) | WebhookEvent::C2cBeforeSendMsg(_) => Ok(self.judge(name, body).await),
             _ => {

@@ -3,12 +3,14 @@
 //! kind in a configurable field), online-only messages, and lucky draws.
 //!
 //! A draw is opened in a group with a keyword; while it is open, each user whose message
-//! contains the keyword is entered once. Closing it picks winners with a seed that is recorded
-//! with the result, so anyone can recompute the draw from its entrants and seed.
+//! contains the keyword is entered, and the entries do not expire. Closing it keeps, with the
+//! result, the entrants it drew from, the seed and the generator, so anyone can recompute the
+//! draw from exactly that list. A user listed twice (a redelivered message) wins at most once.
 //!
 //! Each message is claimed by `GroupId`+`TopicId`+`MsgSeq` before it is counted, so a redelivered batch
 //! changes no counter. (A crash between the claim and the counters under-counts that message;
-//! it never counts twice.)
+//! it never counts twice.) A draw entry is made before that claim and is idempotent by itself,
+//! so a failed entry is made again when the message is redelivered.
 
 use crate::event_worker::{EventError, EventHandler, parse};
 use crate::moderation::normalize;
@@ -43,7 +45,21 @@ pub struct Draw {
     pub seed: Option<u64>,
     #[serde(default)]
     pub winners: Vec<String>,
+    /// Closed: the distinct entrants the winners were drawn from, in entry order. They live in
+    /// this document, so a draw holds some tens of thousands of them (DynamoDB's 400 KB item).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrants: Vec<String>,
+    /// Closed: the [`GENERATOR`] that drew the winners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
 }
+
+/// The generator [`pick_winners`] implements, recorded with each closed draw so that a later
+/// version can tell whether it can recompute one.
+pub const GENERATOR: &str = "fastrand-2 wyrand, pick v1";
+
+/// How long a draw entry is kept: a century, so that entries do not expire while a draw is open.
+const ENTRY_TTL_SECS: u64 = 100 * 366 * 86_400;
 
 impl Draw {
     pub fn key(group: &str) -> String {
@@ -55,10 +71,10 @@ impl Draw {
     }
 }
 
-/// Picks `n` distinct winners from `entrants` (in entry order) with `seed`: the same inputs
-/// give the same winners, on any machine.
+/// Picks `n` distinct winners from `entrants` (in entry order; a user listed twice counts once)
+/// with `seed`: the same inputs give the same winners, on any machine.
 pub fn pick_winners(entrants: &[String], n: usize, seed: u64) -> Vec<String> {
-    let mut pool = entrants.to_vec();
+    let mut pool = distinct(entrants.iter().cloned());
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut out = Vec::new();
     while out.len() < n && !pool.is_empty() {
@@ -67,10 +83,16 @@ pub fn pick_winners(entrants: &[String], n: usize, seed: u64) -> Vec<String> {
     out
 }
 
-/// The entrants of a draw, in entry order.
+/// The first occurrence of each item, in order.
+fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
+}
+
+/// The distinct entrants of a draw so far, in entry order.
 pub async fn entrants(store: &dyn Store, group: &str, id: &str) -> Result<Vec<String>, crate::store::StoreError> {
     let turns = store.recent_turns(&Draw::entrants_log(group, id), 0, 100_000).await?;
-    Ok(turns.into_iter().map(|t| t.text).collect())
+    Ok(distinct(turns.into_iter().map(|t| t.text)))
 }
 
 /// The statistics function's service.
@@ -129,11 +151,15 @@ impl Stats {
         if !draw.open || !normalize(&text).0.contains(&normalize(&draw.keyword).0) {
             return Ok(());
         }
-        let claim = format!("draw#{}#{}#entrant#{}", m.group_id, draw.id, m.from_account);
-        if self.store.claim(&claim, self.ttl_secs).await? {
-            let t = Turn { at_ms: now_ms(), role: Role::User, speaker: None, text: m.from_account.clone() };
-            self.store.append_turn(&Draw::entrants_log(&m.group_id, &draw.id), &t, self.ttl_secs).await?;
+        // Entered, then marked: a crash between the two lists the user twice, which the draw
+        // reads as once; a mark before the entry could lose it.
+        let mark = format!("draw#{}#{}#entrant#{}", m.group_id, draw.id, m.from_account);
+        if self.store.get_doc(&mark).await?.is_some() {
+            return Ok(());
         }
+        let t = Turn { at_ms: now_ms(), role: Role::User, speaker: None, text: m.from_account.clone() };
+        self.store.append_turn(&Draw::entrants_log(&m.group_id, &draw.id), &t, ENTRY_TTL_SECS).await?;
+        self.store.put_doc(&mark, "{}", None).await?;
         Ok(())
     }
 }
@@ -153,11 +179,11 @@ impl EventHandler for Stats {
             None => format!("stats#seen#{}#{seq}", m.group_id),
             Some(topic) => format!("stats#seen#{}#{topic}#{seq}", m.group_id),
         };
+        self.enter_draw(&m).await?;
         if !self.store.claim(&seen, self.ttl_secs).await? {
             return Ok("duplicate");
         }
         self.count(&m).await?;
-        self.enter_draw(&m).await?;
         Ok("counted")
     }
 }
@@ -174,5 +200,15 @@ mod tests {
         assert_ne!(a, pick_winners(&people, 3, 43));
         assert_eq!(a.len(), 3);
         assert_eq!(pick_winners(&people[..2], 5, 1).len(), 2);
+    }
+
+    #[test]
+    fn when_a_user_is_listed_twice_should_win_at_most_once() {
+        let people: Vec<String> = ["ann", "ann", "bob", "ann"].map(String::from).to_vec();
+        for seed in 0..20 {
+            let mut w = pick_winners(&people, 3, seed);
+            w.sort();
+            assert_eq!(w, ["ann", "bob"], "seed {seed}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::common::{APP_ID, Env, TOKEN, now};
 use devtools::llm_emu::Script;
+use devtools::tencent_emu::Fault;
 use shared::event_worker::{EventHandler, sqs_handler};
 use shared::invoke::LambdaInvoker;
 use shared::llm::{Endpoint, OpenAiClient};
@@ -184,12 +185,8 @@ async fn statistics_count_once_and_draws_are_reproducible() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
     let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
-    let draw =
-        shared::stats::Draw { id: "d1".into(), keyword: "lucky".into(), open: true, seed: None, winners: vec![] };
-    env.store
-        .put_doc(&shared::stats::Draw::key("@TGS#stats"), &serde_json::to_string(&draw).unwrap_or_default(), None)
-        .await
-        .ok();
+    let draw = serde_json::json!({"id": "d1", "keyword": "lucky", "open": true});
+    env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw.to_string(), None).await.ok();
     let like = serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{\"type\":\"like\"}"}}]);
     let msgs = [
         after_send("ann", 1, text_body("hi all")),
@@ -245,7 +242,7 @@ fn state(user: &str, action: &str, at: u64) -> serde_json::Value {
 async fn presence_tolerates_repeated_and_missing_events() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
-    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 3600 };
+    let presence = shared::presence::Presence { store: env.store.clone() };
     let events = [
         state("zoe", "Logout", 500), // logout without login: ignored
         state("zoe", "Login", 1_000),
@@ -265,26 +262,37 @@ async fn presence_tolerates_repeated_and_missing_events() {
     assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(1), "max is still online");
 }
 
-#[tokio::test]
-async fn community_groups_get_default_topics_and_members_a_welcome_once() {
-    let env = Env::new().await;
-    let router = router_with(&env, event_routes(&env));
-    let community = shared::community::Community {
+fn community(env: &Env) -> shared::community::Community {
+    shared::community::Community {
         store: env.store.clone(),
         chat: env.worker.chat.clone(),
         default_topics: vec!["General".into(), "Help".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Welcome, {members}!".into(),
+        welcome_topic: Some("Help".into()),
         ttl_secs: 3600,
-    };
-    let created = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#_@TGS#c1",
-        "Type": "Community", "Owner_Account": "ann", "Name": "Fans", "MemberList": [{"Member_Account": "ann"}]});
+    }
+}
+
+fn created(group: &str) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": group,
+        "Type": "Community", "Owner_Account": "ann", "Name": "Fans", "MemberList": [{"Member_Account": "ann"}]})
+}
+
+fn joined(group: &str) -> serde_json::Value {
+    serde_json::json!({"CallbackCommand": "Group.CallbackAfterNewMemberJoin", "GroupId": group, "JoinType": "Apply",
+        "NewMemberList": [{"Member_Account": "bob"}, {"Member_Account": "cat"}], "EventTime": 1_700_000_000_000u64})
+}
+
+#[tokio::test]
+async fn community_groups_get_default_topics_and_members_a_welcome_once() {
+    let env = Env::new().await;
+    let router = router_with(&env, event_routes(&env));
+    let community = community(&env);
     let public = serde_json::json!({"CallbackCommand": "Group.CallbackAfterCreateGroup", "GroupId": "@TGS#p1", "Type": "Public"});
-    let joined = serde_json::json!({"CallbackCommand": "Group.CallbackAfterNewMemberJoin", "GroupId": "@TGS#_@TGS#c1",
-        "JoinType": "Apply", "NewMemberList": [{"Member_Account": "bob"}, {"Member_Account": "cat"}], "EventTime": 1_700_000_000_000u64});
     for _ in 0..2 {
-        send(&router, "Group.CallbackAfterCreateGroup", &created).await;
-        send(&router, "Group.CallbackAfterNewMemberJoin", &joined).await;
+        send(&router, "Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c1")).await;
+        send(&router, "Group.CallbackAfterNewMemberJoin", &joined("@TGS#_@TGS#c1")).await;
     }
     send(&router, "Group.CallbackAfterCreateGroup", &public).await;
     drain(&env, &env.stack.group_created.0, &community).await;
@@ -295,4 +303,109 @@ async fn community_groups_get_default_topics_and_members_a_welcome_once() {
     let msgs = env.tencent.state.group_messages();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0].text, "Welcome, bob, cat!");
+}
+
+#[tokio::test]
+async fn when_a_welcome_send_fails_should_welcome_on_the_retry_and_only_once() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let ev = joined("@TGS#plain");
+    let path = "group_open_http_svc/send_group_msg";
+    env.tencent.state.push_fault(Fault::Code { path: Some(path.into()), code: 10007 });
+    assert!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.is_err(), "the failed send is retried");
+    assert_eq!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.ok(), Some("welcomed"));
+    assert_eq!(community.handle("Group.CallbackAfterNewMemberJoin", &ev).await.ok(), Some("duplicate"));
+    let msgs = env.tencent.state.group_messages();
+    assert_eq!(msgs.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["Welcome, bob, cat!"]);
+    assert_eq!(msgs[0].topic_id, None, "a group without topics is welcomed at its root");
+    assert_eq!(env.tencent.state.calls_to(path).len(), 2, "nothing is sent after the welcome is recorded");
+}
+
+#[tokio::test]
+async fn in_a_topic_community_the_welcome_goes_to_the_welcome_topic() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let group = "@TGS#_@TGS#c2";
+    community.handle("Group.CallbackAfterCreateGroup", &created(group)).await.unwrap_or_else(|e| panic!("{e}"));
+    community.handle("Group.CallbackAfterNewMemberJoin", &joined(group)).await.unwrap_or_else(|e| panic!("{e}"));
+    let help = shared::community::topic_id(group, "Help");
+    assert!(env.tencent.state.topics().contains(&help), "the topic created is the one welcomed in");
+    let msgs = env.tencent.state.group_messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].topic_id.as_deref(), Some(help.as_str()), "never the root of a topic-enabled community");
+}
+
+#[tokio::test]
+async fn create_topic_error_10025_counts_as_already_exists() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let path = "million_group_open_http_svc/create_topic";
+    env.tencent.state.push_fault(Fault::Code { path: Some(path.into()), code: 10025 });
+    let outcome = community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c3")).await;
+    assert_eq!(outcome.ok(), Some("topics_created"));
+    assert_eq!(env.tencent.state.topics().len(), 1, "the other topic is created");
+    community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#_@TGS#c3")).await.ok();
+    assert_eq!(env.tencent.state.calls_to(path).len(), 2, "both topics are recorded as done");
+}
+
+#[tokio::test]
+async fn a_community_without_topics_is_ignored_not_retried() {
+    let env = Env::new().await;
+    let community = community(&env);
+    let outcome = community.handle("Group.CallbackAfterCreateGroup", &created("@TGS#c4")).await;
+    assert_eq!(outcome.ok(), Some("no_topics"));
+    assert!(env.tencent.state.calls_to("million_group_open_http_svc/create_topic").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presence_is_right_in_either_order_and_under_concurrent_events() {
+    let env = Env::new().await;
+    let presence = Arc::new(shared::presence::Presence { store: env.store.clone() });
+    let handle = |ev: serde_json::Value| {
+        let p = presence.clone();
+        tokio::spawn(async move { p.handle("State.StateChange", &ev).await })
+    };
+    // A Logout handled before its Login: the session still counts.
+    handle(state("rev", "Logout", 61_000)).await.ok();
+    handle(state("rev", "Login", 1_000)).await.ok();
+    assert_eq!(env.store.counter(&shared::presence::total_key("rev")).await, Ok(60_000));
+    assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(0));
+    // Pairs of one user in both orders, each event twice, all at once; one user stays online.
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..4u64 {
+            let user = format!("u{round}-{i}");
+            let (login, logout) = (state(&user, "Login", 1_000 + i), state(&user, "Logout", 61_000 + i));
+            let pair = if i % 2 == 0 { [login, logout] } else { [logout, login] };
+            for ev in pair.iter().chain(pair.iter()) {
+                tasks.push(handle(ev.clone()));
+            }
+        }
+        let stay = format!("stay{round}");
+        tasks.push(handle(state(&stay, "Login", 5_000)));
+        tasks.push(handle(state(&stay, "Login", 5_000)));
+        for t in tasks {
+            t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for i in 0..4 {
+            let total = env.store.counter(&shared::presence::total_key(&format!("u{round}-{i}"))).await;
+            assert_eq!(total, Ok(60_000), "round {round}, user {i}");
+        }
+        assert_eq!(env.store.counter(shared::presence::ONLINE_KEY).await, Ok(round + 1), "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn draw_entries_do_not_expire_while_the_draw_is_open() {
+    let env = Env::new().await;
+    // Messages are remembered for no time at all; entries must not be.
+    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 0 };
+    let draw = serde_json::json!({"id": "d2", "keyword": "lucky", "open": true}).to_string();
+    env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw, None).await.ok();
+    for (i, user) in ["ann", "bob", "ann"].into_iter().enumerate() {
+        let m = after_send(user, i as u64 + 1, text_body("lucky"));
+        assert_eq!(stats.handle("Group.CallbackAfterSendMsg", &m).await.ok(), Some("counted"));
+    }
+    let entrants = shared::stats::entrants(env.store.as_ref(), "@TGS#stats", "d2").await;
+    assert_eq!(entrants, Ok(vec!["ann".to_owned(), "bob".to_owned()]));
 }

@@ -188,6 +188,15 @@ macro_rules! delegate_store {
                 self.0.release(key).await
             }
             $put
+            async fn put_doc_if(
+                &self,
+                key: &str,
+                expected: Option<&str>,
+                doc: &str,
+                ttl: Option<u64>,
+            ) -> Result<bool, StoreError> {
+                self.0.put_doc_if(key, expected, doc, ttl).await
+            }
             async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
                 self.0.get_doc(key).await
             }

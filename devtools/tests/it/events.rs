@@ -92,13 +92,14 @@ async fn other_command_events_are_handled_by_their_functions() {
     assert_eq!(m.handle(&event("c2c-before-send-msg.text.json")).await.error_code, 0);
     // The event functions: SQS envelopes.
     let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 60 };
-    let presence = shared::presence::Presence { store: env.store.clone(), ttl_secs: 60 };
+    let presence = shared::presence::Presence { store: env.store.clone() };
     let community = shared::community::Community {
         store: env.store.clone(),
         chat: env.worker.chat.clone(),
         default_topics: vec!["General".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Hi {members}".into(),
+        welcome_topic: Some("General".into()),
         ttl_secs: 60,
     };
     let cases: [(&str, &dyn shared::event_worker::EventHandler); 4] = [

@@ -103,3 +103,17 @@ async fn when_body_has_wrong_type_should_not_echo_the_value() {
     let shared::router::Outcome::Rejected(reason) = outcome else { panic!("{outcome:?}") };
     assert!(!reason.contains("hunter2"), "{reason}");
 }
+
+#[tokio::test]
+async fn when_a_signal_message_has_no_handler_should_ack_it_with_error_code_1() {
+    let router = devtools::memory_router();
+    let t = now();
+    let command = "Chatbot.OnC2CSignalMessage";
+    let q = CallbackQuery::encode(1_400_000_000, command, Some(("local-dev-token", t)));
+    let body = serde_json::json!({"CallbackCommand": command, "From_Account": "alice", "To_Account": "@RBT#001",
+        "MsgSeq": 1, "MsgRandom": 2, "MsgKey": "1_2_3", "EventTime": 1_700_000_000_000u64, "Data": "ping"});
+    let (ack, outcome) =
+        router.handle(&q, body.to_string().as_bytes(), t, "req-test").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((ack.action_status.as_str(), ack.error_code), ("OK", 1), "1 = ignore, nothing to forward (§6)");
+    assert_eq!(outcome.kind(), "ignored");
+}

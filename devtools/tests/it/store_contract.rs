@@ -55,6 +55,36 @@ async fn docs_round_trip_and_expire(s: Arc<dyn Store>) {
     assert_eq!(s.get_doc("d").await, Ok(None));
 }
 
+async fn docs_are_replaced_only_if_unchanged(s: Arc<dyn Store>) {
+    assert_eq!(s.put_doc_if("v", None, "1", None).await, Ok(true));
+    assert_eq!(s.put_doc_if("v", None, "x", None).await, Ok(false), "there is a document now");
+    assert_eq!(s.put_doc_if("v", Some("0"), "x", None).await, Ok(false), "it does not read 0");
+    assert_eq!(s.put_doc_if("v", Some("1"), "2", Some(60)).await, Ok(true));
+    assert_eq!(s.get_doc("v").await, Ok(Some("2".into())));
+    s.put_doc("gone", "old", Some(0)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.put_doc_if("gone", Some("old"), "x", None).await, Ok(false), "an expired document is none");
+    assert_eq!(s.put_doc_if("gone", None, "new", None).await, Ok(true));
+    // Twenty writers adding one each by read-modify-write lose no update.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                loop {
+                    let old = s.get_doc("n").await?;
+                    let n: u64 = old.as_deref().and_then(|d| d.parse().ok()).unwrap_or(0);
+                    if s.put_doc_if("n", old.as_deref(), &(n + 1).to_string(), None).await? {
+                        return Ok::<_, shared::store::StoreError>(());
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert_eq!(s.get_doc("n").await, Ok(Some("20".into())));
+}
+
 async fn turns_come_back_newest_n_oldest_first(s: Arc<dyn Store>) {
     let base = now_ms() - 10_000;
     for i in 0..30u64 {
@@ -143,6 +173,7 @@ contract!(
     claims_are_exclusive_until_released,
     fifty_concurrent_claims_have_one_winner,
     docs_round_trip_and_expire,
+    docs_are_replaced_only_if_unchanged,
     turns_come_back_newest_n_oldest_first,
     counters_add_atomically,
     when_a_turn_exceeds_the_item_limit_should_store_it_truncated

@@ -109,6 +109,39 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    async fn put_doc_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        doc: &str,
+        ttl_secs: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let now = now_secs();
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(key))
+            .item("sk", s(ONE))
+            .item("doc", s(doc))
+            .expression_attribute_names("#d", "doc")
+            .expression_attribute_values(":now", n(now));
+        if let Some(t) = ttl_secs {
+            req = req.item("expires_at", n(now + t));
+        }
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(#d) OR expires_at <= :now"),
+            Some(old) => req
+                .condition_expression("#d = :old AND (attribute_not_exists(expires_at) OR expires_at > :now)")
+                .expression_attribute_values(":old", s(old)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(err("put_doc_if")(e)),
+        }
+    }
+
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self.get_live(key, "get_doc").await?.and_then(|i| get_s(&i, "doc").map(str::to_owned)))
     }

@@ -62,6 +62,22 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn put_doc_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        doc: &str,
+        ttl_secs: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let now = now_secs();
+        let mut g = self.lock();
+        if g.docs.get(key).filter(|(_, e)| live(*e, now)).map(|(d, _)| d.as_str()) != expected {
+            return Ok(false);
+        }
+        g.docs.insert(key.to_owned(), (doc.to_owned(), ttl_secs.map(|t| now + t)));
+        Ok(true)
+    }
+
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
         let now = now_secs();
         Ok(self.lock().docs.get(key).filter(|(_, e)| live(*e, now)).map(|(d, _)| d.clone()))

@@ -72,6 +72,16 @@ pub trait Store: Send + Sync {
     async fn release(&self, key: &str) -> Result<(), StoreError>;
     /// Stores a small JSON document under `key`, for `ttl_secs` or for good.
     async fn put_doc(&self, key: &str, doc: &str, ttl_secs: Option<u64>) -> Result<(), StoreError>;
+    /// Stores `doc` under `key` only if the document there still reads `expected` (`None`: no
+    /// live document), in one atomic write: the compare-and-set of a read-modify-write update.
+    /// Returns false, and writes nothing, when another writer changed the document first.
+    async fn put_doc_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        doc: &str,
+        ttl_secs: Option<u64>,
+    ) -> Result<bool, StoreError>;
     /// Reads a document, unless it has expired.
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Deletes a document or a claim.
