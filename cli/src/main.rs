@@ -1,16 +1,16 @@
 //! `tcbot`: the admin CLI. Exit codes: 0 done, 1 the operation failed (Tencent or AWS said no,
 //! a webhook was refused), 2 bad usage or configuration.
 
-use shared::bot::job::Job;
 use shared::bot::profile::BotProfile;
 use shared::config::TencentEndpoint;
-use shared::queue::fifo_id;
 use shared::secrets::AppSecrets;
 use shared::store::{DynamoStore, Store};
 use shared::tencent::client::RestOptions;
 use shared::tencent::{CreateRobot, DeleteRobot, RestClient, usersig};
 use shared::webhook::CallbackQuery;
 use std::process::ExitCode;
+
+mod dlq;
 
 const HELP: &str = "tcbot: administer the Tencent Cloud Chat chatbot backend
 
@@ -35,8 +35,16 @@ USAGE
   tcbot stats user USER [--group GROUP]                a user's level inputs (all groups, or one)
   tcbot presence user USER                             online now?, total online time
   tcbot presence online                                users online in the app
-  tcbot dlq list DLQ_URL [--max N]
-  tcbot dlq redrive DLQ_URL QUEUE_URL                  send dead-lettered jobs back to be answered again
+  tcbot dlq list DLQ_URL [--max N]                     up to N (10) dead letters: job key and reason
+  tcbot dlq redrive DLQ_URL QUEUE_URL [--park FILE]    send dead-lettered jobs back to be answered again
+
+DEAD LETTERS
+  redrive reads the DLQ until it is empty and sends each job back in its conversation's FIFO
+  group, deleting it from the DLQ only once sent. An unreadable record has no job to send back
+  and cannot stay (in a FIFO queue it would hold up the records of its group behind it): it is
+  parked, appended to FILE (default tcbot-dlq-parked.jsonl) as one JSON line with message_id,
+  error and body, then deleted from the DLQ. The body may hold a user's message. It prints
+  exact counts: redriven N, parked N, left N (read but kept in the DLQ by an error, exit 1).
 
 CONFIGURATION (environment)
   TCBOT_SECRET_ID or TCBOT_LOCAL_SECRET_FILE   the app secret (SdkAppId, SecretKey, …)
@@ -270,38 +278,8 @@ async fn run(raw: Vec<String>) -> Res<()> {
             println!("{conv}: cleared");
             Ok(())
         }
-        ["dlq", "list"] => {
-            a.check(&["max"])?;
-            let dlq = a.pos(2, "the dead-letter queue URL")?;
-            let max: i32 =
-                a.opt("max").unwrap_or("10").parse().map_err(|_| Fail::Usage("--max takes a number".into()))?;
-            let sqs = aws_sdk_sqs::Client::new(&aws().await);
-            let out = sqs
-                .receive_message()
-                .queue_url(dlq)
-                .max_number_of_messages(max.clamp(1, 10))
-                .visibility_timeout(0)
-                .send()
-                .await
-                .map_err(|e| op(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-            let msgs = out.messages.unwrap_or_default();
-            println!("{} message(s)", msgs.len());
-            for m in msgs {
-                let (job, reason) = unwrap_dead_letter(m.body().unwrap_or_default());
-                let key = job.as_ref().map(Job::key).unwrap_or_else(|| "(unreadable job)".into());
-                println!(
-                    "{key}  reason: {}",
-                    reason.unwrap_or_else(|| "redriven by SQS after too many receives".into())
-                );
-            }
-            Ok(())
-        }
-        ["dlq", "redrive"] => {
-            a.check(&[])?;
-            let dlq = a.pos(2, "the dead-letter queue URL")?;
-            let queue = a.pos(3, "the queue URL to send the jobs back to")?;
-            redrive(dlq, queue).await
-        }
+        ["dlq", "list"] => dlq::list(&a).await,
+        ["dlq", "redrive"] => dlq::redrive(&a).await,
         ["moderation", verb] => moderation(verb, &a).await,
         ["draw", verb] => draw(verb, &a).await,
         ["stats", "group"] => {
@@ -483,62 +461,6 @@ async fn draw(verb: &str, a: &Args) -> Res<()> {
 /// A seed for a draw when none is given: the clock's nanoseconds, recorded with the result.
 fn fastrand_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
-}
-
-/// A DLQ body is either our own record `{"reason", "job": "<job JSON>"}` or, when SQS moved it
-/// after too many receives, the job itself.
-fn unwrap_dead_letter(body: &str) -> (Option<Job>, Option<String>) {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    match v.get("job").and_then(|j| j.as_str()) {
-        Some(job) => (serde_json::from_str(job).ok(), v.get("reason").and_then(|r| r.as_str()).map(str::to_owned)),
-        None => (serde_json::from_str(body).ok(), None),
-    }
-}
-
-async fn redrive(dlq: &str, queue: &str) -> Res<()> {
-    let cfg = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let store = store(&cfg).await?;
-    let mut moved = 0;
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(dlq)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .map_err(|e| op(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        let msgs = out.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            break;
-        }
-        for m in msgs {
-            let (Some(job), _) = unwrap_dead_letter(m.body().unwrap_or_default()) else {
-                eprintln!("skipping an unreadable message {}", m.message_id().unwrap_or_default());
-                continue;
-            };
-            // Forget that it was answered (with the apology), so the worker answers it again.
-            store.delete_doc(&format!("reply#{}", job.key())).await.map_err(op)?;
-            let body = serde_json::to_string(&job).map_err(op)?;
-            sqs.send_message()
-                .queue_url(queue)
-                .message_body(body)
-                .message_group_id(fifo_id(&job.ordering_key()))
-                .message_deduplication_id(fifo_id(&format!("{}#redrive#{}", job.key(), shared::store::now_ms())))
-                .send()
-                .await
-                .map_err(|e| op(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-            sqs.delete_message()
-                .queue_url(dlq)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .map_err(|e| op(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-            moved += 1;
-        }
-    }
-    println!("redrove {moved} job(s)");
-    Ok(())
 }
 
 async fn send(url: &str, a: &Args) -> Res<()> {

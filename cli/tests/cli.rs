@@ -39,8 +39,14 @@ async fn setup(name: &str) -> Setup {
 
 impl Setup {
     async fn tcbot(&self, args: &[&str]) -> (i32, String, String) {
+        self.tcbot_in(std::path::Path::new("."), args).await
+    }
+
+    /// Runs `tcbot` in the directory `dir`.
+    async fn tcbot_in(&self, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
             .args(args)
+            .current_dir(dir)
             .env("TCBOT_LOCAL_SECRET_FILE", &self.secret_file)
             .env("TCBOT_TABLE_NAME", &self.stack.table)
             .env("TCBOT_TENCENT_BASE_URL", self.tencent.base_url())
@@ -176,9 +182,130 @@ async fn dead_letters_are_listed_and_redriven() {
     assert_eq!(code, 0);
     assert!(out.contains("c2c#@RBT#001#alice#1_2_3") && out.contains("LLM down"), "{out}");
     let (code, out, _) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue]).await;
-    assert_eq!((code, out.trim()), (0, "redrove 1 job(s)"));
+    assert_eq!((code, out.trim()), (0, "redriven 1, parked 0, left 0"));
     assert_eq!(devtools::esm::depth(&s.sqs, &s.stack.c2c_queue).await.map(|d| d.0), Ok(1));
     assert_eq!(s.store.get_doc("reply#c2c#@RBT#001#alice#1_2_3").await, Ok(None), "the job will be answered again");
+}
+
+/// A C2C job of `user` with `seq`, as the router queues it.
+fn c2c_job(user: &str, seq: u64) -> String {
+    serde_json::json!({"request_id": format!("r{seq}"), "received_ms": 1, "bot": "@RBT#001", "msg": {"kind": "c2c",
+        "event": {"From_Account": user, "To_Account": "@RBT#001", "MsgSeq": seq, "MsgRandom": 2, "MsgTime": 3, "MsgBody": []}}})
+    .to_string()
+}
+
+/// Receives and deletes every message of a FIFO queue: (group id, body) in delivery order.
+async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, String)> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as A;
+    let mut got = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(A::MessageGroupId)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return got;
+        }
+        for m in msgs {
+            let group = m.attributes().and_then(|a| a.get(&A::MessageGroupId)).cloned().unwrap_or_default();
+            got.push((group, m.body().unwrap_or_default().to_owned()));
+            let handle = m.receipt_handle().unwrap_or_default();
+            sqs.delete_message().queue_url(queue).receipt_handle(handle).send().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn redrive_sends_back_every_readable_dead_letter_and_parks_the_unreadable_ones() {
+    use shared::bot::job::{Job, JobMsg};
+    use shared::queue::fifo_id;
+    let s = setup("redrive25").await;
+    let conv = |user: &str| fifo_id(&format!("c2c#@RBT#001#{user}"));
+    // 25 dead letters of 5 conversations, in each conversation's FIFO group: the worker's
+    // records and raw jobs moved by SQS, alternately. Two are unreadable, each ahead of readable
+    // records of its group: a body that is not JSON, and a record whose job is not JSON.
+    let garbage = "not JSON {".to_owned();
+    let bad_job = serde_json::json!({"reason": "malformed job: invalid JSON", "job": "{oops", "at_ms": 1}).to_string();
+    for seq in 0..25u64 {
+        let user = format!("u{}", seq % 5);
+        let body = match seq {
+            7 => garbage.clone(),
+            13 => bad_job.clone(),
+            _ if seq % 2 == 0 => {
+                serde_json::json!({"reason": "LLM down", "job": c2c_job(&user, seq), "at_ms": 1}).to_string()
+            }
+            _ => c2c_job(&user, seq),
+        };
+        s.sqs
+            .send_message()
+            .queue_url(&s.stack.c2c_dlq)
+            .message_body(body)
+            .message_group_id(conv(&user))
+            .message_deduplication_id(format!("dl{seq}"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let dir = std::env::temp_dir().join(format!("cli-redrive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+
+    let (code, out, err) = s.tcbot_in(&dir, &["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue]).await;
+
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("redriven 23, parked 2, left 0"), "{out}{err}");
+    let park = dir.join("tcbot-dlq-parked.jsonl");
+    assert!(out.contains("tcbot-dlq-parked.jsonl"), "the summary says where the parked records are: {out}");
+    let parked: Vec<serde_json::Value> = std::fs::read_to_string(&park)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let mut bodies: Vec<&str> = parked.iter().filter_map(|p| p["body"].as_str()).collect();
+    bodies.sort_unstable();
+    let mut expected = [bad_job.as_str(), garbage.as_str()];
+    expected.sort_unstable();
+    assert_eq!(bodies, expected, "each parked record is kept whole");
+    assert!(parked.iter().all(|p| p["message_id"].is_string() && p["error"].is_string()), "{parked:?}");
+    assert_eq!(devtools::esm::depth(&s.sqs, &s.stack.c2c_dlq).await, Ok((0, 0)), "the DLQ is empty");
+    let back = drain(&s.sqs, &s.stack.c2c_queue).await;
+    assert_eq!(back.len(), 23);
+    let mut last_seq = std::collections::HashMap::new();
+    for (group, body) in &back {
+        let job: Job = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(group, &fifo_id(&job.ordering_key()), "sent back in its conversation's group");
+        let JobMsg::C2c(m) = &job.msg else { panic!("{body}") };
+        let prev = last_seq.insert(m.from_account.clone(), m.msg_seq);
+        assert!(prev < Some(m.msg_seq), "in order within {}: {prev:?} then {}", m.from_account, m.msg_seq);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn when_a_redrive_cannot_send_back_the_record_stays_in_the_dlq() {
+    let s = setup("redrivefail").await;
+    let record = serde_json::json!({"reason": "LLM down", "job": c2c_job("alice", 1)}).to_string();
+    s.sqs
+        .send_message()
+        .queue_url(&s.stack.c2c_dlq)
+        .message_body(record)
+        .message_group_id("g")
+        .message_deduplication_id("d")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let missing = s.stack.c2c_queue.replace("bot-c2c", "no-such-queue");
+
+    let (code, out, err) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &missing]).await;
+
+    assert_eq!((code, out.trim()), (1, "redriven 0, parked 0, left 1"), "{err}");
+    assert!(err.contains("could not send c2c#@RBT#001#alice#1_2_3 back"), "{err}");
+    let (visible, in_flight) = devtools::esm::depth(&s.sqs, &s.stack.c2c_dlq).await.unwrap_or_default();
+    assert_eq!(visible + in_flight, 1, "not deleted");
 }
 
 #[tokio::test]

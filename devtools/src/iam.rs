@@ -76,6 +76,16 @@ impl Store for GuardedStore {
         self.check("put_doc", key)?;
         self.inner.put_doc(key, doc, ttl).await
     }
+    async fn put_doc_if(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        doc: &str,
+        ttl: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.check("put_doc_if", key)?;
+        self.inner.put_doc_if(key, expected, doc, ttl).await
+    }
     async fn get_doc(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.check("get_doc", key)?;
         self.inner.get_doc(key).await

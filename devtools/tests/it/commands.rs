@@ -2,7 +2,7 @@
 //! SDK against a local Invoke API), statistics and draws, presence, community set-up (SQS on
 //! moto, then their functions' handlers).
 
-use crate::common::{APP_ID, Env, TOKEN, now};
+use crate::common::{APP_ID, Env, TOKEN, guarded, guarded_as, now};
 use devtools::llm_emu::Script;
 use devtools::tencent_emu::Fault;
 use shared::event_worker::{EventHandler, sqs_handler};
@@ -23,7 +23,7 @@ fn router_with(env: &Env, routes: Routes) -> Router {
         token: Some(shared::secrets::SecretString::new(TOKEN)),
         sign_window_secs: 60,
         max_body_bytes: 65_536,
-        store: env.store.clone(),
+        store: guarded("CallbackRouterFunction", &env.store),
         queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
         c2c_queue_url: env.stack.c2c_queue.clone(),
         group_queue_url: env.stack.group_queue.clone(),
@@ -78,7 +78,13 @@ fn moderator(env: &Env, llm: Option<&devtools::llm_emu::LlmEmulator>, fallback: 
         };
         (Arc::new(OpenAiClient::new(reqwest::Client::new())) as Arc<dyn shared::llm::Llm>, ep, "mod-model".to_owned())
     });
-    Arc::new(Moderator::new(env.store.clone(), llm, Duration::from_millis(300), fallback, Duration::ZERO))
+    Arc::new(Moderator::new(
+        guarded("GroupBeforeSendMsgFunction", &env.store),
+        llm,
+        Duration::from_millis(300),
+        fallback,
+        Duration::ZERO,
+    ))
 }
 
 #[tokio::test]
@@ -184,7 +190,11 @@ fn text_body(t: &str) -> serde_json::Value {
 async fn statistics_count_once_and_draws_are_reproducible() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
-    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
+    let stats = shared::stats::Stats {
+        store: guarded("GroupAfterSendMsgFunction", &env.store),
+        kind_field: "type".into(),
+        ttl_secs: 3600,
+    };
     let draw = serde_json::json!({"id": "d1", "keyword": "lucky", "open": true});
     env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw.to_string(), None).await.ok();
     let like = serde_json::json!([{"MsgType": "TIMCustomElem", "MsgContent": {"Data": "{\"type\":\"like\"}"}}]);
@@ -222,7 +232,11 @@ async fn statistics_count_once_and_draws_are_reproducible() {
 async fn statistics_count_messages_with_the_same_seq_in_two_topics() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
-    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 3600 };
+    let stats = shared::stats::Stats {
+        store: guarded("GroupAfterSendMsgFunction", &env.store),
+        kind_field: "type".into(),
+        ttl_secs: 3600,
+    };
     for topic in ["@TGS#stats@TOPIC#a", "@TGS#stats@TOPIC#b"] {
         let mut m = after_send("ann", 1, text_body("hi"));
         m["TopicId"] = topic.into();
@@ -242,7 +256,7 @@ fn state(user: &str, action: &str, at: u64) -> serde_json::Value {
 async fn presence_tolerates_repeated_and_missing_events() {
     let env = Env::new().await;
     let router = router_with(&env, event_routes(&env));
-    let presence = shared::presence::Presence { store: env.store.clone() };
+    let presence = shared::presence::Presence { store: guarded("StateChangeFunction", &env.store) };
     let events = [
         state("zoe", "Logout", 500), // logout without login: ignored
         state("zoe", "Login", 1_000),
@@ -264,7 +278,7 @@ async fn presence_tolerates_repeated_and_missing_events() {
 
 fn community(env: &Env) -> shared::community::Community {
     shared::community::Community {
-        store: env.store.clone(),
+        store: guarded_as(&["GroupAfterCreateGroupFunction", "GroupAfterNewMemberJoinFunction"], &env.store),
         chat: env.worker.chat.clone(),
         default_topics: vec!["General".into(), "Help".into()],
         welcome_from: Some("@RBT#001".into()),
@@ -360,7 +374,7 @@ async fn a_community_without_topics_is_ignored_not_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presence_is_right_in_either_order_and_under_concurrent_events() {
     let env = Env::new().await;
-    let presence = Arc::new(shared::presence::Presence { store: env.store.clone() });
+    let presence = Arc::new(shared::presence::Presence { store: guarded("StateChangeFunction", &env.store) });
     let handle = |ev: serde_json::Value| {
         let p = presence.clone();
         tokio::spawn(async move { p.handle("State.StateChange", &ev).await })
@@ -399,7 +413,11 @@ async fn presence_is_right_in_either_order_and_under_concurrent_events() {
 async fn draw_entries_do_not_expire_while_the_draw_is_open() {
     let env = Env::new().await;
     // Messages are remembered for no time at all; entries must not be.
-    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 0 };
+    let stats = shared::stats::Stats {
+        store: guarded("GroupAfterSendMsgFunction", &env.store),
+        kind_field: "type".into(),
+        ttl_secs: 0,
+    };
     let draw = serde_json::json!({"id": "d2", "keyword": "lucky", "open": true}).to_string();
     env.store.put_doc(&shared::stats::Draw::key("@TGS#stats"), &draw, None).await.ok();
     for (i, user) in ["ann", "bob", "ann"].into_iter().enumerate() {

@@ -83,6 +83,15 @@ pub fn guarded(function: &str, store: &Arc<DynamoStore>) -> Arc<dyn shared::stor
     Arc::new(devtools::iam::GuardedStore::for_function(function, store.clone()).unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// `store` under the union of several functions' grants, for a service that two functions
+/// share (the community set-up and the welcome).
+pub fn guarded_as(functions: &[&str], store: &Arc<DynamoStore>) -> Arc<dyn shared::store::Store> {
+    let template = devtools::iam::template().unwrap_or_else(|e| panic!("{e}"));
+    let prefixes =
+        functions.iter().flat_map(|f| devtools::iam::leading_keys(&template, f).unwrap_or_default()).collect();
+    Arc::new(devtools::iam::GuardedStore::new(&functions.join("+"), prefixes, store.clone()))
+}
+
 pub struct Env {
     pub stack: Stack,
     pub sqs: aws_sdk_sqs::Client,

@@ -1,7 +1,7 @@
 //! The files in `events/` drive the real handlers, so they cannot go stale: the router's API
 //! Gateway envelopes (re-signed with a fresh RequestTime) and the workers' SQS envelopes.
 
-use crate::common::{APP_ID, Env, TOKEN, now};
+use crate::common::{APP_ID, Env, TOKEN, guarded, guarded_as, now};
 use aws_lambda_events::event::sqs::SqsEvent;
 use shared::webhook::CallbackQuery;
 
@@ -79,7 +79,7 @@ async fn other_command_events_are_handled_by_their_functions() {
     let env = Env::new().await;
     // Moderation: the direct-invoke payloads.
     let m = shared::moderation::Moderator::new(
-        env.store.clone(),
+        guarded("GroupBeforeSendMsgFunction", &env.store),
         None,
         std::time::Duration::from_millis(300),
         shared::moderation::Verdict::Allow,
@@ -91,10 +91,14 @@ async fn other_command_events_are_handled_by_their_functions() {
     assert_eq!(m.handle(&event("group-before-send-msg.text.json")).await.error_code, 1);
     assert_eq!(m.handle(&event("c2c-before-send-msg.text.json")).await.error_code, 0);
     // The event functions: SQS envelopes.
-    let stats = shared::stats::Stats { store: env.store.clone(), kind_field: "type".into(), ttl_secs: 60 };
-    let presence = shared::presence::Presence { store: env.store.clone() };
+    let stats = shared::stats::Stats {
+        store: guarded("GroupAfterSendMsgFunction", &env.store),
+        kind_field: "type".into(),
+        ttl_secs: 60,
+    };
+    let presence = shared::presence::Presence { store: guarded("StateChangeFunction", &env.store) };
     let community = shared::community::Community {
-        store: env.store.clone(),
+        store: guarded_as(&["GroupAfterCreateGroupFunction", "GroupAfterNewMemberJoinFunction"], &env.store),
         chat: env.worker.chat.clone(),
         default_topics: vec!["General".into()],
         welcome_from: Some("@RBT#001".into()),

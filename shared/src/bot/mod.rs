@@ -3,9 +3,11 @@
 //! `job` is the unit of work the router queues, `profile` a robot's settings, `window` the
 //! conversation memory sent to the LLM, `sink` the ways an answer reaches Tencent, `moderated`
 //! the judging of an answer's text before it reaches a sink, `pump` the loop that streams LLM
-//! tokens into a sink, and `worker` the SQS-triggered function body that ties them together
-//! for C2C and group messages alike.
+//! tokens into a sink, `worker` the SQS-triggered function body that ties them together for
+//! C2C and group messages alike, and `dead_letter` the record a worker leaves in the
+//! dead-letter queue when it gives up.
 
+pub mod dead_letter;
 pub mod job;
 pub mod moderated;
 pub mod profile;

@@ -15,6 +15,7 @@
 //! Never late: the whole attempt (every LLM attempt, fallback and the stream) fits inside the
 //! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
+use super::dead_letter::DeadLetter;
 use super::job::{Job, JobMsg, stop_key};
 use super::moderated::{ModeratedSink, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
@@ -26,7 +27,7 @@ use crate::config::{LlmDefaults, ModerateAnswers, StreamSettings};
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
 use crate::msg::joined_text;
 use crate::observe::Metrics;
-use crate::queue::{Queue, QueueMessage, fifo_id, queue_url_from_arn};
+use crate::queue::{Queue, queue_url_from_arn};
 use crate::secrets::AppSecrets;
 use crate::store::{Role, Store, Turn, now_ms};
 use crate::tencent::ChatApi;
@@ -409,12 +410,7 @@ impl Worker {
     }
 
     async fn dead_letter(&self, body: &str, key: &str, reason: &str) -> Result<(), Retry> {
-        let doc = serde_json::json!({ "reason": reason, "job": body, "at_ms": now_ms() });
-        let msg = QueueMessage {
-            body: doc.to_string(),
-            group_id: Some("dead-letter".into()),
-            dedup_id: Some(fifo_id(&format!("{key}#{reason}"))),
-        };
+        let msg = DeadLetter::message(body, key, reason, now_ms());
         self.queue.send(&self.dlq_url, &msg).await.map_err(|e| Retry(e.to_string()))
     }
 
