@@ -62,6 +62,7 @@ fn main() {
                 max_age_secs: 3600,
                 token_budget: 10_000,
                 daily_quota: 0,
+                language: shared::bot::texts::Language::En,
                 connect_timeout: Duration::from_secs(2),
                 first_token_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(5),

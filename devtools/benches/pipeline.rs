@@ -7,6 +7,7 @@
 use async_trait::async_trait;
 use shared::bot::pump::{Control, PumpSettings, pump};
 use shared::bot::sink::Sink;
+use shared::bot::texts::Texts;
 use shared::config::OverflowPolicy;
 use shared::llm::{Delta, DeltaStream, LlmError};
 use shared::tencent::RestError;
@@ -113,6 +114,8 @@ fn main() {
         max_chunk_bytes: 600,
         max_message_bytes: usize::MAX / 2,
         overflow: OverflowPolicy::Continue,
+        apology: Texts::en().apology,
+        truncated_notice: Texts::en().truncated_notice,
     };
     let per_token = PumpSettings { interval: Duration::ZERO, max_chunk_bytes: 1, ..ours.clone() };
     let throttle = PumpSettings { interval: Duration::from_secs(1), max_chunk_bytes: usize::MAX / 2, ..ours.clone() };

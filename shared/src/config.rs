@@ -2,6 +2,7 @@
 //! start. Errors name the variable and say what is wrong. The AWS SDK reads its own standard
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 
+use crate::bot::texts::Language;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
@@ -162,7 +163,7 @@ pub struct EventSettings {
     pub welcome_topic: Option<String>,
 }
 
-/// The LLM used when a bot has no profile, or its profile leaves a field out.
+/// The LLM and robot settings used when a bot has no profile, or its profile leaves a field out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmDefaults {
     pub base_url: String,
@@ -173,6 +174,8 @@ pub struct LlmDefaults {
     pub max_age_secs: u64,
     pub token_budget: usize,
     pub daily_quota: u64,
+    /// The language of the robots' fixed texts (`TCBOT_LANGUAGE`).
+    pub language: Language,
     pub connect_timeout: Duration,
     pub first_token_timeout: Duration,
     pub idle_timeout: Duration,
@@ -276,6 +279,7 @@ impl Settings {
                 max_age_secs: env.bounded("TCBOT_WINDOW_SECS", DAY_SECS, 0..=*TTL_SECS.end())?,
                 token_budget: env.parse("TCBOT_WINDOW_TOKENS", 3_000)?,
                 daily_quota: env.parse("TCBOT_DAILY_QUOTA", 200)?,
+                language: env.parse("TCBOT_LANGUAGE", Language::En)?,
                 connect_timeout: ms("TCBOT_LLM_CONNECT_TIMEOUT_MS", 3_000, TIMEOUT_MS)?,
                 first_token_timeout: ms("TCBOT_LLM_FIRST_TOKEN_TIMEOUT_MS", 20_000, TIMEOUT_MS)?,
                 idle_timeout: ms("TCBOT_LLM_IDLE_TIMEOUT_MS", 10_000, TIMEOUT_MS)?,
@@ -511,6 +515,18 @@ mod tests {
         }
         let err = with("TCBOT_MODERATE_ANSWERS", "yes").err().map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("TCBOT_MODERATE_ANSWERS=\"yes\" is not valid: expected auto, on or off"));
+    }
+
+    #[test]
+    fn when_language_is_unknown_should_name_the_variable() {
+        let err = with("TCBOT_LANGUAGE", "fr").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("TCBOT_LANGUAGE=\"fr\" is not valid: expected zh or en"));
+    }
+
+    #[test]
+    fn language_is_en_unless_set() {
+        assert_eq!(with("TCBOT_GROUP_STREAMING", "true").map(|s| s.llm.language), Ok(Language::En));
+        assert_eq!(with("TCBOT_LANGUAGE", "zh").map(|s| s.llm.language), Ok(Language::Zh));
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn defaults(llm_base: &str) -> LlmDefaults {
         max_age_secs: 3600,
         token_budget: 10_000,
         daily_quota: 0,
+        language: shared::bot::texts::Language::En,
         connect_timeout: Duration::from_secs(2),
         first_token_timeout: Duration::from_millis(1500),
         idle_timeout: Duration::from_millis(1500),

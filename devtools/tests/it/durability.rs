@@ -6,7 +6,7 @@ use crate::common::{BOT, Env, c2c_body, group_body, user_messages};
 use async_trait::async_trait;
 use devtools::llm_emu::Script;
 use devtools::tencent_emu::Fault;
-use shared::bot::{APOLOGY, HELP};
+use shared::bot::texts::Texts;
 use shared::queue::{Queue, QueueError, QueueMessage};
 use shared::store::{Store, StoreError, Turn};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ async fn an_empty_llm_answer_is_retried_then_apologised_without_panic() {
         env.drain().await;
         let streams = env.tencent.state.streams();
         assert_eq!(streams.len(), 1, "{script:?}: {streams:?}");
-        assert_eq!(streams[0].text(), APOLOGY, "{script:?}");
+        assert_eq!(streams[0].text(), Texts::en().apology, "{script:?}");
         assert!(streams[0].finished);
         assert_eq!(env.llm.state.requests().len(), 4, "{script:?}: every attempt of both receives");
         assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1, "{script:?}");
@@ -256,7 +256,8 @@ async fn a_worker_killed_after_sending_a_fixed_reply_does_not_send_it_again() {
     assert!(killed.is_err(), "the first attempt was killed before recording the answer");
     env.worker.store = real;
     let again = env.worker.process(&job, 2).await.map(|o| o.kind()).map_err(|e| e.to_string());
-    let helps = env.tencent.state.streams().iter().filter(|s| s.text() == HELP).count();
+    let help = Texts::en().help;
+    let helps = env.tencent.state.streams().iter().filter(|s| s.text() == help).count();
     assert_eq!(helps, 1, "help was sent once; then: {again:?}");
 }
 
@@ -300,7 +301,7 @@ async fn a_refused_finishing_call_gets_no_apology_and_no_dead_letter() {
     tokio::join!(env.drain(), fail_after_first);
     let streams = env.tencent.state.streams();
     assert_eq!(streams.len(), 1, "{streams:?}");
-    assert!(!streams[0].text().contains(APOLOGY), "{streams:?}");
+    assert!(!streams[0].text().contains(&Texts::en().apology), "{streams:?}");
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 0, "not dead-lettered for a redrive to answer again");
 }
 
@@ -406,7 +407,7 @@ async fn a_deadline_shorter_than_the_attempts_ends_in_time() {
     let last = env.worker.process_until(&job, 2, started + budget).await.map(|o| o.kind());
     assert_eq!(last.ok(), Some("dead_lettered"));
     assert!(started.elapsed() < budget, "{:?}", started.elapsed());
-    assert_eq!(env.tencent.state.streams().first().map(|s| s.text()), Some(APOLOGY.to_owned()));
+    assert_eq!(env.tencent.state.streams().first().map(|s| s.text()), Some(Texts::en().apology));
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use crate::common::{BOT, Env, c2c_body, group_body, user_messages};
 use devtools::llm_emu::{Script, default_answer};
 use devtools::tencent_emu::{Fault, Stream};
-use shared::bot::APOLOGY;
+use shared::bot::texts::Texts;
 use std::time::Duration;
 
 fn only_stream(env: &Env) -> Stream {
@@ -83,7 +83,7 @@ async fn the_conversation_is_remembered_reset_and_bounded() {
     env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "/reset", 4)).await;
     env.drain().await;
     assert_eq!(env.llm.state.requests().len(), 3);
-    assert!(env.tencent.state.streams().iter().any(|s| s.text() == shared::bot::RESET_DONE && s.finished));
+    assert!(env.tencent.state.streams().iter().any(|s| s.text() == Texts::en().reset_done && s.finished));
     env.webhook("Bot.OnC2CMessage", &c2c_body("dave", "Who am I?", 5)).await;
     env.drain().await;
     assert_eq!(user_messages(&env.llm.state.requests()[3]), ["Who am I?"]);
@@ -202,7 +202,7 @@ async fn llm_down_for_every_attempt_ends_in_one_apology_and_the_dlq() {
         "one try per delivery, each delivery after a short backoff, not the visibility timeout"
     );
     let s = only_stream(&env);
-    assert_eq!((s.text().as_str(), s.finished), (APOLOGY, true));
+    assert_eq!((s.text(), s.finished), (Texts::en().apology, true));
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
 }
 
@@ -214,7 +214,7 @@ async fn llm_cut_mid_stream_finishes_the_stream_with_the_apology_and_dead_letter
     env.drain().await;
     let s = only_stream(&env);
     assert!(s.finished);
-    assert!(s.text().starts_with("You said") && s.text().ends_with(APOLOGY), "{:?}", s.text());
+    assert!(s.text().starts_with("You said") && s.text().ends_with(&Texts::en().apology), "{:?}", s.text());
     assert_eq!(env.llm.state.requests().len(), 1, "never restarted once text was shown");
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
 }
@@ -228,7 +228,7 @@ async fn tencent_usersig_expiry_mid_stream_is_survived() {
     env.webhook("Bot.OnC2CMessage", &c2c_body("mia", "hi", 1)).await;
     env.drain().await;
     let s = only_stream(&env);
-    assert!(s.finished && s.text().starts_with("You said") && !s.text().contains(APOLOGY));
+    assert!(s.finished && s.text().starts_with("You said") && !s.text().contains(&Texts::en().apology));
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 0);
 }
 
@@ -245,7 +245,7 @@ async fn a_worker_that_died_mid_stream_finishes_that_stream_on_redelivery() {
     let again = env.worker.process(&body, 2).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.kind(), "dead_lettered");
     let s = only_stream(&env);
-    assert!(s.finished && s.text().ends_with(APOLOGY), "{:?}", s.text());
+    assert!(s.finished && s.text().ends_with(&Texts::en().apology), "{:?}", s.text());
     assert_eq!(env.llm.state.requests().len(), 1, "no second answer");
 }
 
@@ -258,7 +258,7 @@ async fn non_text_and_help_get_fixed_replies_without_the_llm() {
     env.webhook("Bot.OnC2CMessage", &c2c_body("ola", "/help", 2)).await;
     env.drain().await;
     let texts: Vec<String> = env.tencent.state.streams().iter().map(Stream::text).collect();
-    assert_eq!(texts, [shared::bot::TEXT_ONLY, shared::bot::HELP]);
+    assert_eq!(texts, [Texts::en().text_only, Texts::en().help]);
     assert!(env.llm.state.requests().is_empty());
 }
 

@@ -5,7 +5,7 @@
 use crate::common::{Env, c2c_body};
 use devtools::llm_emu::Script;
 use devtools::tencent_emu::{Fault, Stream};
-use shared::bot::APOLOGY;
+use shared::bot::texts::Texts;
 use std::time::Duration;
 
 const STREAM: &str = "openim_robot_http_svc/send_stream_msg";
@@ -20,7 +20,7 @@ async fn one_message(env: &Env) -> Vec<Stream> {
 }
 
 fn answered(streams: &[Stream]) -> bool {
-    streams.len() == 1 && streams[0].text().starts_with("You said") && !streams[0].text().contains(APOLOGY)
+    streams.len() == 1 && streams[0].text().starts_with("You said") && !streams[0].text().contains(&Texts::en().apology)
 }
 
 async fn fast_env() -> Env {
@@ -55,7 +55,7 @@ async fn llm_stalling_or_malformed_mid_stream_ends_with_the_apology_and_the_dlq(
         let streams = one_message(&env).await;
         assert_eq!(streams.len(), 1, "{script:?}: one answer");
         let text = streams[0].text();
-        assert!(text.starts_with("You said") && text.ends_with(APOLOGY), "{script:?}: {text:?}");
+        assert!(text.starts_with("You said") && text.ends_with(&Texts::en().apology), "{script:?}: {text:?}");
         assert_eq!(env.llm.state.requests().len(), 1, "{script:?}: not restarted");
         assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1, "{script:?}");
     }
@@ -88,7 +88,7 @@ async fn tencent_502_or_timeout_on_the_first_chunk_is_never_doubled() {
         // chunk and one apology, never a second answer.
         let answers = streams.iter().filter(|s| s.text().starts_with("You said")).count();
         assert!(answers <= 1, "{fault:?}: {streams:?}");
-        assert!(streams.iter().any(|s| s.text() == APOLOGY && s.finished), "{fault:?}: {streams:?}");
+        assert!(streams.iter().any(|s| s.text() == Texts::en().apology && s.finished), "{fault:?}: {streams:?}");
         assert_eq!(env.llm.state.requests().len(), 1);
         assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
     }

@@ -17,4 +17,5 @@ mod secrets;
 mod soak;
 mod store_contract;
 mod template;
+mod texts;
 mod usersig_interop;

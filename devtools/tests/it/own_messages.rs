@@ -4,7 +4,7 @@
 
 use crate::common::{Env, c2c_body, group_body};
 use devtools::llm_emu::Script;
-use shared::bot::ANSWER_REFUSED;
+use shared::bot::texts::Texts;
 use shared::config::ModerateAnswers;
 use shared::moderation::Policy;
 use shared::store::Store;
@@ -80,7 +80,7 @@ async fn a_refusing_policy_replaces_the_group_answer_with_the_refusal_text() {
         .push(Script::Answer { text: "Scam ahead: send me your bank details and I double your money.".into() });
     env.webhook("Bot.OnGroupMessage", &group_body("cy", "how do I get rich?", 1)).await;
     env.drain().await;
-    assert_eq!(last_group_text(&env), format!("@cy {ANSWER_REFUSED}"));
+    assert_eq!(last_group_text(&env), format!("@cy {}", Texts::en().answer_refused));
     let texts = group_texts(&env);
     assert!(texts.iter().all(|t| !t.to_lowercase().contains("scam") && !t.contains("bank")), "{texts:?}");
     // The conversation remembers the refusal, not the refused answer.
@@ -91,7 +91,7 @@ async fn a_refusing_policy_replaces_the_group_answer_with_the_refusal_text() {
         .as_array()
         .map(|m| m.iter().filter(|m| m["role"] == "assistant").filter_map(|m| m["content"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(remembered, [ANSWER_REFUSED]);
+    assert_eq!(remembered, [Texts::en().answer_refused]);
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! `SOAK_CONVERSATIONS=200` for the full 1,000.
 
 use crate::common::{APP_ID, Env, TOKEN, c2c_body, group_body, now};
-use shared::bot::APOLOGY;
+use shared::bot::texts::Texts;
 use shared::webhook::CallbackQuery;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -125,7 +125,7 @@ async fn every_message_is_answered_once_and_in_order() {
                     .collect()
             };
             let answers = replies.iter().filter(|r| r.contains(&format!("{asked}\"."))).count();
-            let apologies = replies.iter().filter(|r| r.as_str() == APOLOGY).count();
+            let apologies = replies.iter().filter(|r| **r == Texts::en().apology).count();
             if empty {
                 assert_eq!((answers, apologies), (0, 1), "{user} {asked}: {replies:?}");
             } else {

@@ -3,7 +3,8 @@
 //! The bot's sends skip the app's before-send callback (they carry `ForbidCallbackControl`),
 //! and a streamed answer's later chunks never pass it anyway, so the LLM's text is judged here,
 //! by the same policies and engine as the before-send function: masked words are shown masked,
-//! and a refusing (or dropping) rule replaces the rest of the answer with [`ANSWER_REFUSED`].
+//! and a refusing (or dropping) rule replaces the rest of the answer with the robot's refusal
+//! text (`Texts::answer_refused`).
 //! A policy's LLM classifier is not asked: an answer is judged as it streams.
 //!
 //! [`ModeratedSink`] sits between the pump and the real sink. The pump hands it deltas; it
@@ -23,7 +24,6 @@
 //!   message with all its text. A word cut at that boundary is masked in the new message, but
 //!   its beginning is already in the finished one.
 
-use super::ANSWER_REFUSED;
 use super::sink::Sink;
 use crate::config::ModerateAnswers;
 use crate::moderation::{Action, Engine, PolicyError, PolicyReadError, mask, normalize, policy_keys, read_policy};
@@ -90,11 +90,11 @@ pub async fn answer_engine(
     }
 }
 
-/// A whole answer as judged: masked, or the refusal. This is what the conversation remembers.
-pub fn judge_answer(engine: &Engine, text: &str) -> String {
+/// A whole answer as judged: masked, or `refusal`. This is what the conversation remembers.
+pub fn judge_answer(engine: &Engine, text: &str, refusal: &str) -> String {
     let found = engine.find(text);
     if found.iter().any(|(action, _)| action.blocks()) {
-        return ANSWER_REFUSED.to_owned();
+        return refusal.to_owned();
     }
     mask(text, masked_spans(&found))
 }
@@ -107,6 +107,8 @@ fn masked_spans(found: &[(&Action, (usize, usize))]) -> Vec<(usize, usize)> {
 pub struct ModeratedSink<'a> {
     inner: &'a mut dyn Sink,
     engine: &'a Engine,
+    /// Shown in place of a refused answer.
+    refusal: &'a str,
     max_message_bytes: usize,
     /// Normalised bytes at the end of the answer that are not passed on yet.
     hold: usize,
@@ -119,13 +121,15 @@ pub struct ModeratedSink<'a> {
 }
 
 impl<'a> ModeratedSink<'a> {
-    /// Judges what goes to `inner` with `engine`, compiled once for the whole answer.
-    pub fn new(inner: &'a mut dyn Sink, engine: &'a Engine, max_message_bytes: usize) -> Self {
+    /// Judges what goes to `inner` with `engine`, compiled once for the whole answer; a refused
+    /// answer ends with `refusal`.
+    pub fn new(inner: &'a mut dyn Sink, engine: &'a Engine, refusal: &'a str, max_message_bytes: usize) -> Self {
         let words = engine.longest_word().saturating_sub(1);
         let hold = if engine.has_patterns() { words.max(PATTERN_WINDOW) } else { words };
         ModeratedSink {
             inner,
             engine,
+            refusal,
             max_message_bytes,
             hold,
             text: String::new(),
@@ -156,11 +160,11 @@ impl<'a> ModeratedSink<'a> {
     async fn refuse(&mut self) -> Result<Option<String>, RestError> {
         self.refused = true;
         tracing::info!(verdict = "refuse", "answer refused by moderation");
-        let mut text = format!("\n\n{ANSWER_REFUSED}");
+        let mut text = format!("\n\n{}", self.refusal);
         if !self.inner.is_open() || self.inner.message_bytes() + text.len() > self.max_message_bytes {
             // Also drops text a group answer sent once at the end has buffered but not sent.
             self.inner.next_message();
-            text = ANSWER_REFUSED.to_owned();
+            text = self.refusal.to_owned();
         }
         self.inner.push(&text, true).await
     }
@@ -226,6 +230,9 @@ mod tests {
     use crate::tencent::*;
     use std::sync::{Arc, Mutex};
 
+    /// The refusal the sinks under test are given.
+    const REFUSED: &str = "(refused)";
+
     /// A sink that records what reaches the user and, given `prefix_of`, checks on every call
     /// that the user has a prefix of it.
     #[derive(Default)]
@@ -286,7 +293,7 @@ mod tests {
     /// what the user has is a prefix of `want`. Returns what the user was shown.
     async fn stream(engine: &Engine, parts: &[&str], want: &str) -> String {
         let mut rec = Rec { prefix_of: Some(want.to_owned()), ..Rec::default() };
-        let mut sink = ModeratedSink::new(&mut rec, engine, 12_000);
+        let mut sink = ModeratedSink::new(&mut rec, engine, REFUSED, 12_000);
         for (i, part) in parts.iter().enumerate() {
             let r = sink.push(part, i + 1 == parts.len()).await;
             assert!(r.is_ok(), "{r:?}");
@@ -316,7 +323,7 @@ mod tests {
             ("bad", "***"),
         ];
         for (text, want) in cases {
-            assert_eq!(judge_answer(&e, text), want);
+            assert_eq!(judge_answer(&e, text, REFUSED), want);
             for parts in splits(text) {
                 assert_eq!(stream(&e, &parts, want).await, want, "{parts:?}");
             }
@@ -336,7 +343,7 @@ mod tests {
     async fn text_is_passed_on_while_the_answer_streams() {
         let e = engine(&[(&["bad"], &[], Action::Mask)]);
         let mut rec = Rec::default();
-        let mut sink = ModeratedSink::new(&mut rec, &e, 12_000);
+        let mut sink = ModeratedSink::new(&mut rec, &e, REFUSED, 12_000);
         let r = sink.push("Hello there, this is fine", false).await;
         assert_eq!(r.ok().flatten().as_deref(), Some("m1"), "the first call passed on opens the message");
         assert_eq!(sink.message_bytes(), "Hello there, this is fine".len(), "held-back text counts");
@@ -349,7 +356,7 @@ mod tests {
         let e = engine(&[(&["scam"], &[], Action::Refuse), (&["spam"], &[], Action::Drop)]);
         for word in ["scam", "spam"] {
             let mut rec = Rec::default();
-            let mut sink = ModeratedSink::new(&mut rec, &e, 12_000);
+            let mut sink = ModeratedSink::new(&mut rec, &e, REFUSED, 12_000);
             let parts = ["This part is fine. And this s", &word[1..], " is not.", " More text."];
             for (i, part) in parts.iter().enumerate() {
                 assert!(sink.push(part, i + 1 == parts.len()).await.is_ok());
@@ -357,17 +364,17 @@ mod tests {
             assert_eq!((sink.is_open(), sink.message_bytes()), (false, 0), "the answer is over");
             sink.next_message();
             let pushes = rec.pushes.clone();
-            assert_eq!(pushes.last(), Some(&(format!("\n\n{ANSWER_REFUSED}"), true)), "{pushes:?}");
+            assert_eq!(pushes.last(), Some(&(format!("\n\n{REFUSED}"), true)), "{pushes:?}");
             assert_eq!(pushes.iter().filter(|(_, f)| *f).count(), 1, "{pushes:?}");
             // "scam" is 4 bytes: the 3 before the end are held back, so not even its "s" is shown.
-            assert_eq!(rec.shown(), format!("This part is fine. And th\n\n{ANSWER_REFUSED}"));
-            assert_eq!(judge_answer(&e, &parts.concat()), ANSWER_REFUSED);
+            assert_eq!(rec.shown(), format!("This part is fine. And th\n\n{REFUSED}"));
+            assert_eq!(judge_answer(&e, &parts.concat(), REFUSED), REFUSED);
         }
         // Refused before anything was shown: the refusal is the whole message.
         let mut rec = Rec::default();
-        let mut sink = ModeratedSink::new(&mut rec, &e, 12_000);
+        let mut sink = ModeratedSink::new(&mut rec, &e, REFUSED, 12_000);
         assert!(sink.push("Scam", false).await.is_ok());
-        assert_eq!(rec.pushes, [(ANSWER_REFUSED.to_owned(), true)]);
+        assert_eq!(rec.pushes, [(REFUSED.to_owned(), true)]);
     }
 
     /// The group API, recording the text of each message sent.
@@ -404,12 +411,12 @@ mod tests {
         let api = Arc::new(Group::default());
         let mut group =
             super::super::sink::GroupSink::new(api.clone(), "@RBT#1", "@TGS#g", None, "ann", false, "s", None);
-        let mut sink = ModeratedSink::new(&mut group, &e, 12_000);
+        let mut sink = ModeratedSink::new(&mut group, &e, REFUSED, 12_000);
         for (part, finish) in [("Fine text first, then a sc", false), ("am", false), (" and more.", true)] {
             assert!(sink.push(part, finish).await.is_ok());
         }
         let sent = api.0.lock().map(|v| v.clone()).unwrap_or_default();
-        assert_eq!(sent, [format!("@ann {ANSWER_REFUSED}")]);
+        assert_eq!(sent, [format!("@ann {REFUSED}")]);
     }
 
     #[tokio::test]
@@ -424,7 +431,7 @@ mod tests {
         assert!(matches!(answer_engine(&store, Auto, Some("g")).await, Ok(None)), "no policy, nothing to judge");
         put(Policy::app_key(), "apple").await;
         put(Policy::group_key("g"), "grape").await;
-        let judged = |e: Option<Engine>| e.map(|e| judge_answer(&e, "apple grape"));
+        let judged = |e: Option<Engine>| e.map(|e| judge_answer(&e, "apple grape", REFUSED));
         let c2c = answer_engine(&store, Auto, None).await.map(judged);
         assert_eq!(c2c.ok().flatten().as_deref(), Some("***** grape"));
         let group = answer_engine(&store, Auto, Some("g")).await.map(judged);

@@ -1,7 +1,9 @@
-//! A robot's profile: system prompt, model and provider, conversation window, quota and group
-//! scope. Stored as JSON under `profile#<robot>`; every field is optional and falls back to the
-//! deployment's defaults (`TCBOT_*` settings).
+//! A robot's profile: system prompt, model and provider, conversation window, quota, group
+//! scope, and the language and wording of its fixed texts. Stored as JSON under
+//! `profile#<robot>`; every field is optional and falls back to the deployment's defaults
+//! (`TCBOT_*` settings).
 
+use super::texts::{Language, TextOverrides, Texts};
 use crate::config::LlmDefaults;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,12 @@ pub struct BotProfile {
     pub daily_quota: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_scope: Option<GroupScope>,
+    /// The language of the fixed texts (`zh` or `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
+    /// Fixed texts worded for this robot, each replacing the text of its language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub texts: Option<TextOverrides>,
 }
 
 /// A profile with every field decided.
@@ -73,6 +81,7 @@ pub struct Resolved {
     pub token_budget: usize,
     pub daily_quota: u64,
     pub group_scope: GroupScope,
+    pub texts: Texts,
 }
 
 impl BotProfile {
@@ -98,6 +107,20 @@ impl BotProfile {
             token_budget: self.token_budget.unwrap_or(d.token_budget),
             daily_quota: self.daily_quota.unwrap_or(d.daily_quota),
             group_scope: self.group_scope.unwrap_or_default(),
+            texts: Texts::of(self.language.unwrap_or(d.language)).overridden(self.texts.unwrap_or_default()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_may_override_texts_but_not_name_unknown_ones() {
+        let ok = serde_json::from_str::<BotProfile>(r#"{"language": "zh", "texts": {"help": "Ask away."}}"#);
+        assert!(ok.is_ok(), "{ok:?}");
+        let typo = serde_json::from_str::<BotProfile>(r#"{"texts": {"hlep": "Ask away."}}"#);
+        assert!(typo.is_err(), "{typo:?}");
     }
 }

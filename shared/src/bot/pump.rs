@@ -11,6 +11,7 @@
 //! an empty one (protocol doc §6).
 
 use super::sink::Sink;
+use super::texts::Texts;
 use crate::config::{OverflowPolicy, StreamSettings};
 use crate::llm::{Delta, DeltaStream, LlmError, Usage};
 use crate::tencent::RestError;
@@ -60,20 +61,35 @@ pub struct PumpSettings {
     pub max_chunk_bytes: usize,
     pub max_message_bytes: usize,
     pub overflow: OverflowPolicy,
+    /// Ends an answer the LLM failed to finish.
+    pub apology: String,
+    /// Ends an answer cut at the message size limit.
+    pub truncated_notice: String,
 }
 
 impl PumpSettings {
-    pub fn from_stream(s: &StreamSettings, min_interval: Duration) -> Self {
-        PumpSettings {
+    /// The settings of an answer in a robot's `texts`.
+    pub fn from_stream(s: &StreamSettings, min_interval: Duration, texts: &Texts) -> Self {
+        let mut cfg = PumpSettings {
             interval: s.interval.max(min_interval),
             max_chunk_bytes: s.max_chunk_bytes.max(1),
-            max_message_bytes: s.max_message_bytes.max(TRUNCATE_ROOM + 16),
+            max_message_bytes: s.max_message_bytes,
             overflow: s.overflow,
-        }
+            apology: texts.apology.clone(),
+            truncated_notice: texts.truncated_notice.clone(),
+        };
+        cfg.max_message_bytes = cfg.max_message_bytes.max(cfg.truncate_room() + 16);
+        cfg
+    }
+
+    /// The bytes kept free in a message for the notice of a cut answer.
+    fn truncate_room(&self) -> usize {
+        NOTICE_GAP.len() + self.truncated_notice.len()
     }
 }
 
-const TRUNCATE_ROOM: usize = super::TRUNCATED_NOTICE.len();
+/// What separates a notice or an apology from the answer it ends.
+const NOTICE_GAP: &str = "\n\n";
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
@@ -129,7 +145,7 @@ impl Pumper<'_> {
         loop {
             // With truncation, room for the notice is always kept free.
             let limit = match self.cfg.overflow {
-                OverflowPolicy::Truncate => self.cfg.max_message_bytes.saturating_sub(TRUNCATE_ROOM),
+                OverflowPolicy::Truncate => self.cfg.max_message_bytes.saturating_sub(self.cfg.truncate_room()),
                 OverflowPolicy::Continue => self.cfg.max_message_bytes,
             };
             let room = limit.saturating_sub(self.sink.message_bytes());
@@ -144,7 +160,7 @@ impl Pumper<'_> {
                 OverflowPolicy::Truncate => {
                     let cut = floor_boundary(&text, room);
                     self.report.text.push_str(&text[..cut]);
-                    let last = format!("{}{}", &text[..cut], super::TRUNCATED_NOTICE);
+                    let last = format!("{}{NOTICE_GAP}{}", &text[..cut], self.cfg.truncated_notice);
                     self.push(&last, true).await?;
                     return Ok(Flow::Done(End::Truncated));
                 }
@@ -222,12 +238,12 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "LLM failed mid-answer");
-                    let text = format!("{buf}\n\n{}", super::APOLOGY);
+                    let text = format!("{buf}{NOTICE_GAP}{}", cfg.apology);
                     p.report.text.push_str(&buf);
                     if p.sink.message_bytes() + text.len() <= cfg.max_message_bytes || !p.sink.is_open() {
                         p.push(&text, true).await?;
                     } else {
-                        p.push(super::APOLOGY, true).await?;
+                        p.push(&cfg.apology, true).await?;
                     }
                     p.report.end = End::LlmFailed(e);
                     return Ok(());
@@ -324,7 +340,15 @@ mod tests {
     }
 
     fn cfg(max_msg: usize, overflow: OverflowPolicy) -> PumpSettings {
-        PumpSettings { interval: Duration::from_millis(50), max_chunk_bytes: 8, max_message_bytes: max_msg, overflow }
+        let texts = Texts::en();
+        PumpSettings {
+            interval: Duration::from_millis(50),
+            max_chunk_bytes: 8,
+            max_message_bytes: max_msg,
+            overflow,
+            apology: texts.apology,
+            truncated_notice: texts.truncated_notice,
+        }
     }
 
     #[tokio::test]
@@ -356,7 +380,11 @@ mod tests {
         let mut sink = RecSink::default();
         let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Truncate)).await;
         assert_eq!(r.map(|r| r.end).ok(), Some(End::Truncated));
-        assert!(sink.pushes.last().is_some_and(|(d, f)| *f && d.ends_with(crate::bot::TRUNCATED_NOTICE)));
+        assert!(
+            sink.pushes
+                .last()
+                .is_some_and(|(d, f)| *f && d.ends_with(&format!("\n\n{}", Texts::en().truncated_notice)))
+        );
         assert!(sink.bytes <= 100);
 
         let mut sink = RecSink::default();

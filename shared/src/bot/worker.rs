@@ -21,8 +21,8 @@ use super::moderated::{ModeratedSink, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
 use super::pump::{Control, End, PumpSettings, pump};
 use super::sink::{C2cStreamSink, GroupSink, Sink};
+use super::texts::Texts;
 use super::window::{self, Limits};
-use super::{APOLOGY, HELP, RESET_DONE, TEXT_ONLY};
 use crate::config::{LlmDefaults, ModerateAnswers, StreamSettings};
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
 use crate::msg::joined_text;
@@ -319,9 +319,13 @@ impl Worker {
             "done" => return Ok(WorkOutcome::Duplicate),
             // An earlier attempt may have shown something, then died: finish what it opened,
             // never start again.
-            "sending" | "open" => return self.recover(job, &reply_key, state.stream_id).await,
+            "sending" | "open" => {
+                let texts = self.profile(&job.bot).await.texts;
+                return self.recover(job, &reply_key, state.stream_id, &texts).await;
+            }
             _ => {}
         }
+        let profile = self.profile(&job.bot).await;
         let mut sink = self.sink_for(job, None);
         let ctl = JobControl {
             store: self.store.as_ref(),
@@ -332,7 +336,7 @@ impl Worker {
         };
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
-        match self.answer(job, sink.as_mut(), &ctl, answer_by).await {
+        match self.answer(job, &profile, sink.as_mut(), &ctl, answer_by).await {
             Ok(WorkOutcome::Answered(End::LlmFailed(e))) => {
                 // The pump already finished the open message with the apology.
                 let reason = format!("answer cut: {e}");
@@ -352,7 +356,7 @@ impl Worker {
                 Err(Retry(f.reason))
             }
             Err(f) => {
-                self.apologise(sink.as_mut()).await;
+                self.apologise(sink.as_mut(), &profile.texts).await;
                 self.dead_letter(&json(job), &job.key(), &f.reason).await?;
                 self.mark_done(&reply_key).await;
                 Ok(WorkOutcome::DeadLettered(f.reason))
@@ -377,8 +381,9 @@ impl Worker {
     }
 
     /// Shows the apology: at the end of the open message, or as a message of its own.
-    async fn apologise(&self, sink: &mut dyn Sink) {
-        let text = if sink.is_open() { format!("\n\n{APOLOGY}") } else { APOLOGY.to_owned() };
+    async fn apologise(&self, sink: &mut dyn Sink, texts: &Texts) {
+        let apology = &texts.apology;
+        let text = if sink.is_open() { format!("\n\n{apology}") } else { apology.clone() };
         if sink.message_bytes() + text.len() > self.stream.max_message_bytes {
             sink.next_message();
         }
@@ -387,7 +392,13 @@ impl Worker {
         }
     }
 
-    async fn recover(&self, job: &Job, reply_key: &str, stream_id: Option<String>) -> Result<WorkOutcome, Retry> {
+    async fn recover(
+        &self,
+        job: &Job,
+        reply_key: &str,
+        stream_id: Option<String>,
+        texts: &Texts,
+    ) -> Result<WorkOutcome, Retry> {
         // A C2C stream can be finished by its MsgKey; a group message is not rewritten (its text
         // so far is unknown here), so the apology follows as a message of its own.
         let open = match &job.msg {
@@ -395,7 +406,7 @@ impl Worker {
             JobMsg::Group(_) => None,
         };
         let mut sink = self.sink_for(job, open);
-        self.apologise(sink.as_mut()).await;
+        self.apologise(sink.as_mut(), texts).await;
         let reason = "an earlier attempt stopped mid-answer".to_owned();
         self.dead_letter(&json(job), &job.key(), &reason).await?;
         self.mark_done(reply_key).await;
@@ -433,6 +444,7 @@ impl Worker {
     async fn answer(
         &self,
         job: &Job,
+        profile: &Resolved,
         sink: &mut dyn Sink,
         ctl: &JobControl<'_>,
         deadline: Instant,
@@ -440,7 +452,7 @@ impl Worker {
         let store = self.store.as_ref();
         let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
         let rest_fail = |e: crate::tencent::RestError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
-        let profile = self.profile(&job.bot).await;
+        let texts = &profile.texts;
         let (text, conv, speaker) = match &job.msg {
             JobMsg::C2c(m) => (joined_text(&m.msg_body), format!("c2c#{}#{}", job.bot, m.from_account), None),
             JobMsg::Group(m) => {
@@ -462,14 +474,14 @@ impl Worker {
             Ok(WorkOutcome::Replied(kind))
         };
         let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-            return reply(sink, TEXT_ONLY, "text_only").await;
+            return reply(sink, &texts.text_only, "text_only").await;
         };
         match text.trim() {
             "/reset" => {
                 window::reset(store, &conv).await.map_err(fail(true))?;
-                return reply(sink, RESET_DONE, "reset").await;
+                return reply(sink, &texts.reset_done, "reset").await;
             }
-            "/help" => return reply(sink, HELP, "help").await,
+            "/help" => return reply(sink, &texts.help, "help").await,
             _ => {}
         }
         if profile.daily_quota > 0 {
@@ -480,11 +492,7 @@ impl Worker {
             let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
             let used = store.count_once(&key, &job.key(), Some(2 * 86_400)).await.map_err(fail(true))?;
             if used > profile.daily_quota as i64 {
-                let msg = format!(
-                    "You've reached today's limit of {} messages with me. Please come back tomorrow.",
-                    profile.daily_quota
-                );
-                return reply(sink, &msg, "quota").await;
+                return reply(sink, &texts.quota_reply(profile.daily_quota), "quota").await;
             }
         }
         let limits = Limits {
@@ -548,10 +556,11 @@ impl Worker {
             JobMsg::C2c(_) => Duration::ZERO,
             JobMsg::Group(_) => self.stream.group_modify_interval,
         };
-        let cfg = PumpSettings::from_stream(&self.stream, min_interval);
+        let cfg = PumpSettings::from_stream(&self.stream, min_interval, texts);
         let report = match &engine {
             Some(engine) => {
-                let mut judged = ModeratedSink::new(&mut *sink, engine, self.stream.max_message_bytes);
+                let mut judged =
+                    ModeratedSink::new(&mut *sink, engine, &texts.answer_refused, self.stream.max_message_bytes);
                 pump(first, rest, &mut judged, ctl, &cfg).await
             }
             None => pump(first, rest, sink, ctl, &cfg).await,
@@ -584,7 +593,7 @@ impl Worker {
         if !report.text.is_empty() {
             // Remembered as shown: masked, or the refusal.
             let text = match &engine {
-                Some(engine) => judge_answer(engine, &report.text),
+                Some(engine) => judge_answer(engine, &report.text, &texts.answer_refused),
                 None => report.text,
             };
             let bot_turn = Turn { at_ms: user_turn.at_ms + 1, role: Role::Assistant, speaker: None, text };

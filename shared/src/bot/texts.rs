@@ -1,0 +1,169 @@
+//! The fixed texts a robot sends: replies to commands, notices and apologies. There is a
+//! built-in set per [`Language`]; the deployment chooses the default language
+//! (`TCBOT_LANGUAGE`), and a robot's profile may choose another and override any text
+//! ([`TextOverrides`]).
+
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// A language with a built-in set of texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Simplified Chinese.
+    Zh,
+    En,
+}
+
+impl FromStr for Language {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zh" => Ok(Self::Zh),
+            "en" => Ok(Self::En),
+            _ => Err("expected zh or en".into()),
+        }
+    }
+}
+
+/// Every fixed text a robot sends. Internal errors and which moderation rule matched never
+/// reach the user: they see one of these instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Texts {
+    /// The reply to `/help`.
+    pub help: String,
+    /// The reply to `/reset`.
+    pub reset_done: String,
+    /// The reply to a message over the daily quota; `{limit}` is the quota ([`Texts::quota_reply`]).
+    pub quota_reached: String,
+    /// The reply to a message without text.
+    pub text_only: String,
+    /// Shown when an answer could not be produced or was cut.
+    pub apology: String,
+    /// Shown after an answer cut at the message size limit.
+    pub truncated_notice: String,
+    /// Shown in place of an answer a moderation policy refuses.
+    pub answer_refused: String,
+    /// Shown while an answer is being prepared (not sent yet).
+    pub thinking: String,
+    /// Shown when a message has to wait for the answer in progress (not sent yet).
+    pub busy: String,
+}
+
+impl Texts {
+    /// The built-in texts of `language`.
+    pub fn of(language: Language) -> Texts {
+        match language {
+            Language::Zh => Texts::zh(),
+            Language::En => Texts::en(),
+        }
+    }
+
+    /// The built-in English texts.
+    pub fn en() -> Texts {
+        Texts {
+            help: "I'm an AI assistant. Write to me in plain text and I'll answer.\n\
+                   /reset - forget our conversation so far\n\
+                   /help - show this help"
+                .into(),
+            reset_done: "Done: I've forgotten our conversation. What shall we talk about?".into(),
+            quota_reached: "You've reached today's limit of {limit} messages with me. Please come back tomorrow."
+                .into(),
+            text_only: "I can only read text messages for now. Please write your question in words.".into(),
+            apology: "Sorry, something went wrong on my side. Please try again in a moment.".into(),
+            truncated_notice: "(The answer was too long and has been cut here.)".into(),
+            answer_refused: "I can't answer that.".into(),
+            thinking: "thinking…".into(),
+            busy: "I'll answer this next".into(),
+        }
+    }
+
+    /// The built-in Chinese texts.
+    pub fn zh() -> Texts {
+        Texts {
+            help: "我是 AI 助手，直接发文字给我，我就会回答。\n\
+                   /reset - 忘掉我们之前的对话\n\
+                   /help - 显示本帮助"
+                .into(),
+            reset_done: "好的，之前的对话我已经忘了。想聊点什么？".into(),
+            quota_reached: "今天和我的对话已达上限（{limit} 条），请明天再来。".into(),
+            text_only: "我暂时只能看懂文字消息，请用文字写下你的问题。".into(),
+            apology: "抱歉，我这边出了点问题，请稍后再试。".into(),
+            truncated_notice: "（回答太长，到这里就截断了。）".into(),
+            answer_refused: "这个问题我无法回答。".into(),
+            thinking: "思考中…".into(),
+            busy: "这条我接下来就回答。".into(),
+        }
+    }
+
+    /// These texts with each text that `o` sets replaced.
+    pub fn overridden(self, o: TextOverrides) -> Texts {
+        Texts {
+            help: o.help.unwrap_or(self.help),
+            reset_done: o.reset_done.unwrap_or(self.reset_done),
+            quota_reached: o.quota_reached.unwrap_or(self.quota_reached),
+            text_only: o.text_only.unwrap_or(self.text_only),
+            apology: o.apology.unwrap_or(self.apology),
+            truncated_notice: o.truncated_notice.unwrap_or(self.truncated_notice),
+            answer_refused: o.answer_refused.unwrap_or(self.answer_refused),
+            thinking: o.thinking.unwrap_or(self.thinking),
+            busy: o.busy.unwrap_or(self.busy),
+        }
+    }
+
+    /// The reply to a message over a daily quota of `limit`.
+    pub fn quota_reply(&self, limit: u64) -> String {
+        self.quota_reached.replace("{limit}", &limit.to_string())
+    }
+}
+
+/// A profile's own texts: each field set replaces the built-in text of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_done: Option<String>,
+    /// May name the quota as `{limit}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_reached: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_only: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apology: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_notice: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_refused: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_text_names_the_limit_in_either_language() {
+        assert!(Texts::en().quota_reply(5).contains("limit of 5 messages"));
+        assert!(Texts::zh().quota_reply(5).contains("（5 条）"));
+    }
+
+    #[test]
+    fn an_override_replaces_one_text_and_keeps_the_others() {
+        let o = TextOverrides { help: Some("Ask away.".into()), ..TextOverrides::default() };
+        let t = Texts::zh().overridden(o);
+        assert_eq!(t.help, "Ask away.");
+        assert_eq!(t.apology, Texts::zh().apology);
+    }
+
+    #[test]
+    fn languages_are_zh_or_en() {
+        assert_eq!("zh".parse(), Ok(Language::Zh));
+        assert_eq!("en".parse(), Ok(Language::En));
+        assert_eq!("fr".parse::<Language>(), Err("expected zh or en".to_owned()));
+    }
+}
