@@ -51,7 +51,7 @@ fn parse_args() -> Result<Options, String> {
             }
             "-h" | "--help" => {
                 println!(
-                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
+                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
                 );
                 std::process::exit(0);
             }
@@ -332,7 +332,7 @@ async fn run() -> Result<bool, String> {
     }
 
     println!(
-        "\nChat with {BOT} as {USER}. Plain text: one-to-one. '@ text': @-mention in a group.\n/reset forgets the conversation, /help, /quit or Ctrl-C to leave.\n"
+        "\nChat with {BOT} as {USER}. Plain text: one-to-one. '@ text': @-mention in a group.\n/reset forgets the conversation, /usage, /help, /quit or Ctrl-C to leave.\n"
     );
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {

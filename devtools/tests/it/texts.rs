@@ -1,5 +1,5 @@
-//! A robot's fixed texts, through the router, the queue, the worker and the Tencent emulator:
-//! the robot's language and a profile's overrides.
+//! A robot's fixed texts and `/usage`, through the router, the queue, the worker and the
+//! Tencent emulator: the robot's language, a profile's overrides, and the daily usage.
 
 use crate::common::{BOT, Env, c2c_body};
 use devtools::llm_emu::Script;
@@ -35,7 +35,10 @@ async fn a_zh_robot_answers_help_and_non_text_in_chinese() {
     let texts = replies(&env);
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts.iter().all(|t| is_chinese(t)), "{texts:?}");
-    assert!(["/reset", "/help"].iter().all(|c| texts[1].contains(c)), "the help names the commands: {texts:?}");
+    assert!(
+        ["/reset", "/usage", "/help"].iter().all(|c| texts[1].contains(c)),
+        "the help names the commands: {texts:?}"
+    );
     assert!(env.llm.state.requests().is_empty());
 }
 
@@ -105,4 +108,44 @@ async fn the_apology_follows_the_robot_s_language() {
     let texts = replies(&env);
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].starts_with("You said") && is_chinese(&texts[0]), "{texts:?}");
+}
+
+/// Sends `before` messages and then `/usage` as `user` to a robot with `profile`; returns the
+/// reply to `/usage`.
+async fn usage_after(env: &Env, profile: &str, user: &str, before: u64) -> String {
+    set_profile(env, profile).await;
+    for i in 1..=before {
+        env.webhook("Bot.OnC2CMessage", &c2c_body(user, &format!("message {i}"), i)).await;
+    }
+    env.webhook("Bot.OnC2CMessage", &c2c_body(user, "/usage", before + 1)).await;
+    env.drain().await;
+    let texts = replies(env);
+    assert_eq!(texts.len() as u64, before + 1, "{texts:?}");
+    assert_eq!(env.llm.state.requests().len() as u64, before, "/usage is answered without the LLM");
+    texts.last().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn usage_says_how_many_messages_were_used_and_are_left_today() {
+    let env = Env::new().await;
+    let reply = usage_after(&env, r#"{"daily_quota": 5}"#, "ed", 2).await;
+    assert!(reply.contains("2 used") && reply.contains("3 left"), "{reply:?}");
+    // `/usage` did not count: a second one says the same.
+    env.webhook("Bot.OnC2CMessage", &c2c_body("ed", "/usage", 9)).await;
+    env.drain().await;
+    assert_eq!(replies(&env).last(), Some(&reply));
+}
+
+#[tokio::test]
+async fn usage_in_chinese_for_a_zh_robot() {
+    let env = Env::new().await;
+    let reply = usage_after(&env, r#"{"daily_quota": 5, "language": "zh"}"#, "fu", 2).await;
+    assert!(is_chinese(&reply) && reply.contains("已用 2 条") && reply.contains("剩 3 条"), "{reply:?}");
+}
+
+#[tokio::test]
+async fn usage_without_a_quota_says_there_is_no_limit() {
+    let env = Env::new().await;
+    let reply = usage_after(&env, r#"{"daily_quota": 0}"#, "gi", 1).await;
+    assert!(reply.contains("no daily limit"), "{reply:?}");
 }

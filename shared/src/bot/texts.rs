@@ -36,6 +36,10 @@ pub struct Texts {
     pub reset_done: String,
     /// The reply to a message over the daily quota; `{limit}` is the quota ([`Texts::quota_reply`]).
     pub quota_reached: String,
+    /// The reply to `/usage`: `{used}` messages used today, `{left}` left ([`Texts::usage_reply`]).
+    pub usage: String,
+    /// The reply to `/usage` when the robot has no daily quota.
+    pub usage_unlimited: String,
     /// The reply to a message without text.
     pub text_only: String,
     /// Shown when an answer could not be produced or was cut.
@@ -64,11 +68,14 @@ impl Texts {
         Texts {
             help: "I'm an AI assistant. Write to me in plain text and I'll answer.\n\
                    /reset - forget our conversation so far\n\
+                   /usage - see how many messages you have left today\n\
                    /help - show this help"
                 .into(),
             reset_done: "Done: I've forgotten our conversation. What shall we talk about?".into(),
             quota_reached: "You've reached today's limit of {limit} messages with me. Please come back tomorrow."
                 .into(),
+            usage: "Messages today: {used} used, {left} left.".into(),
+            usage_unlimited: "There is no daily limit on messages with me.".into(),
             text_only: "I can only read text messages for now. Please write your question in words.".into(),
             apology: "Sorry, something went wrong on my side. Please try again in a moment.".into(),
             truncated_notice: "(The answer was too long and has been cut here.)".into(),
@@ -83,10 +90,13 @@ impl Texts {
         Texts {
             help: "我是 AI 助手，直接发文字给我，我就会回答。\n\
                    /reset - 忘掉我们之前的对话\n\
+                   /usage - 查看今天还能发几条消息\n\
                    /help - 显示本帮助"
                 .into(),
             reset_done: "好的，之前的对话我已经忘了。想聊点什么？".into(),
             quota_reached: "今天和我的对话已达上限（{limit} 条），请明天再来。".into(),
+            usage: "今天已用 {used} 条消息，还剩 {left} 条。".into(),
+            usage_unlimited: "和我聊天没有每日条数限制。".into(),
             text_only: "我暂时只能看懂文字消息，请用文字写下你的问题。".into(),
             apology: "抱歉，我这边出了点问题，请稍后再试。".into(),
             truncated_notice: "（回答太长，到这里就截断了。）".into(),
@@ -102,6 +112,8 @@ impl Texts {
             help: o.help.unwrap_or(self.help),
             reset_done: o.reset_done.unwrap_or(self.reset_done),
             quota_reached: o.quota_reached.unwrap_or(self.quota_reached),
+            usage: o.usage.unwrap_or(self.usage),
+            usage_unlimited: o.usage_unlimited.unwrap_or(self.usage_unlimited),
             text_only: o.text_only.unwrap_or(self.text_only),
             apology: o.apology.unwrap_or(self.apology),
             truncated_notice: o.truncated_notice.unwrap_or(self.truncated_notice),
@@ -114,6 +126,16 @@ impl Texts {
     /// The reply to a message over a daily quota of `limit`.
     pub fn quota_reply(&self, limit: u64) -> String {
         self.quota_reached.replace("{limit}", &limit.to_string())
+    }
+
+    /// The reply to `/usage`: `used` of a daily quota of `limit` (0: no limit). Messages over
+    /// the quota are counted too, but were not answered, so they are not shown as used.
+    pub fn usage_reply(&self, used: u64, limit: u64) -> String {
+        if limit == 0 {
+            return self.usage_unlimited.clone();
+        }
+        let used = used.min(limit);
+        self.usage.replace("{used}", &used.to_string()).replace("{left}", &(limit - used).to_string())
     }
 }
 
@@ -128,6 +150,11 @@ pub struct TextOverrides {
     /// May name the quota as `{limit}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_reached: Option<String>,
+    /// May name `{used}` and `{left}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_unlimited: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_only: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +177,15 @@ mod tests {
     fn the_quota_text_names_the_limit_in_either_language() {
         assert!(Texts::en().quota_reply(5).contains("limit of 5 messages"));
         assert!(Texts::zh().quota_reply(5).contains("（5 条）"));
+    }
+
+    #[test]
+    fn usage_says_used_and_left_never_more_than_the_quota_and_no_limit_without_one() {
+        let en = Texts::en();
+        assert_eq!(en.usage_reply(2, 5), "Messages today: 2 used, 3 left.");
+        assert_eq!(en.usage_reply(7, 5), "Messages today: 5 used, 0 left.", "refused messages are not used");
+        assert_eq!(en.usage_reply(3, 0), en.usage_unlimited);
+        assert_eq!(Texts::zh().usage_reply(2, 5), "今天已用 2 条消息，还剩 3 条。");
     }
 
     #[test]

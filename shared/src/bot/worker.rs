@@ -69,7 +69,7 @@ pub struct Worker {
 pub enum WorkOutcome {
     /// Answered by the LLM (completed, stopped by the user, or cut at the size limit).
     Answered(End),
-    /// A fixed reply: `help`, `reset`, `quota`, `text_only`.
+    /// A fixed reply: `help`, `reset`, `usage`, `quota`, `text_only`.
     Replied(&'static str),
     /// Already answered; nothing sent.
     Duplicate,
@@ -178,6 +178,13 @@ fn speaker_turn(t: &Turn) -> String {
         (Role::User, Some(s)) => serde_json::json!({ "from": s, "text": t.text }).to_string(),
         _ => t.text.clone(),
     }
+}
+
+/// The counter of the messages a job's sender sent its robot on the (UTC) day the job was
+/// received, against the daily quota.
+fn quota_key(job: &Job) -> String {
+    let day = job.received_ms / 86_400_000;
+    format!("quota#{}#{}#{day}", job.bot, job.sender())
 }
 
 /// The Lambda context's deadline (unix milliseconds) as an instant of this process's clock.
@@ -482,14 +489,19 @@ impl Worker {
                 return reply(sink, &texts.reset_done, "reset").await;
             }
             "/help" => return reply(sink, &texts.help, "help").await,
+            // Read, not counted: asking is not a message to the robot.
+            "/usage" => {
+                let used = store.counter(&quota_key(job)).await.map_err(fail(true))?;
+                let text = texts.usage_reply(used.max(0) as u64, profile.daily_quota);
+                return reply(sink, &text, "usage").await;
+            }
             _ => {}
         }
         if profile.daily_quota > 0 {
             // The day the message was received, so a redelivery after midnight counts where the
             // first delivery did; counted once per message, in one write, and judged by the
             // count this message got, however many were counted since.
-            let day = job.received_ms / 86_400_000;
-            let key = format!("quota#{}#{}#{day}", job.bot, job.sender());
+            let key = quota_key(job);
             let used = store.count_once(&key, &job.key(), Some(2 * 86_400)).await.map_err(fail(true))?;
             if used > profile.daily_quota as i64 {
                 return reply(sink, &texts.quota_reply(profile.daily_quota), "quota").await;
