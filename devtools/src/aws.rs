@@ -83,6 +83,11 @@ pub async fn queue_with_dlq(
         serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string(),
     );
     main.insert(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string());
+    if fifo_queue {
+        // As in template.yaml: high-throughput FIFO, deduplication per message group.
+        main.insert(QueueAttributeName::DeduplicationScope, "messageGroup".to_owned());
+        main.insert(QueueAttributeName::FifoThroughputLimit, "perMessageGroupId".to_owned());
+    }
     let q = sqs
         .create_queue()
         .queue_name(format!("{name}{suffix}"))

@@ -58,6 +58,10 @@ fn chatbot_timeouts_retries_and_queue_permissions_agree() {
             .unwrap_or_else(|| panic!("{name}: no queue event"));
         let queue = &t["Resources"][queue_id.as_str()]["Properties"];
         let visibility = number(&queue["VisibilityTimeout"]).unwrap_or(30);
+        // High-throughput FIFO: ordering and deduplication per conversation, so the router's
+        // sends are not capped at 300 a second across all conversations.
+        assert_eq!(queue["DeduplicationScope"].as_str(), Some("messageGroup"), "{queue_id}");
+        assert_eq!(queue["FifoThroughputLimit"].as_str(), Some("perMessageGroupId"), "{queue_id}");
         let max_receive = number(&queue["RedrivePolicy"]["maxReceiveCount"]).unwrap_or(0);
 
         // The worker's own view, from the same environment the function gets.

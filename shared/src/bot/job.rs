@@ -46,9 +46,8 @@ impl Job {
     pub fn ordering_key(&self) -> String {
         match &self.msg {
             JobMsg::C2c(m) => format!("c2c#{}#{}", self.bot, m.from_account),
-            JobMsg::Group(m) => {
-                format!("grp#{}#{}", m.group_id, m.topic_id.as_deref().unwrap_or(""))
-            }
+            // Per robot: robots mentioned in one group do not wait for each other's answers.
+            JobMsg::Group(m) => format!("grp#{}#{}#{}", m.group_id, m.topic_id.as_deref().unwrap_or(""), self.bot),
         }
     }
 
@@ -75,4 +74,28 @@ impl Job {
 /// is streaming in that scope when the client did not say which (`*`).
 pub fn stop_key(scope: &str, msg_key: Option<&str>) -> String {
     format!("stop#{scope}#{}", msg_key.unwrap_or("*"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_job(bot: &str, topic: Option<&str>) -> Job {
+        let body = serde_json::json!({
+            "CallbackCommand": "Bot.OnGroupMessage", "GroupId": "@TGS#_g", "From_Account": "ann",
+            "MsgSeq": 7, "Random": 1, "MsgTime": 1, "MsgBody": [], "AtRobots_Account": [bot],
+            "TopicId": topic,
+        });
+        let m: BotGroupMessage = serde_json::from_value(body).unwrap_or_else(|e| panic!("{e}"));
+        Job::new("r", bot.to_owned(), JobMsg::Group(m))
+    }
+
+    #[test]
+    fn robots_in_one_group_are_answered_independently() {
+        // Two robots mentioned in one group wait for their own answers, not for each other's.
+        assert_ne!(group_job("@RBT#a", None).ordering_key(), group_job("@RBT#b", None).ordering_key());
+        // One robot answers a group (and a topic) one message at a time.
+        assert_eq!(group_job("@RBT#a", None).ordering_key(), group_job("@RBT#a", None).ordering_key());
+        assert_ne!(group_job("@RBT#a", Some("t1")).ordering_key(), group_job("@RBT#a", Some("t2")).ordering_key());
+    }
 }
