@@ -17,6 +17,9 @@ use crate::webhook::Ack;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What a rule does when it matches.
@@ -101,6 +104,8 @@ pub enum PolicyReadError {
     Store { key: String, source: crate::store::StoreError },
     #[error("the moderation policy {key} is invalid: {error}")]
     Invalid { key: String, error: crate::redact::JsonError },
+    #[error("the moderation policy {key} is invalid: {error}")]
+    Rules { key: String, error: PolicyError },
 }
 
 /// Reads the policy stored under `key`; `Ok(None)` when there is none.
@@ -188,8 +193,9 @@ pub fn normalize(text: &str) -> (String, Vec<(usize, usize)>) {
     (out, map)
 }
 
-/// A compiled policy (or several merged).
-pub struct Engine {
+/// One policy, compiled: its words in one Aho-Corasick automaton, its patterns in one
+/// `RegexSet`.
+pub struct Compiled {
     words: Option<AhoCorasick>,
     word_rule: Vec<usize>,
     patterns: RegexSet,
@@ -198,45 +204,38 @@ pub struct Engine {
     actions: Vec<Action>,
     /// Bytes of the longest normalised word.
     longest_word: usize,
-    pub classify: bool,
+    classify: bool,
 }
 
-impl Engine {
-    /// Compiles policies into one automaton.
-    pub fn compile(policies: &[Policy]) -> Result<Engine, PolicyError> {
-        let (mut words, mut word_rule, mut pats, mut pattern_rule, mut actions) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        let mut classify = false;
-        for p in policies {
-            classify |= p.classify;
-            for r in &p.rules {
-                let idx = actions.len();
-                if r.words.iter().all(|w| normalize(w).0.is_empty()) && r.patterns.is_empty() {
-                    return Err(PolicyError::Empty { rule: idx });
+impl Compiled {
+    /// Compiles one policy.
+    pub fn new(policy: &Policy) -> Result<Compiled, PolicyError> {
+        let (mut words, mut word_rule, mut pats, mut pattern_rule) = (vec![], vec![], vec![], vec![]);
+        for (idx, r) in policy.rules.iter().enumerate() {
+            if r.words.iter().all(|w| normalize(w).0.is_empty()) && r.patterns.is_empty() {
+                return Err(PolicyError::Empty { rule: idx });
+            }
+            if let Action::RefuseWith { code, .. } = r.action
+                && !(10_100..=10_200).contains(&code)
+                && !(120_001..=130_000).contains(&code)
+            {
+                return Err(PolicyError::Code { rule: idx, code });
+            }
+            for w in &r.words {
+                let n = normalize(w).0;
+                if !n.is_empty() {
+                    words.push(n);
+                    word_rule.push(idx);
                 }
-                if let Action::RefuseWith { code, .. } = r.action
-                    && !(10_100..=10_200).contains(&code)
-                    && !(120_001..=130_000).contains(&code)
-                {
-                    return Err(PolicyError::Code { rule: idx, code });
-                }
-                for w in &r.words {
-                    let n = normalize(w).0;
-                    if !n.is_empty() {
-                        words.push(n);
-                        word_rule.push(idx);
-                    }
-                }
-                for pat in &r.patterns {
-                    Regex::new(pat).map_err(|e| PolicyError::Pattern {
-                        rule: idx,
-                        pattern: pat.clone(),
-                        why: e.to_string(),
-                    })?;
-                    pats.push(pat.clone());
-                    pattern_rule.push(idx);
-                }
-                actions.push(r.action.clone());
+            }
+            for pat in &r.patterns {
+                Regex::new(pat).map_err(|e| PolicyError::Pattern {
+                    rule: idx,
+                    pattern: pat.clone(),
+                    why: e.to_string(),
+                })?;
+                pats.push(pat.clone());
+                pattern_rule.push(idx);
             }
         }
         let words_ac = if words.is_empty() {
@@ -252,49 +251,74 @@ impl Engine {
         let longest_word = words.iter().map(String::len).max().unwrap_or(0);
         let patterns = RegexSet::new(&pats).map_err(|e| PolicyError::Build(e.to_string()))?;
         let pattern_regex = pats.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        Ok(Engine {
+        Ok(Compiled {
             words: words_ac,
             word_rule,
             patterns,
             pattern_regex,
             pattern_rule,
-            actions,
+            actions: policy.rules.iter().map(|r| r.action.clone()).collect(),
             longest_word,
-            classify,
+            classify: policy.classify,
         })
+    }
+
+    /// The rules that match normalised text, as (action, normalised byte range) pairs.
+    fn matches<'a>(&'a self, norm: &str, out: &mut Vec<(&'a Action, (usize, usize))>) {
+        if let Some(ac) = &self.words {
+            for m in ac.find_iter(norm) {
+                out.push((&self.actions[self.word_rule[m.pattern().as_usize()]], (m.start(), m.end())));
+            }
+        }
+        for i in self.patterns.matches(norm).iter() {
+            for m in self.pattern_regex[i].find_iter(norm).filter(|m| !m.is_empty()) {
+                out.push((&self.actions[self.pattern_rule[i]], (m.start(), m.end())));
+            }
+        }
+    }
+}
+
+/// The compiled policies that judge a message (the app's, and in a group the group's).
+#[derive(Clone, Default)]
+pub struct Engine {
+    parts: Vec<Arc<Compiled>>,
+}
+
+impl Engine {
+    /// Compiles policies, each on its own.
+    pub fn compile(policies: &[Policy]) -> Result<Engine, PolicyError> {
+        let parts = policies.iter().map(|p| Compiled::new(p).map(Arc::new)).collect::<Result<_, _>>()?;
+        Ok(Engine { parts })
+    }
+
+    /// Policies compiled before (and kept, see [`Moderator`]).
+    pub fn of(parts: Vec<Arc<Compiled>>) -> Engine {
+        Engine { parts }
+    }
+
+    /// Whether a policy asks the LLM classifier too.
+    pub fn classify(&self) -> bool {
+        self.parts.iter().any(|p| p.classify)
     }
 
     /// Bytes of the longest word, normalised (0 without words).
     pub fn longest_word(&self) -> usize {
-        self.longest_word
+        self.parts.iter().map(|p| p.longest_word).max().unwrap_or(0)
     }
 
     /// Whether any rule has patterns (whose matches have no length limit).
     pub fn has_patterns(&self) -> bool {
-        !self.pattern_rule.is_empty()
+        self.parts.iter().any(|p| !p.pattern_rule.is_empty())
     }
 
     /// Every match in `text`: the action of its rule and the byte range of `text` it covers.
     pub fn find(&self, text: &str) -> Vec<(&Action, (usize, usize))> {
-        self.matches(text).into_iter().map(|(rule, span)| (&self.actions[rule], span)).collect()
-    }
-
-    /// The rules that match `text`, as (rule index, original byte range) pairs.
-    fn matches(&self, text: &str) -> Vec<(usize, (usize, usize))> {
         let (norm, map) = normalize(text);
-        let span = |s: usize, e: usize| (map[s].0, map[e - 1].1);
         let mut out = Vec::new();
-        if let Some(ac) = &self.words {
-            for m in ac.find_iter(&norm) {
-                out.push((self.word_rule[m.pattern().as_usize()], span(m.start(), m.end())));
-            }
+        for p in &self.parts {
+            p.matches(&norm, &mut out);
         }
-        for i in self.patterns.matches(&norm).iter() {
-            for m in self.pattern_regex[i].find_iter(&norm).filter(|m| !m.is_empty()) {
-                out.push((self.pattern_rule[i], span(m.start(), m.end())));
-            }
-        }
-        out
+        out.into_iter().map(|(action, (s, e))| (action, (map[s].0, map[e - 1].1))).collect()
     }
 
     /// Judges a message body.
@@ -393,68 +417,97 @@ pub async fn classify(
     tokio::time::timeout(deadline, run).await.map_err(|_| format!("classifier gave no verdict within {deadline:?}"))?
 }
 
+/// How long a compiled policy is kept unused before it is dropped, and how many are kept.
+const COMPILED_IDLE: Duration = Duration::from_secs(3600);
+const COMPILED_MAX: u64 = 1_000;
+
+/// A policy document's version: its SHA-256, so that a changed policy is compiled anew.
+type Version = [u8; 32];
+
 /// The moderation function's service: policies from the store, compiled and cached, the
 /// optional classifier, and the fallback verdict.
+///
+/// Two kept caches (`moka`), both by store key: `read` holds what each key held when last
+/// read, for `cache_ttl` (so a changed policy applies within it); `compiled` holds the last
+/// compiled policy of each key with its version, so that re-reading an unchanged document
+/// does not compile it again.
 pub struct Moderator {
-    pub store: std::sync::Arc<dyn crate::store::Store>,
-    pub llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+    pub store: Arc<dyn crate::store::Store>,
+    pub llm: Option<(Arc<dyn Llm>, Endpoint, String)>,
     pub classifier_deadline: Duration,
     /// Applied when the classifier fails or is late (and by the router when this function is).
     pub fallback: Verdict,
     pub cache_ttl: Duration,
-    cache: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<Policy>)>>,
+    read: moka::future::Cache<String, Option<Arc<Compiled>>>,
+    compiled: moka::future::Cache<String, (Version, Arc<Compiled>)>,
+    compiles: AtomicU64,
 }
 
 impl Moderator {
     pub fn new(
-        store: std::sync::Arc<dyn crate::store::Store>,
-        llm: Option<(std::sync::Arc<dyn Llm>, Endpoint, String)>,
+        store: Arc<dyn crate::store::Store>,
+        llm: Option<(Arc<dyn Llm>, Endpoint, String)>,
         classifier_deadline: Duration,
         fallback: Verdict,
         cache_ttl: Duration,
     ) -> Self {
-        Moderator { store, llm, classifier_deadline, fallback, cache_ttl, cache: Default::default() }
+        let read = moka::future::Cache::builder().time_to_live(cache_ttl).max_capacity(COMPILED_MAX).build();
+        let compiled = moka::future::Cache::builder().time_to_idle(COMPILED_IDLE).max_capacity(COMPILED_MAX).build();
+        Moderator { store, llm, classifier_deadline, fallback, cache_ttl, read, compiled, compiles: AtomicU64::new(0) }
     }
 
-    /// A policy from the cache or the store. A policy that does not parse is logged and
-    /// ignored, so one bad edit cannot block every message.
-    async fn policy(&self, key: &str) -> Option<Policy> {
-        let now = std::time::Instant::now();
-        if let Some((at, p)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
-            && now.duration_since(*at) < self.cache_ttl
-        {
-            return p.clone();
-        }
-        let p = match read_policy(self.store.as_ref(), key).await {
-            Ok(p) => p,
-            Err(e @ PolicyReadError::Invalid { .. }) => {
-                tracing::error!(policy = key, error = %e, "moderation policy ignored");
-                None
-            }
-            Err(e) => {
-                tracing::error!(policy = key, error = %e, "moderation policy not read");
-                return None;
-            }
+    /// How many times this moderator compiled a policy.
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
+    }
+
+    /// The compiled policy stored under `key` (`None` when there is none), from the cache or
+    /// the store.
+    async fn policy(&self, key: &str) -> Result<Option<Arc<Compiled>>, Arc<PolicyReadError>> {
+        self.read.try_get_with_by_ref(key, self.load(key)).await
+    }
+
+    /// Reads the policy under `key` and compiles it, unless its version is compiled already.
+    async fn load(&self, key: &str) -> Result<Option<Arc<Compiled>>, PolicyReadError> {
+        let doc =
+            self.store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })?;
+        let Some(doc) = doc else {
+            self.compiled.invalidate(key).await;
+            return Ok(None);
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), (now, p.clone()));
-        p
+        let version: Version = sha2::Sha256::digest(doc.as_bytes()).into();
+        if let Some((v, c)) = self.compiled.get(key).await
+            && v == version
+        {
+            return Ok(Some(c));
+        }
+        let policy: Policy = serde_json::from_str(&doc)
+            .map_err(|e| PolicyReadError::Invalid { key: key.to_owned(), error: e.into() })?;
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        let c =
+            Arc::new(Compiled::new(&policy).map_err(|error| PolicyReadError::Rules { key: key.to_owned(), error })?);
+        self.compiled.insert(key.to_owned(), (version, c.clone())).await;
+        Ok(Some(c))
     }
 
     /// Judges one before-send webhook body.
     pub async fn moderate(&self, scope: Scope, group_id: Option<&str>, body: &[MsgElement]) -> Verdict {
-        let mut policies: Vec<Policy> = Vec::new();
+        let mut parts = Vec::new();
         for key in policy_keys(group_id) {
-            policies.extend(self.policy(&key).await);
-        }
-        let engine = match Engine::compile(&policies) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "moderation policies do not compile; fallback verdict");
-                return self.fallback.clone();
+            match self.policy(&key).await {
+                Ok(p) => parts.extend(p),
+                Err(e) if matches!(*e, PolicyReadError::Rules { .. }) => {
+                    tracing::error!(policy = key, error = %e, "moderation policy does not compile; fallback verdict");
+                    return self.fallback.clone();
+                }
+                // A policy that does not parse is logged and ignored, so one bad edit cannot
+                // block every message.
+                Err(e) => tracing::error!(policy = key, error = %e, "moderation policy ignored"),
             }
-        };
+        }
+        let engine = Engine::of(parts);
         let verdict = engine.judge(body, scope);
-        if !engine.classify || matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
+        if !engine.classify() || matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
             return verdict;
         }
         let Some((llm, endpoint, model)) = &self.llm else {
@@ -568,6 +621,36 @@ mod tests {
         assert_eq!(mask("abcdef", vec![(2, 5), (1, 4)]), "a****f");
         assert_eq!(mask("ＢＡＤ day", vec![(0, 9), (3, 13)]), "******");
         assert_eq!(mask("a b", vec![]), "a b");
+    }
+
+    fn moderator(store: &std::sync::Arc<crate::store::MemoryStore>, fallback: Verdict, ttl: Duration) -> Moderator {
+        Moderator::new(store.clone(), None, Duration::from_millis(100), fallback, ttl)
+    }
+
+    async fn put(store: &crate::store::MemoryStore, key: &str, doc: &str) {
+        use crate::store::Store;
+        store.put_doc(key, doc, None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_policy_is_compiled_once_not_per_message_and_a_changed_one_anew() {
+        let store = std::sync::Arc::new(crate::store::MemoryStore::new());
+        put(&store, &Policy::app_key(), r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}}]}"#).await;
+        put(&store, &Policy::group_key("g"), r#"{"rules":[{"words":["scam"],"action":{"kind":"refuse"}}]}"#).await;
+        // The store is read for every message (no read cache), yet an unchanged policy is not
+        // compiled again.
+        let m = moderator(&store, Verdict::Allow, Duration::ZERO);
+        for _ in 0..3 {
+            assert_eq!(m.moderate(Scope::Group, Some("g"), &text("so bad")).await, Verdict::Rewrite(text("so ***")));
+            assert_eq!(m.moderate(Scope::C2c, None, &text("a scam")).await, Verdict::Allow);
+        }
+        assert_eq!(m.compiles(), 2, "the app's policy and the group's, once each");
+        put(&store, &Policy::app_key(), r#"{"rules":[{"words":["good"],"action":{"kind":"mask"}}]}"#).await;
+        assert_eq!(
+            m.moderate(Scope::C2c, None, &text("so bad, so good")).await,
+            Verdict::Rewrite(text("so bad, so ****"))
+        );
+        assert_eq!(m.compiles(), 3, "the changed policy compiled anew");
     }
 
     #[test]
