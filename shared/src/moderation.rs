@@ -97,23 +97,48 @@ pub fn policy_keys(group_id: Option<&str>) -> Vec<String> {
     keys
 }
 
+/// Why a policy document cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidPolicy {
+    /// Not a policy (the JSON error's category and position only: it could quote the policy).
+    #[error("{0}")]
+    Json(#[from] crate::redact::JsonError),
+    #[error(transparent)]
+    Rules(#[from] PolicyError),
+}
+
+/// Parses and compiles a policy document. This is the one check that the moderation
+/// functions, the answer moderation and `tcbot moderation set` share, so that a policy the
+/// CLI stores is one the functions can use.
+pub fn load_policy(doc: &str) -> Result<Compiled, InvalidPolicy> {
+    let policy: Policy = serde_json::from_str(doc).map_err(crate::redact::JsonError::from)?;
+    Ok(Compiled::new(&policy)?)
+}
+
 /// A stored policy that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyReadError {
     #[error("could not read the moderation policy {key}: {source}")]
     Store { key: String, source: crate::store::StoreError },
     #[error("the moderation policy {key} is invalid: {error}")]
-    Invalid { key: String, error: crate::redact::JsonError },
-    #[error("the moderation policy {key} is invalid: {error}")]
-    Rules { key: String, error: PolicyError },
+    Invalid { key: String, error: InvalidPolicy },
 }
 
-/// Reads the policy stored under `key`; `Ok(None)` when there is none.
-pub async fn read_policy(store: &dyn crate::store::Store, key: &str) -> Result<Option<Policy>, PolicyReadError> {
-    let doc = store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })?;
-    doc.map(|d| serde_json::from_str(&d))
-        .transpose()
-        .map_err(|e| PolicyReadError::Invalid { key: key.to_owned(), error: e.into() })
+impl PolicyReadError {
+    /// Whether asking again later may succeed (the store failed, not the policy).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PolicyReadError::Store { .. })
+    }
+}
+
+async fn read_doc(store: &dyn crate::store::Store, key: &str) -> Result<Option<String>, PolicyReadError> {
+    store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })
+}
+
+/// Reads and compiles the policy stored under `key`; `Ok(None)` when there is none.
+pub async fn read_policy(store: &dyn crate::store::Store, key: &str) -> Result<Option<Compiled>, PolicyReadError> {
+    let doc = read_doc(store, key).await?;
+    doc.map(|d| load_policy(&d)).transpose().map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })
 }
 
 /// A policy that cannot be compiled.
@@ -261,6 +286,11 @@ impl Compiled {
             longest_word,
             classify: policy.classify,
         })
+    }
+
+    /// How many rules the policy has.
+    pub fn rules(&self) -> usize {
+        self.actions.len()
     }
 
     /// The rules that match normalised text, as (action, normalised byte range) pairs.
@@ -435,7 +465,8 @@ pub struct Moderator {
     pub store: Arc<dyn crate::store::Store>,
     pub llm: Option<(Arc<dyn Llm>, Endpoint, String)>,
     pub classifier_deadline: Duration,
-    /// Applied when the classifier fails or is late (and by the router when this function is).
+    /// Applied when a policy cannot be read or used and no good version of it is kept, when
+    /// the classifier fails or is late (and by the router when this function is).
     pub fallback: Verdict,
     pub cache_ttl: Duration,
     read: moka::future::Cache<String, Option<Arc<Compiled>>>,
@@ -468,24 +499,36 @@ impl Moderator {
     }
 
     /// Reads the policy under `key` and compiles it, unless its version is compiled already.
+    /// A policy that cannot be read or used is replaced by the last good one while it is kept.
     async fn load(&self, key: &str) -> Result<Option<Arc<Compiled>>, PolicyReadError> {
-        let doc =
-            self.store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })?;
-        let Some(doc) = doc else {
+        let last = self.compiled.get(key).await;
+        match (self.load_version(key, last.as_ref()).await, last) {
+            (Err(e), Some((_, good))) => {
+                tracing::error!(policy = key, error = %e, "moderation policy unusable; the last good one applies");
+                Ok(Some(good))
+            }
+            (loaded, _) => loaded,
+        }
+    }
+
+    async fn load_version(
+        &self,
+        key: &str,
+        last: Option<&(Version, Arc<Compiled>)>,
+    ) -> Result<Option<Arc<Compiled>>, PolicyReadError> {
+        let Some(doc) = read_doc(self.store.as_ref(), key).await? else {
             self.compiled.invalidate(key).await;
             return Ok(None);
         };
         let version: Version = sha2::Sha256::digest(doc.as_bytes()).into();
-        if let Some((v, c)) = self.compiled.get(key).await
-            && v == version
+        if let Some((v, c)) = last
+            && *v == version
         {
-            return Ok(Some(c));
+            return Ok(Some(c.clone()));
         }
-        let policy: Policy = serde_json::from_str(&doc)
-            .map_err(|e| PolicyReadError::Invalid { key: key.to_owned(), error: e.into() })?;
+        let c = load_policy(&doc).map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        let c =
-            Arc::new(Compiled::new(&policy).map_err(|error| PolicyReadError::Rules { key: key.to_owned(), error })?);
+        let c = Arc::new(c);
         self.compiled.insert(key.to_owned(), (version, c.clone())).await;
         Ok(Some(c))
     }
@@ -496,13 +539,12 @@ impl Moderator {
         for key in policy_keys(group_id) {
             match self.policy(&key).await {
                 Ok(p) => parts.extend(p),
-                Err(e) if matches!(*e, PolicyReadError::Rules { .. }) => {
-                    tracing::error!(policy = key, error = %e, "moderation policy does not compile; fallback verdict");
+                // Never "no rules": a policy that cannot be used (and has no last good
+                // version) gives the configured fallback.
+                Err(e) => {
+                    tracing::error!(policy = key, error = %e, fallback = self.fallback.kind(), "moderation policy unusable; fallback verdict");
                     return self.fallback.clone();
                 }
-                // A policy that does not parse is logged and ignored, so one bad edit cannot
-                // block every message.
-                Err(e) => tracing::error!(policy = key, error = %e, "moderation policy ignored"),
             }
         }
         let engine = Engine::of(parts);
@@ -651,6 +693,38 @@ mod tests {
             Verdict::Rewrite(text("so bad, so ****"))
         );
         assert_eq!(m.compiles(), 3, "the changed policy compiled anew");
+    }
+
+    const NOT_JSON: &str = "{not json";
+    const BAD_PATTERN: &str = r#"{"rules":[{"patterns":["("],"action":{"kind":"refuse"}}]}"#;
+
+    #[tokio::test]
+    async fn an_unusable_policy_without_a_good_one_gives_the_fallback_not_no_rules() {
+        let store = std::sync::Arc::new(crate::store::MemoryStore::new());
+        let refuse = Verdict::Refuse { code: 1, text: String::new() };
+        let m = moderator(&store, refuse.clone(), Duration::ZERO);
+        for bad in [NOT_JSON, BAD_PATTERN] {
+            put(&store, &Policy::app_key(), bad).await;
+            assert_eq!(m.moderate(Scope::C2c, None, &text("hello")).await, refuse, "{bad}");
+        }
+        // A group whose own policy never was usable: the fallback, though the app's is fine.
+        put(&store, &Policy::app_key(), r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}}]}"#).await;
+        put(&store, &Policy::group_key("g"), NOT_JSON).await;
+        assert_eq!(m.moderate(Scope::Group, Some("g"), &text("hello")).await, refuse);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_policy_keeps_the_last_good_one() {
+        let store = std::sync::Arc::new(crate::store::MemoryStore::new());
+        let m = moderator(&store, Verdict::Refuse { code: 1, text: String::new() }, Duration::ZERO);
+        put(&store, &Policy::app_key(), r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}}]}"#).await;
+        assert_eq!(m.moderate(Scope::C2c, None, &text("so bad")).await, Verdict::Rewrite(text("so ***")));
+        for bad in [NOT_JSON, BAD_PATTERN] {
+            put(&store, &Policy::app_key(), bad).await;
+            let v = m.moderate(Scope::C2c, None, &text("so bad")).await;
+            assert_eq!(v, Verdict::Rewrite(text("so ***")), "{bad}");
+        }
+        assert_eq!(m.compiles(), 1);
     }
 
     #[test]

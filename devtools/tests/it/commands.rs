@@ -149,6 +149,39 @@ async fn classifier_timeout_gives_the_fallback_and_its_verdict_counts_in_time() 
     assert_eq!(m.moderate(shared::moderation::Scope::Group, None, &body).await, Verdict::Allow);
 }
 
+#[tokio::test]
+async fn when_the_policy_store_fails_the_last_good_policy_or_the_fallback_applies() {
+    use shared::moderation::Scope;
+    let env = Env::new().await;
+    env.store
+        .put_doc(&Policy::app_key(), r#"{"rules":[{"words":["bad"],"action":{"kind":"mask"}}]}"#, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The function's grants without the policies' prefix: every policy read fails, as a store
+    // outage would.
+    let template = devtools::iam::template().unwrap_or_else(|e| panic!("{e}"));
+    let mut prefixes = devtools::iam::leading_keys(&template, "GroupBeforeSendMsgFunction").unwrap_or_default();
+    prefixes.retain(|p| p != "modpolicy#");
+    let failing: Arc<dyn Store> =
+        Arc::new(devtools::iam::GuardedStore::new("no-policies", prefixes, env.store.clone()));
+    let refuse = Verdict::Refuse { code: 1, text: String::new() };
+    let body = vec![shared::msg::MsgElement::text("so bad")];
+    let masked = Verdict::Rewrite(vec![shared::msg::MsgElement::text("so ***")]);
+
+    let mut m = Moderator::new(
+        guarded("GroupBeforeSendMsgFunction", &env.store),
+        None,
+        Duration::from_millis(300),
+        refuse.clone(),
+        Duration::ZERO,
+    );
+    assert_eq!(m.moderate(Scope::C2c, None, &body).await, masked);
+    m.store = failing.clone();
+    assert_eq!(m.moderate(Scope::C2c, None, &body).await, masked, "the last good policy");
+    let cold = Moderator::new(failing, None, Duration::from_millis(300), refuse.clone(), Duration::ZERO);
+    assert_eq!(cold.moderate(Scope::C2c, None, &body).await, refuse, "no good policy: the fallback");
+}
+
 fn event_routes(env: &Env) -> Routes {
     Routes {
         event_queues: HashMap::from([

@@ -26,30 +26,15 @@
 use super::ANSWER_REFUSED;
 use super::sink::Sink;
 use crate::config::ModerateAnswers;
-use crate::moderation::{Action, Engine, PolicyError, PolicyReadError, mask, normalize, policy_keys, read_policy};
+use crate::moderation::{Action, Engine, PolicyReadError, mask, normalize, policy_keys, read_policy};
 use crate::store::Store;
 use crate::tencent::RestError;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// Normalised bytes held back when a policy has patterns: a phone number, an ID card number
 /// or an e-mail address fits.
 pub const PATTERN_WINDOW: usize = 64;
-
-/// Why an answer's policies could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerPolicyError {
-    #[error(transparent)]
-    Read(#[from] PolicyReadError),
-    #[error("the moderation policies do not compile: {0}")]
-    Compile(#[from] PolicyError),
-}
-
-impl AnswerPolicyError {
-    /// Whether asking again later may succeed (the store failed, not the policy).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, AnswerPolicyError::Read(PolicyReadError::Store { .. }))
-    }
-}
 
 /// The compiled policies that judge an answer, read once per answer; `None` when answers are
 /// not judged (the setting is off, or no policy applies).
@@ -61,33 +46,23 @@ pub async fn answer_engine(
     store: &dyn Store,
     setting: ModerateAnswers,
     group_id: Option<&str>,
-) -> Result<Option<Engine>, AnswerPolicyError> {
+) -> Result<Option<Engine>, PolicyReadError> {
     if setting == ModerateAnswers::Off {
         return Ok(None);
     }
-    let mut policies = Vec::new();
+    let mut parts = Vec::new();
     for key in policy_keys(group_id) {
         match read_policy(store, &key).await {
-            Ok(p) => policies.extend(p),
+            Ok(p) => parts.extend(p.map(Arc::new)),
             // An invalid policy is skipped in `auto`; a store that cannot say whether a policy
             // exists fails the attempt (retried), never opening the answer unjudged.
             Err(e @ PolicyReadError::Invalid { .. }) if setting == ModerateAnswers::Auto => {
                 tracing::error!(policy = %key, error = %e, "answer moderation skips this policy");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
-    if policies.is_empty() {
-        return Ok(None);
-    }
-    match Engine::compile(&policies) {
-        Ok(engine) => Ok(Some(engine)),
-        Err(e) if setting == ModerateAnswers::Auto => {
-            tracing::error!(error = %e, "the moderation policies do not compile; answers are not judged");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok((!parts.is_empty()).then(|| Engine::of(parts)))
 }
 
 /// A whole answer as judged: masked, or the refusal. This is what the conversation remembers.
