@@ -254,7 +254,7 @@ mod tests {
                 action: action.clone(),
             })
             .collect();
-        Engine::compile(&[Policy { rules, classify: false }]).unwrap_or_else(|e| panic!("{e}"))
+        Engine::compile(&[Policy { rules, ..Policy::default() }]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Pushes `parts` as the pump would, the last one finishing, checking on every call that
