@@ -81,6 +81,11 @@ pub struct Policy {
     /// What a classifier that fails, is late or answers neither ALLOW nor BLOCK decides.
     #[serde(default)]
     pub classifier_fallback: ClassifierFallback,
+    /// Judge the text of custom elements too (`TIMCustomElem` `Desc` and `Data`), which
+    /// clients may display. A masked match there is masked in place, so JSON in `Data` stays
+    /// JSON unless a word spans its quotes.
+    #[serde(default)]
+    pub judge_custom: bool,
 }
 
 /// The verdict when the classifier gives none. Refuse by default, so that a message cannot
@@ -210,27 +215,78 @@ impl Verdict {
     }
 }
 
-/// Folds case, full-width forms and spacing. Returns the normalised text and, for each of its
-/// bytes, the byte range of the original character it came from.
+/// Folds case and full-width forms, and drops spacing and invisible characters ([`skipped`]).
+/// Returns the normalised text and, for each of its bytes, the byte range of the original
+/// character it came from.
 pub fn normalize(text: &str) -> (String, Vec<(usize, usize)>) {
     let mut out = String::with_capacity(text.len());
     let mut map = Vec::with_capacity(text.len());
     for (i, c) in text.char_indices() {
+        if skipped(c) {
+            continue;
+        }
+        let orig = (i, i + c.len_utf8());
         let c = match c {
-            '\u{3000}' => ' ',
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
             _ => c,
         };
-        if c.is_whitespace() {
-            continue;
-        }
-        let orig = (i, i + text[i..].chars().next().map(char::len_utf8).unwrap_or(1));
         for l in c.to_lowercase() {
             out.push(l);
             map.extend(std::iter::repeat_n(orig, l.len_utf8()));
         }
     }
     (out, map)
+}
+
+/// Whether matching skips a character: white space, and the characters that show nothing
+/// but can be put inside a word to split it (Unicode's format characters, general category
+/// Cf, and its Default_Ignorable_Code_Point: zero-width space, joiners, word joiner, BOM,
+/// soft hyphen, bidirectional controls, variation selectors, tags, Hangul fillers).
+pub fn skipped(c: char) -> bool {
+    // Cf ∪ Default_Ignorable_Code_Point, Unicode 15.1 (DerivedGeneralCategory.txt and
+    // DerivedCoreProperties.txt), as sorted, disjoint ranges.
+    const INVISIBLE: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),
+        (0x034F, 0x034F),
+        (0x0600, 0x0605),
+        (0x061C, 0x061C),
+        (0x06DD, 0x06DD),
+        (0x070F, 0x070F),
+        (0x0890, 0x0891),
+        (0x08E2, 0x08E2),
+        (0x115F, 0x1160),
+        (0x17B4, 0x17B5),
+        (0x180B, 0x180F),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x206F),
+        (0x3164, 0x3164),
+        (0xFE00, 0xFE0F),
+        (0xFEFF, 0xFEFF),
+        (0xFFA0, 0xFFA0),
+        (0xFFF0, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0000, 0xE0FFF),
+    ];
+    if c.is_ascii() || c.is_whitespace() {
+        return c.is_whitespace();
+    }
+    let c = c as u32;
+    INVISIBLE
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// One policy, compiled: its words in one Aho-Corasick automaton, its patterns in one
@@ -246,6 +302,7 @@ pub struct Compiled {
     longest_word: usize,
     /// The classifier's fallback when the policy asks the classifier.
     classify: Option<ClassifierFallback>,
+    judge_custom: bool,
 }
 
 impl Compiled {
@@ -301,6 +358,7 @@ impl Compiled {
             actions: policy.rules.iter().map(|r| r.action.clone()).collect(),
             longest_word,
             classify: policy.classify.then_some(policy.classifier_fallback),
+            judge_custom: policy.judge_custom,
         })
     }
 
@@ -360,39 +418,81 @@ impl Engine {
 
     /// Every match in `text`: the action of its rule and the byte range of `text` it covers.
     pub fn find(&self, text: &str) -> Vec<(&Action, (usize, usize))> {
+        self.find_in(text, false)
+    }
+
+    /// [`Engine::find`], by the policies that judge custom elements only when `custom`.
+    fn find_in(&self, text: &str, custom: bool) -> Vec<(&Action, (usize, usize))> {
         let (norm, map) = normalize(text);
         let mut out = Vec::new();
-        for p in &self.parts {
+        for p in self.parts.iter().filter(|p| p.judge_custom || !custom) {
             p.matches(&norm, &mut out);
         }
         out.into_iter().map(|(action, (s, e))| (action, (map[s].0, map[e - 1].1))).collect()
     }
 
-    /// Judges a message body.
+    /// Whether a policy judges the text of custom elements too.
+    fn judges_custom(&self) -> bool {
+        self.parts.iter().any(|p| p.judge_custom)
+    }
+
+    /// The text that judging reads in a body, its fields joined by new lines: what the
+    /// classifier is asked about. `None` when there is none.
+    pub fn text(&self, body: &[MsgElement]) -> Option<String> {
+        let fields: Vec<&str> = body.iter().flat_map(|e| fields(e, self.judges_custom())).collect();
+        (!fields.is_empty()).then(|| fields.join("\n"))
+    }
+
+    /// Judges a message body: each text element, the text elements joined (a word split
+    /// across two of them), and, when a policy asks, each custom element's `Desc` and `Data`
+    /// (by the policies that ask).
     pub fn judge(&self, body: &[MsgElement], scope: Scope) -> Verdict {
-        let mut worst: Option<&Action> = None;
-        let mut rewritten = Vec::with_capacity(body.len());
-        let mut masked = false;
-        for el in body {
-            let MsgElement::Text { text } = el else {
-                rewritten.push(el.clone());
-                continue;
-            };
-            let mut spans: Vec<(usize, usize)> = Vec::new();
-            for (action, span) in self.find(text) {
-                if worst.is_none_or(|w| action.severity() > w.severity()) {
-                    worst = Some(action);
-                }
-                if *action == Action::Mask {
-                    spans.push(span);
+        let custom = self.judges_custom();
+        // Each judged field, and whether it is a text element's.
+        let fields: Vec<(&str, bool)> = body
+            .iter()
+            .flat_map(|e| fields(e, custom).into_iter().map(move |f| (f, matches!(e, MsgElement::Text { .. }))))
+            .collect();
+        // Every match, as (field, action, byte range of the field).
+        let mut hits: Vec<(usize, &Action, (usize, usize))> = Vec::new();
+        for (f, &(text, is_text)) in fields.iter().enumerate() {
+            hits.extend(self.find_in(text, !is_text).into_iter().map(|(action, span)| (f, action, span)));
+        }
+        let texts: Vec<usize> = (0..fields.len()).filter(|&f| fields[f].1).collect();
+        if texts.len() > 1 {
+            let (mut joined, mut starts) = (String::new(), Vec::with_capacity(texts.len()));
+            for &f in &texts {
+                starts.push(joined.len());
+                joined.push_str(fields[f].0);
+            }
+            for (action, (s, e)) in self.find(&joined) {
+                for (&f, &start) in texts.iter().zip(&starts) {
+                    let end = start + fields[f].0.len();
+                    if s < end && start < e {
+                        hits.push((f, action, (s.max(start) - start, e.min(end) - start)));
+                    }
                 }
             }
-            masked |= !spans.is_empty();
-            rewritten.push(MsgElement::text(mask(text, spans)));
         }
+        // The most severe; among equals, the first found.
+        let worst = hits.iter().map(|(_, action, _)| *action).min_by_key(|a| std::cmp::Reverse(a.severity()));
+        let mut masks: Vec<Vec<(usize, usize)>> = vec![Vec::new(); fields.len()];
+        for (f, _, span) in hits.iter().filter(|(_, action, _)| **action == Action::Mask) {
+            masks[*f].push(*span);
+        }
+        let masked = masks.iter().any(|m| !m.is_empty());
         match worst {
             None | Some(Action::Allow) => Verdict::Allow,
-            Some(Action::Mask) if masked => Verdict::Rewrite(rewritten),
+            Some(Action::Mask) if masked => {
+                // `fields_mut` yields the fields in the order `fields` did.
+                let (mut body, mut masks) = (body.to_vec(), masks.into_iter());
+                for el in &mut body {
+                    for (field, spans) in fields_mut(el, custom).into_iter().zip(masks.by_ref()) {
+                        *field = mask(field, spans);
+                    }
+                }
+                Verdict::Rewrite(body)
+            }
             Some(Action::Mask) => Verdict::Allow,
             Some(Action::Drop) if scope == Scope::Group => Verdict::Drop,
             Some(Action::RefuseWith { code, text })
@@ -406,7 +506,27 @@ impl Engine {
     }
 }
 
-/// `text` with every byte range of `spans` replaced by one `*` per visible character of it.
+/// The text fields of an element that are judged: a text element's text and, with
+/// `custom`, a custom element's `Desc` and `Data`.
+fn fields(el: &MsgElement, custom: bool) -> Vec<&str> {
+    match el {
+        MsgElement::Text { text } => vec![text.as_str()],
+        MsgElement::Custom(c) if custom => c.desc.iter().chain(&c.data).map(String::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// [`fields`], to rewrite them.
+fn fields_mut(el: &mut MsgElement, custom: bool) -> Vec<&mut String> {
+    match el {
+        MsgElement::Text { text } => vec![text],
+        MsgElement::Custom(c) if custom => c.desc.iter_mut().chain(&mut c.data).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `text` with every byte range of `spans` replaced by one `*` per visible (not [`skipped`])
+/// character of it.
 /// Overlapping ranges are masked once.
 pub fn mask(text: &str, mut spans: Vec<(usize, usize)>) -> String {
     spans.sort_unstable();
@@ -418,7 +538,7 @@ pub fn mask(text: &str, mut spans: Vec<(usize, usize)>) -> String {
             continue;
         }
         out.push_str(&text[at..s]);
-        out.extend(text[s..e].chars().filter(|c| !c.is_whitespace()).map(|_| '*'));
+        out.extend(text[s..e].chars().filter(|c| !skipped(*c)).map(|_| '*'));
         at = e;
     }
     out.push_str(&text[at..]);
@@ -599,7 +719,7 @@ impl Moderator {
         if matches!(verdict, Verdict::Refuse { .. } | Verdict::Drop) {
             return verdict;
         }
-        let Some(text) = crate::msg::joined_text(body) else {
+        let Some(text) = engine.text(body) else {
             return verdict;
         };
         let refuse = Verdict::Refuse { code: 1, text: String::new() };
@@ -776,6 +896,68 @@ mod tests {
             assert_eq!(v, Verdict::Rewrite(text("so ***")), "{bad}");
         }
         assert_eq!(m.compiles(), 1);
+    }
+
+    #[test]
+    fn invisible_characters_inside_a_word_do_not_hide_it() {
+        let e = Engine::compile(&[policy(vec![
+            (vec!["bad"], vec![], Action::Mask),
+            (vec!["scam"], vec![], Action::Refuse),
+        ])])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let refuse = Verdict::Refuse { code: 1, text: String::new() };
+        // Zero-width space, non-joiner, joiner, word joiner, BOM, soft hyphen, Mongolian vowel
+        // separator, left-to-right mark, bidi isolate, tag space, variation selector, Hangul filler.
+        let invisible = [
+            '\u{200B}',
+            '\u{200C}',
+            '\u{200D}',
+            '\u{2060}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{180E}',
+            '\u{200E}',
+            '\u{2066}',
+            '\u{E0020}',
+            '\u{FE0F}',
+            '\u{3164}',
+        ];
+        for c in invisible {
+            let hidden = format!("so b{c}a{c}d");
+            assert_eq!(e.judge(&text(&hidden), Scope::Group), Verdict::Rewrite(text("so ***")), "U+{:04X}", c as u32);
+            assert_eq!(e.judge(&text(&format!("s{c}cam")), Scope::Group), refuse, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn a_word_split_across_two_text_elements_is_caught() {
+        let e = Engine::compile(&[policy(vec![
+            (vec!["badword"], vec![], Action::Mask),
+            (vec!["scam"], vec![], Action::Refuse),
+        ])])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let body = vec![MsgElement::text("this is bad"), MsgElement::text("word, ok")];
+        let want = vec![MsgElement::text("this is ***"), MsgElement::text("****, ok")];
+        assert_eq!(e.judge(&body, Scope::Group), Verdict::Rewrite(want));
+        let body = vec![MsgElement::text("a sc"), MsgElement::text("am")];
+        assert_eq!(e.judge(&body, Scope::C2c), Verdict::Refuse { code: 1, text: String::new() });
+    }
+
+    #[test]
+    fn custom_element_text_is_judged_when_the_policy_asks() {
+        use crate::msg::CustomElem;
+        let custom = |desc: &str, data: &str| {
+            MsgElement::Custom(CustomElem { desc: Some(desc.into()), data: Some(data.into()), ..Default::default() })
+        };
+        let rules = vec![(vec!["bad"], vec![], Action::Mask), (vec!["scam"], vec![], Action::Refuse)];
+        let off = Engine::compile(&[policy(rules.clone())]).unwrap_or_else(|e| panic!("{e}"));
+        let on = Engine::compile(&[Policy { judge_custom: true, ..policy(rules) }]).unwrap_or_else(|e| panic!("{e}"));
+        let scam = vec![custom("a scam", "{}")];
+        assert_eq!(off.judge(&scam, Scope::Group), Verdict::Allow, "not asked");
+        assert_eq!(on.judge(&scam, Scope::Group), Verdict::Refuse { code: 1, text: String::new() });
+        let bad = vec![MsgElement::text("hi"), custom("so bad", r#"{"text":"bad news"}"#)];
+        let want = vec![MsgElement::text("hi"), custom("so ***", r#"{"text":"*** news"}"#)];
+        assert_eq!(on.judge(&bad, Scope::Group), Verdict::Rewrite(want));
     }
 
     #[test]
