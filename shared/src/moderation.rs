@@ -340,8 +340,9 @@ impl Compiled {
             None
         } else {
             Some(
+                // Standard semantics, for overlapping search: every occurrence of every word.
                 AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
+                    .match_kind(MatchKind::Standard)
                     .build(&words)
                     .map_err(|e| PolicyError::Build(e.to_string()))?,
             )
@@ -370,7 +371,8 @@ impl Compiled {
     /// The rules that match normalised text, as (action, normalised byte range) pairs.
     fn matches<'a>(&'a self, norm: &str, out: &mut Vec<(&'a Action, (usize, usize))>) {
         if let Some(ac) = &self.words {
-            for m in ac.find_iter(norm) {
+            // All matches, overlapping ones too: in `坏人好`, both `坏人` and `人好`.
+            for m in ac.find_overlapping_iter(norm) {
                 out.push((&self.actions[self.word_rule[m.pattern().as_usize()]], (m.start(), m.end())));
             }
         }
@@ -525,15 +527,25 @@ fn fields_mut(el: &mut MsgElement, custom: bool) -> Vec<&mut String> {
     }
 }
 
-/// `text` with every byte range of `spans` replaced by one `*` per visible (not [`skipped`])
-/// character of it.
-/// Overlapping ranges are masked once.
-pub fn mask(text: &str, mut spans: Vec<(usize, usize)>) -> String {
+/// Byte ranges sorted and merged where they overlap or touch, so that they are disjoint.
+pub fn merge_spans(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
     spans.sort_unstable();
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (s, e) in spans {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// `text` with every byte range of `spans` (merged first) replaced by one `*` per visible
+/// (not [`skipped`]) character of it.
+pub fn mask(text: &str, spans: Vec<(usize, usize)>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for (s, e) in spans {
-        let s = s.max(at);
+    for (s, e) in merge_spans(spans) {
         if s >= e || e > text.len() || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
             continue;
         }
@@ -831,6 +843,7 @@ mod tests {
 
     #[test]
     fn overlapping_masks_are_masked_once() {
+        assert_eq!(merge_spans(vec![(2, 5), (7, 8), (1, 4), (5, 6)]), vec![(1, 6), (7, 8)]);
         assert_eq!(mask("abcdef", vec![(2, 5), (1, 4)]), "a****f");
         assert_eq!(mask("ＢＡＤ day", vec![(0, 9), (3, 13)]), "******");
         assert_eq!(mask("a b", vec![]), "a b");
@@ -958,6 +971,48 @@ mod tests {
         let bad = vec![MsgElement::text("hi"), custom("so bad", r#"{"text":"bad news"}"#)];
         let want = vec![MsgElement::text("hi"), custom("so ***", r#"{"text":"*** news"}"#)];
         assert_eq!(on.judge(&bad, Scope::Group), Verdict::Rewrite(want));
+    }
+
+    #[test]
+    fn overlapping_matches_of_two_rules_leave_no_text_visible() {
+        let e = Engine::compile(&[policy(vec![(vec!["坏人", "人好"], vec![], Action::Mask)])])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.judge(&text("坏人好"), Scope::Group), Verdict::Rewrite(text("***")));
+        assert_eq!(crate::bot::moderated::judge_answer(&e, "坏人好"), "***");
+        // A refusing word that overlaps a masked one is found too.
+        let e =
+            Engine::compile(&[policy(vec![(vec!["ab"], vec![], Action::Mask), (vec!["bc"], vec![], Action::Refuse)])])
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.judge(&text("abc"), Scope::Group), Verdict::Refuse { code: 1, text: String::new() });
+    }
+
+    #[test]
+    fn no_matched_character_survives_a_mask_property() {
+        let alphabet = ['坏', '人', '好', 'a', 'b'];
+        let mut rng = fastrand::Rng::with_seed(20_261_124);
+        let mut draw = |n: usize| -> String { (0..n).map(|_| alphabet[rng.usize(..alphabet.len())]).collect() };
+        for round in 0..2_000 {
+            let words: Vec<String> = (0..1 + round % 4).map(|i| draw(1 + (round + i) % 3)).collect();
+            let input = draw(round % 13);
+            let rules = vec![(words.iter().map(String::as_str).collect(), vec![], Action::Mask)];
+            let e = Engine::compile(&[policy(rules)]).unwrap_or_else(|e| panic!("{e}"));
+            let out = match e.judge(&text(&input), Scope::Group) {
+                Verdict::Rewrite(body) => crate::msg::joined_text(&body).unwrap_or_default(),
+                _ => input.clone(),
+            };
+            // Every character of every occurrence of every word, found by brute force.
+            let chars: Vec<char> = input.chars().collect();
+            let mut covered = vec![false; chars.len()];
+            for w in &words {
+                let w: Vec<char> = w.chars().collect();
+                for i in (0..chars.len()).filter(|&i| chars[i..].starts_with(&w)) {
+                    covered[i..i + w.len()].iter_mut().for_each(|c| *c = true);
+                }
+            }
+            let want: String = chars.iter().zip(&covered).map(|(&c, &m)| if m { '*' } else { c }).collect();
+            assert_eq!(out, want, "words {words:?}, input {input:?}");
+            assert_eq!(crate::bot::moderated::judge_answer(&e, &input), want, "answers: {words:?}, {input:?}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! keeps the whole answer, judges all of it on every push, and passes on only text that no
 //! later delta can change. A word that is not matched yet needs at least one byte that has not
 //! arrived, so it can only begin within the last `longest word - 1` bytes of the normalised
-//! text (the choice between overlapping words, leftmost-longest, can change only there too):
-//! those bytes are held back, and so is a masked match that reaches into them. A word split
+//! text (every occurrence of every word is found, overlapping ones too, so a new byte adds
+//! matches and changes none found before): those bytes are held back, and so is a masked
+//! match that reaches into them. A word split
 //! across deltas, or spread over them with spaces, is thus never shown, not even in part.
 //!
 //! Two limits remain, both about text already finished:
@@ -26,7 +27,7 @@
 use super::ANSWER_REFUSED;
 use super::sink::Sink;
 use crate::config::ModerateAnswers;
-use crate::moderation::{Action, Engine, PolicyReadError, mask, normalize, policy_keys, read_policy};
+use crate::moderation::{Action, Engine, PolicyReadError, mask, merge_spans, normalize, policy_keys, read_policy};
 use crate::store::Store;
 use crate::tencent::RestError;
 use async_trait::async_trait;
@@ -74,8 +75,9 @@ pub fn judge_answer(engine: &Engine, text: &str) -> String {
     mask(text, masked_spans(&found))
 }
 
+/// The masked matches' byte ranges, merged ([`merge_spans`]: disjoint and sorted).
 fn masked_spans(found: &[(&Action, (usize, usize))]) -> Vec<(usize, usize)> {
-    found.iter().filter(|(a, _)| **a == Action::Mask).map(|(_, span)| *span).collect()
+    merge_spans(found.iter().filter(|(a, _)| **a == Action::Mask).map(|(_, span)| *span).collect())
 }
 
 /// A [`Sink`] that judges the text before passing it on to `inner`.
@@ -119,7 +121,8 @@ impl<'a> ModeratedSink<'a> {
             Some(_) => self.text.len(),
             None => 0,
         };
-        while let Some(&(start, _)) = masks.iter().find(|&&(s, e)| s < end && end < e) {
+        // The masks are merged, so one can reach across `end` at most.
+        if let Some(&(start, _)) = masks.iter().find(|&&(s, e)| s < end && end < e) {
             end = start;
         }
         end.max(self.passed)
