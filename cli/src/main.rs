@@ -346,7 +346,7 @@ async fn moderation(verb: &str, a: &Args) -> Res<()> {
                 _ => return usage("give the policy with --file PATH or --json JSON"),
             };
             // The functions' own check: what is stored here, they can use.
-            let n = load_policy(&json).map_err(|e| Fail::Usage(format!("invalid policy: {e}")))?.rules();
+            let n = load_policy(&key, &json).map_err(|e| Fail::Usage(format!("invalid policy: {e}")))?.rules();
             store.put_doc(&key, &json, None).await.map_err(op)?;
             println!("saved {key} with {n} rule(s); functions pick it up within a minute");
             Ok(())

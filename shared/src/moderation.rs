@@ -30,12 +30,12 @@ pub enum Action {
     Allow,
     /// Refuse: the sender gets Tencent's refusal error (group 10016, C2C 20006).
     Refuse,
-    /// Refuse with a code and text passed to the sender: group codes 10100–10200; C2C codes
-    /// 120001–130000 (UNCONFIRMED: read from the group page only; outside its range the plain
-    /// refusal is used).
+    /// Refuse with a code and text passed to the sender: group codes 10100–10200, C2C codes
+    /// 120001–130000 (protocol doc §6). A command whose range the code is not in gets the
+    /// plain refusal (an app policy judges both); a group policy may hold group codes only.
     RefuseWith { code: i64, text: String },
-    /// Deliver nothing but tell the sender it was sent (group only; C2C falls back to a plain
-    /// refusal because a C2C silent discard is UNCONFIRMED).
+    /// Deliver nothing but tell the sender it was sent (`ErrorCode` 2, groups and C2C alike:
+    /// protocol doc §6).
     Drop,
     /// Replace the matched text with `*` and deliver the rewritten body.
     Mask,
@@ -100,12 +100,14 @@ pub enum ClassifierFallback {
     Allow,
 }
 
+const GROUP_KEY_PREFIX: &str = "modpolicy#group#";
+
 impl Policy {
     pub fn app_key() -> String {
         "modpolicy#app".into()
     }
     pub fn group_key(group_id: &str) -> String {
-        format!("modpolicy#group#{group_id}")
+        format!("{GROUP_KEY_PREFIX}{group_id}")
     }
 }
 
@@ -127,11 +129,21 @@ pub enum InvalidPolicy {
     Rules(#[from] PolicyError),
 }
 
-/// Parses and compiles a policy document. This is the one check that the moderation
-/// functions, the answer moderation and `tcbot moderation set` share, so that a policy the
-/// CLI stores is one the functions can use.
-pub fn load_policy(doc: &str) -> Result<Compiled, InvalidPolicy> {
+/// Parses and compiles the policy document stored (or to be stored) under `key`. This is the
+/// one check that the moderation functions, the answer moderation and `tcbot moderation set`
+/// share, so that a policy the CLI stores is one the functions can use. A group's policy
+/// judges only group messages, so its custom refusal codes must be group codes.
+pub fn load_policy(key: &str, doc: &str) -> Result<Compiled, InvalidPolicy> {
     let policy: Policy = serde_json::from_str(doc).map_err(crate::redact::JsonError::from)?;
+    if key.starts_with(GROUP_KEY_PREFIX) {
+        for (rule, r) in policy.rules.iter().enumerate() {
+            if let Action::RefuseWith { code, .. } = r.action
+                && !Scope::Group.custom_codes().contains(&code)
+            {
+                return Err(PolicyError::GroupCode { rule, code }.into());
+            }
+        }
+    }
     Ok(Compiled::new(&policy)?)
 }
 
@@ -158,7 +170,9 @@ async fn read_doc(store: &dyn crate::store::Store, key: &str) -> Result<Option<S
 /// Reads and compiles the policy stored under `key`; `Ok(None)` when there is none.
 pub async fn read_policy(store: &dyn crate::store::Store, key: &str) -> Result<Option<Compiled>, PolicyReadError> {
     let doc = read_doc(store, key).await?;
-    doc.map(|d| load_policy(&d)).transpose().map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })
+    doc.map(|d| load_policy(key, &d))
+        .transpose()
+        .map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })
 }
 
 /// A policy that cannot be compiled.
@@ -168,6 +182,8 @@ pub enum PolicyError {
     Pattern { rule: usize, pattern: String, why: String },
     #[error("rule {rule}: custom refusal code {code} is outside 10100-10200 (group) and 120001-130000 (C2C)")]
     Code { rule: usize, code: i64 },
+    #[error("rule {rule}: a group policy's custom refusal code must be in 10100-10200, not {code}")]
+    GroupCode { rule: usize, code: i64 },
     #[error("rule {rule}: a rule needs at least one word or pattern")]
     Empty { rule: usize },
     #[error("the automaton could not be built: {0}")]
@@ -179,6 +195,16 @@ pub enum PolicyError {
 pub enum Scope {
     Group,
     C2c,
+}
+
+impl Scope {
+    /// The custom refusal codes that this command passes to the sender.
+    pub fn custom_codes(self) -> std::ops::RangeInclusive<i64> {
+        match self {
+            Scope::Group => 10_100..=10_200,
+            Scope::C2c => 120_001..=130_000,
+        }
+    }
 }
 
 /// The outcome of moderation.
@@ -314,8 +340,7 @@ impl Compiled {
                 return Err(PolicyError::Empty { rule: idx });
             }
             if let Action::RefuseWith { code, .. } = r.action
-                && !(10_100..=10_200).contains(&code)
-                && !(120_001..=130_000).contains(&code)
+                && ![Scope::Group, Scope::C2c].iter().any(|s| s.custom_codes().contains(&code))
             {
                 return Err(PolicyError::Code { rule: idx, code });
             }
@@ -496,11 +521,8 @@ impl Engine {
                 Verdict::Rewrite(body)
             }
             Some(Action::Mask) => Verdict::Allow,
-            Some(Action::Drop) if scope == Scope::Group => Verdict::Drop,
-            Some(Action::RefuseWith { code, text })
-                if (scope == Scope::Group && (10_100..=10_200).contains(code))
-                    || (scope == Scope::C2c && (120_001..=130_000).contains(code)) =>
-            {
+            Some(Action::Drop) => Verdict::Drop,
+            Some(Action::RefuseWith { code, text }) if scope.custom_codes().contains(code) => {
                 Verdict::Refuse { code: *code, text: text.clone() }
             }
             Some(_) => Verdict::Refuse { code: 1, text: String::new() },
@@ -702,7 +724,7 @@ impl Moderator {
         {
             return Ok(Some(c.clone()));
         }
-        let c = load_policy(&doc).map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })?;
+        let c = load_policy(key, &doc).map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
         let c = Arc::new(c);
         self.compiled.insert(key.to_owned(), (version, c.clone())).await;
@@ -813,7 +835,7 @@ mod tests {
             ("a scam!", Scope::Group, Verdict::Refuse { code: 1, text: String::new() }),
             ("bad scam", Scope::Group, Verdict::Refuse { code: 1, text: String::new() }),
             ("buy spam", Scope::Group, Verdict::Drop),
-            ("buy spam", Scope::C2c, Verdict::Refuse { code: 1, text: String::new() }),
+            ("buy spam", Scope::C2c, Verdict::Drop),
             ("VIP ONLY room", Scope::Group, Verdict::Refuse { code: 10_150, text: "VIPs only".into() }),
             ("vip only room", Scope::C2c, Verdict::Refuse { code: 1, text: String::new() }),
         ];
@@ -1013,6 +1035,48 @@ mod tests {
             assert_eq!(out, want, "words {words:?}, input {input:?}");
             assert_eq!(crate::bot::moderated::judge_answer(&e, &input), want, "answers: {words:?}, {input:?}");
         }
+    }
+
+    #[test]
+    fn a_c2c_drop_is_a_silent_discard_with_error_code_2() {
+        let e =
+            Engine::compile(&[policy(vec![(vec!["spam"], vec![], Action::Drop)])]).unwrap_or_else(|e| panic!("{e}"));
+        let v = e.judge(&text("buy spam"), Scope::C2c);
+        assert_eq!(v, Verdict::Drop);
+        assert_eq!((v.ack().error_code, v.ack().action_status.as_str()), (2, "OK"));
+    }
+
+    #[test]
+    fn custom_refusal_codes_are_checked_for_the_command_a_policy_judges() {
+        let doc = |code: i64| {
+            format!(r#"{{"rules":[{{"words":["x"],"action":{{"kind":"refuse_with","code":{code},"text":"no"}}}}]}}"#)
+        };
+        let (app, group) = (Policy::app_key(), Policy::group_key("g"));
+        // The app's policy judges both commands; a group's only group messages.
+        for code in [10_100, 10_200, 120_001, 130_000] {
+            assert!(load_policy(&app, &doc(code)).is_ok(), "{code}");
+        }
+        for code in [10_100, 10_200] {
+            assert!(load_policy(&group, &doc(code)).is_ok(), "{code}");
+        }
+        for code in [120_001, 130_000] {
+            let r = load_policy(&group, &doc(code)).map(|_| ());
+            assert!(matches!(r, Err(InvalidPolicy::Rules(PolicyError::GroupCode { rule: 0, .. }))), "{code}: {r:?}");
+        }
+        for code in [10_099, 10_201, 120_000, 130_001, 1, 2] {
+            assert!(load_policy(&app, &doc(code)).is_err(), "{code}");
+        }
+        // Each command gets the codes of its own range; another range's code, a plain refusal.
+        let p = policy(vec![
+            (vec!["g"], vec![], Action::RefuseWith { code: 10_150, text: "group".into() }),
+            (vec!["c"], vec![], Action::RefuseWith { code: 125_000, text: "c2c".into() }),
+        ]);
+        let e = Engine::compile(&[p]).unwrap_or_else(|e| panic!("{e}"));
+        let plain = Verdict::Refuse { code: 1, text: String::new() };
+        assert_eq!(e.judge(&text("g"), Scope::Group), Verdict::Refuse { code: 10_150, text: "group".into() });
+        assert_eq!(e.judge(&text("g"), Scope::C2c), plain);
+        assert_eq!(e.judge(&text("c"), Scope::C2c), Verdict::Refuse { code: 125_000, text: "c2c".into() });
+        assert_eq!(e.judge(&text("c"), Scope::Group), plain);
     }
 
     #[test]
