@@ -343,6 +343,12 @@ async fn moderation_policies_are_validated_saved_and_tested() {
         .await;
     assert_eq!(code, 2);
     assert!(err.contains("not a valid regular expression"), "{err}");
+    // A group's policy judges only group messages: a C2C refusal code could never be used.
+    let c2c_code = r#"{"rules":[{"words":["x"],"action":{"kind":"refuse_with","code":120050,"text":"no"}}]}"#;
+    let (code, _, err) = s.tcbot(&["moderation", "set", "--group", "@TGS#1", "--json", c2c_code]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("must be in 10100-10200"), "{err}");
+    assert_eq!(s.tcbot(&["moderation", "set", "--app", "--json", c2c_code]).await.0, 0, "the app's judges C2C too");
 }
 
 #[tokio::test]

@@ -11,8 +11,9 @@
 //! keeps the whole answer, judges all of it on every push, and passes on only text that no
 //! later delta can change. A word that is not matched yet needs at least one byte that has not
 //! arrived, so it can only begin within the last `longest word - 1` bytes of the normalised
-//! text (the choice between overlapping words, leftmost-longest, can change only there too):
-//! those bytes are held back, and so is a masked match that reaches into them. A word split
+//! text (every occurrence of every word is found, overlapping ones too, so a new byte adds
+//! matches and changes none found before): those bytes are held back, and so is a masked
+//! match that reaches into them. A word split
 //! across deltas, or spread over them with spaces, is thus never shown, not even in part.
 //!
 //! Two limits remain, both about text already finished:
@@ -26,30 +27,15 @@
 
 use super::sink::Sink;
 use crate::config::ModerateAnswers;
-use crate::moderation::{Action, Engine, PolicyError, PolicyReadError, mask, normalize, policy_keys, read_policy};
+use crate::moderation::{Action, Engine, PolicyReadError, mask, merge_spans, normalize, policy_keys, read_policy};
 use crate::store::Store;
 use crate::tencent::RestError;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// Normalised bytes held back when a policy has patterns: a phone number, an ID card number
 /// or an e-mail address fits.
 pub const PATTERN_WINDOW: usize = 64;
-
-/// Why an answer's policies could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum AnswerPolicyError {
-    #[error(transparent)]
-    Read(#[from] PolicyReadError),
-    #[error("the moderation policies do not compile: {0}")]
-    Compile(#[from] PolicyError),
-}
-
-impl AnswerPolicyError {
-    /// Whether asking again later may succeed (the store failed, not the policy).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, AnswerPolicyError::Read(PolicyReadError::Store { .. }))
-    }
-}
 
 /// The compiled policies that judge an answer, read once per answer; `None` when answers are
 /// not judged (the setting is off, or no policy applies).
@@ -61,33 +47,23 @@ pub async fn answer_engine(
     store: &dyn Store,
     setting: ModerateAnswers,
     group_id: Option<&str>,
-) -> Result<Option<Engine>, AnswerPolicyError> {
+) -> Result<Option<Engine>, PolicyReadError> {
     if setting == ModerateAnswers::Off {
         return Ok(None);
     }
-    let mut policies = Vec::new();
+    let mut parts = Vec::new();
     for key in policy_keys(group_id) {
         match read_policy(store, &key).await {
-            Ok(p) => policies.extend(p),
+            Ok(p) => parts.extend(p.map(Arc::new)),
             // An invalid policy is skipped in `auto`; a store that cannot say whether a policy
             // exists fails the attempt (retried), never opening the answer unjudged.
             Err(e @ PolicyReadError::Invalid { .. }) if setting == ModerateAnswers::Auto => {
                 tracing::error!(policy = %key, error = %e, "answer moderation skips this policy");
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
-    if policies.is_empty() {
-        return Ok(None);
-    }
-    match Engine::compile(&policies) {
-        Ok(engine) => Ok(Some(engine)),
-        Err(e) if setting == ModerateAnswers::Auto => {
-            tracing::error!(error = %e, "the moderation policies do not compile; answers are not judged");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok((!parts.is_empty()).then(|| Engine::of(parts)))
 }
 
 /// A whole answer as judged: masked, or `refusal`. This is what the conversation remembers.
@@ -99,8 +75,9 @@ pub fn judge_answer(engine: &Engine, text: &str, refusal: &str) -> String {
     mask(text, masked_spans(&found))
 }
 
+/// The masked matches' byte ranges, merged ([`merge_spans`]: disjoint and sorted).
 fn masked_spans(found: &[(&Action, (usize, usize))]) -> Vec<(usize, usize)> {
-    found.iter().filter(|(a, _)| **a == Action::Mask).map(|(_, span)| *span).collect()
+    merge_spans(found.iter().filter(|(a, _)| **a == Action::Mask).map(|(_, span)| *span).collect())
 }
 
 /// A [`Sink`] that judges the text before passing it on to `inner`.
@@ -148,7 +125,8 @@ impl<'a> ModeratedSink<'a> {
             Some(_) => self.text.len(),
             None => 0,
         };
-        while let Some(&(start, _)) = masks.iter().find(|&&(s, e)| s < end && end < e) {
+        // The masks are merged, so one can reach across `end` at most.
+        if let Some(&(start, _)) = masks.iter().find(|&&(s, e)| s < end && end < e) {
             end = start;
         }
         end.max(self.passed)
@@ -286,7 +264,7 @@ mod tests {
                 action: action.clone(),
             })
             .collect();
-        Engine::compile(&[Policy { rules, classify: false }]).unwrap_or_else(|e| panic!("{e}"))
+        Engine::compile(&[Policy { rules, ..Policy::default() }]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Pushes `parts` as the pump would, the last one finishing, checking on every call that
