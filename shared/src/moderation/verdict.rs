@@ -257,7 +257,7 @@ mod tests {
         let e = Engine::compile(&[policy(vec![(vec!["坏人", "人好"], vec![], Action::Mask)])])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.judge(&text("坏人好"), Scope::Group), Verdict::Rewrite(text("***")));
-        assert_eq!(crate::bot::moderated::judge_answer(&e, "坏人好"), "***");
+        assert_eq!(crate::bot::moderated::judge_answer(&e, "坏人好", "refused"), "***");
         // A refusing word that overlaps a masked one is found too.
         let e =
             Engine::compile(&[policy(vec![(vec!["ab"], vec![], Action::Mask), (vec!["bc"], vec![], Action::Refuse)])])
@@ -290,7 +290,11 @@ mod tests {
             }
             let want: String = chars.iter().zip(&covered).map(|(&c, &m)| if m { '*' } else { c }).collect();
             assert_eq!(out, want, "words {words:?}, input {input:?}");
-            assert_eq!(crate::bot::moderated::judge_answer(&e, &input), want, "answers: {words:?}, {input:?}");
+            assert_eq!(
+                crate::bot::moderated::judge_answer(&e, &input, "refused"),
+                want,
+                "answers: {words:?}, {input:?}"
+            );
         }
     }
 
