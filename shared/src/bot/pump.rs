@@ -282,42 +282,8 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::sink::testing::RecordingSink;
     use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct RecSink {
-        pushes: Vec<(String, bool)>,
-        bytes: usize,
-        open: bool,
-        refuse_finish: bool,
-    }
-
-    #[async_trait]
-    impl Sink for RecSink {
-        async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, RestError> {
-            if finish && self.refuse_finish {
-                return Err(RestError::Tencent { call: "test", code: 90001, info: "refused".into() });
-            }
-            let opened = (!self.open).then(|| format!("m{}", self.pushes.len()));
-            self.open = !finish;
-            self.bytes += d.len();
-            self.pushes.push((d.to_owned(), finish));
-            Ok(opened)
-        }
-        fn message_bytes(&self) -> usize {
-            self.bytes
-        }
-        fn is_open(&self) -> bool {
-            self.open
-        }
-        fn next_message(&mut self) {
-            self.bytes = 0;
-            self.open = false;
-        }
-        fn calls(&self) -> u32 {
-            self.pushes.len() as u32
-        }
-    }
 
     struct Ctl {
         stop: bool,
@@ -353,7 +319,7 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_join_to_the_answer_and_finish_once() {
-        let mut sink = RecSink::default();
+        let mut sink = RecordingSink::default();
         let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
         let r = pump(
             "He".into(),
@@ -377,7 +343,7 @@ mod tests {
         let long: Vec<String> = (0..20).map(|i| format!("{i:02}-abcdefg ")).collect();
         let parts: Vec<&str> = long.iter().map(String::as_str).collect();
         let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
-        let mut sink = RecSink::default();
+        let mut sink = RecordingSink::default();
         let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Truncate)).await;
         assert_eq!(r.map(|r| r.end).ok(), Some(End::Truncated));
         assert!(
@@ -387,7 +353,7 @@ mod tests {
         );
         assert!(sink.bytes <= 100);
 
-        let mut sink = RecSink::default();
+        let mut sink = RecordingSink::default();
         let r = pump("x".into(), deltas(&parts), &mut sink, &ctl, &cfg(100, OverflowPolicy::Continue)).await;
         assert_eq!(r.as_ref().map(|r| r.end.clone()).ok(), Some(End::Completed));
         let finishes = sink.pushes.iter().filter(|(_, f)| *f).count();
@@ -399,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn stop_flag_finishes_early() {
         let ctl = Ctl { stop: true, opened: Mutex::new(vec![]) };
-        let mut sink = RecSink::default();
+        let mut sink = RecordingSink::default();
         let r =
             pump("a".into(), deltas(&["bbbbbbbbbb", "c", "d"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate))
                 .await;
@@ -412,7 +378,7 @@ mod tests {
     #[tokio::test]
     async fn the_finishing_push_carries_text_when_the_answer_ends_on_a_chunk_boundary() {
         let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
-        let mut sink = RecSink::default();
+        let mut sink = RecordingSink::default();
         // Every delta fills a chunk (8 bytes) by itself, so each is flushed on arrival.
         let r = pump(
             "12345678".into(),
@@ -433,11 +399,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_finishing_push_after_shown_text_ends_unfinished_not_failed() {
         let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
-        let mut sink = RecSink { refuse_finish: true, ..RecSink::default() };
+        let mut sink = RecordingSink { refuse_finish: true, ..RecordingSink::default() };
         let r = pump("Hello".into(), deltas(&[" there"]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
         assert!(matches!(r.map(|r| r.end), Ok(End::Unfinished(_))));
         // Refused before anything was shown, it is an error the caller may retry.
-        let mut sink = RecSink { refuse_finish: true, ..RecSink::default() };
+        let mut sink = RecordingSink { refuse_finish: true, ..RecordingSink::default() };
         let r = pump("H".into(), deltas(&[]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
         assert!(r.is_err());
     }

@@ -205,3 +205,58 @@ impl Sink for GroupSink {
         self.calls
     }
 }
+
+/// In-process test doubles of the [`Sink`] port.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A sink that records every push; it can refuse finishing calls, and, given `prefix_of`,
+    /// checks on every call that what the user has is a prefix of that text.
+    #[derive(Default)]
+    pub struct RecordingSink {
+        pub pushes: Vec<(String, bool)>,
+        pub bytes: usize,
+        pub open: bool,
+        pub refuse_finish: bool,
+        pub prefix_of: Option<String>,
+    }
+
+    impl RecordingSink {
+        /// Everything pushed, joined: what the user was shown.
+        pub fn shown(&self) -> String {
+            self.pushes.iter().map(|(d, _)| d.as_str()).collect()
+        }
+    }
+
+    #[async_trait]
+    impl Sink for RecordingSink {
+        async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError> {
+            if finish && self.refuse_finish {
+                return Err(RestError::Tencent { call: "test", code: 90001, info: "refused".into() });
+            }
+            let opened = (!self.open).then(|| format!("m{}", self.pushes.len()));
+            self.open = !finish;
+            self.bytes += delta.len();
+            self.pushes.push((delta.to_owned(), finish));
+            if let Some(want) = &self.prefix_of {
+                let shown = self.shown();
+                assert!(want.starts_with(&shown), "shown {shown:?}, not a prefix of {want:?}");
+            }
+            Ok(opened)
+        }
+        fn message_bytes(&self) -> usize {
+            self.bytes
+        }
+        fn is_open(&self) -> bool {
+            self.open
+        }
+        fn next_message(&mut self) {
+            self.bytes = 0;
+            self.open = false;
+        }
+        fn calls(&self) -> u32 {
+            self.pushes.len() as u32
+        }
+    }
+}
