@@ -287,30 +287,50 @@ pub enum EventError {
 impl WebhookEvent {
     /// Parses `body` as the command named in the query string.
     pub fn parse(command: &Command, body: &[u8]) -> Result<Self, EventError> {
-        let json_err = |e| EventError::Json { command: command.name().to_owned(), source: JsonError::from(e) };
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(json_err)?;
-        if let Some(body_cmd) = value.get("CallbackCommand").and_then(|v| v.as_str())
-            && body_cmd != command.name()
-        {
-            return Err(EventError::CommandMismatch { query: command.name().to_owned(), body: body_cmd.to_owned() });
-        }
-        // Typed from the bytes rather than from `value`, so that an error says where it is.
-        fn typed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
-            serde_json::from_slice(body)
-        }
         Ok(match command {
-            Command::BotC2cMessage => Self::BotC2cMessage(typed(body).map_err(json_err)?),
-            Command::BotGroupMessage => Self::BotGroupMessage(typed(body).map_err(json_err)?),
-            Command::C2cBeforeSendMsg => Self::C2cBeforeSendMsg(typed(body).map_err(json_err)?),
-            Command::C2cAfterSendMsg => Self::C2cAfterSendMsg(typed(body).map_err(json_err)?),
-            Command::GroupBeforeSendMsg => Self::GroupBeforeSendMsg(typed(body).map_err(json_err)?),
-            Command::GroupAfterSendMsg => Self::GroupAfterSendMsg(typed(body).map_err(json_err)?),
-            Command::StateChange => Self::StateChange(typed(body).map_err(json_err)?),
-            Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(body).map_err(json_err)?),
-            Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(body).map_err(json_err)?),
-            Command::Unknown(name) => Self::Unknown { command: name.clone(), body: value },
+            Command::BotC2cMessage => Self::BotC2cMessage(typed(command, body)?),
+            Command::BotGroupMessage => Self::BotGroupMessage(typed(command, body)?),
+            Command::C2cBeforeSendMsg => Self::C2cBeforeSendMsg(typed(command, body)?),
+            Command::C2cAfterSendMsg => Self::C2cAfterSendMsg(typed(command, body)?),
+            Command::GroupBeforeSendMsg => Self::GroupBeforeSendMsg(typed(command, body)?),
+            Command::GroupAfterSendMsg => Self::GroupAfterSendMsg(typed(command, body)?),
+            Command::StateChange => Self::StateChange(typed(command, body)?),
+            Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(command, body)?),
+            Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(command, body)?),
+            Command::Unknown(name) => {
+                let value: serde_json::Value = serde_json::from_slice(body).map_err(json_error(command))?;
+                check_command(command, value.get("CallbackCommand").and_then(|v| v.as_str()))?;
+                Self::Unknown { command: name.clone(), body: value }
+            }
         })
     }
+}
+
+fn json_error(command: &Command) -> impl Fn(serde_json::Error) -> EventError + '_ {
+    move |e| EventError::Json { command: command.name().to_owned(), source: JsonError::from(e) }
+}
+
+/// The body's own `CallbackCommand`, when it has one, must be the query's.
+fn check_command(command: &Command, in_body: Option<&str>) -> Result<(), EventError> {
+    match in_body {
+        Some(b) if b != command.name() => {
+            Err(EventError::CommandMismatch { query: command.name().to_owned(), body: b.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A known command's typed event. The body's command is read first (the rest skipped, not
+/// built into a tree), then the event is typed from the bytes, so an error says where it is.
+fn typed<T: serde::de::DeserializeOwned>(command: &Command, body: &[u8]) -> Result<T, EventError> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "CallbackCommand", borrow, default)]
+        command: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head: Head = serde_json::from_slice(body).map_err(json_error(command))?;
+    check_command(command, head.command.as_deref())?;
+    serde_json::from_slice(body).map_err(json_error(command))
 }
 
 #[cfg(test)]
