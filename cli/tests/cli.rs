@@ -222,7 +222,7 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<(String, String)> 
 
 #[tokio::test]
 async fn redrive_sends_back_every_readable_dead_letter_and_parks_the_unreadable_ones() {
-    use shared::bot::job::{Job, JobMsg};
+    use shared::bot::job::Job;
     use shared::queue::fifo_id;
     let s = setup("redrive25").await;
     let conv = |user: &str| fifo_id(&format!("c2c#@RBT#001#{user}"));
@@ -278,9 +278,10 @@ async fn redrive_sends_back_every_readable_dead_letter_and_parks_the_unreadable_
     for (group, body) in &back {
         let job: Job = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(group, &fifo_id(&job.ordering_key()), "sent back in its conversation's group");
-        let JobMsg::C2c(m) = &job.msg else { panic!("{body}") };
-        let prev = last_seq.insert(m.from_account.clone(), m.msg_seq);
-        assert!(prev < Some(m.msg_seq), "in order within {}: {prev:?} then {}", m.from_account, m.msg_seq);
+        // A one-to-one message's id is `MsgSeq_MsgRandom_MsgTime`.
+        let seq: u64 = job.msg_id.split('_').next().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{body}"));
+        let prev = last_seq.insert(job.sender.clone(), seq);
+        assert!(prev < Some(seq), "in order within {}: {prev:?} then {seq}", job.sender);
     }
     std::fs::remove_dir_all(&dir).ok();
 }

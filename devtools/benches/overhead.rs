@@ -7,11 +7,12 @@
 use async_trait::async_trait;
 use devtools::llm_emu::LlmEmulator;
 use devtools::tencent_emu::TencentEmulator;
-use shared::bot::job::{Job, JobMsg};
 use shared::bot::worker::Worker;
-use shared::config::{LlmDefaults, ModerateAnswers, OverflowPolicy, StreamSettings};
+use shared::config::{LlmDefaults, OverflowPolicy, StreamSettings};
 use shared::queue::{Queue, QueueError, QueueMessage};
 use shared::secrets::{AppSecrets, SecretString};
+use shared::tencent::intake;
+use shared::tencent::sinks::TencentOutbound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,49 +47,56 @@ fn main() {
             .unwrap_or_else(|e| panic!("{e}"));
         let http = reqwest::Client::new();
         let opts = shared::tencent::client::RestOptions { base_url: tencent.base_url(), ..Default::default() };
-        let worker = Worker {
-            store: Arc::new(shared::store::MemoryStore::new()),
-            chat: Arc::new(shared::tencent::RestClient::new(http.clone(), opts, 1_400_000_000, "administrator".into(), SecretString::new(key))),
-            llm: Arc::new(shared::llm::OpenAiClient::new(http)),
-            queue: Arc::new(NullQueue),
-            dlq_url: "dlq".into(),
-            secrets: Arc::new(secrets),
-            defaults: LlmDefaults {
-                base_url: llm.base_url(),
-                model: "m".into(),
-                api_style: "openai".into(),
-                system_prompt: "s".into(),
-                max_turns: 20,
-                max_age_secs: 3600,
-                token_budget: 10_000,
-                daily_quota: 0,
-                language: shared::bot::texts::Language::En,
-                connect_timeout: Duration::from_secs(2),
-                first_token_timeout: Duration::from_secs(5),
-                idle_timeout: Duration::from_secs(5),
-                total_timeout: Duration::from_secs(60),
-            },
-            stream: StreamSettings {
-                interval: Duration::from_millis(400),
-                max_chunk_bytes: 600,
-                max_message_bytes: 12_000,
-                overflow: OverflowPolicy::Truncate,
-                group_streaming: true,
-                group_modify_interval: Duration::from_secs(1),
-            },
-            moderate_answers: ModerateAnswers::Auto,
-            history_ttl_secs: 3600,
-            max_receives: 3,
-            llm_attempts: 1,
-            retry_base: std::time::Duration::from_secs(1),
-            retry_max: std::time::Duration::from_secs(2),
-            finish_margin: std::time::Duration::from_secs(2),
+        let chat = Arc::new(shared::tencent::RestClient::new(
+            http.clone(),
+            opts,
+            1_400_000_000,
+            "administrator".into(),
+            SecretString::new(key),
+        ));
+        let settings = shared::config::Settings::from_lookup(|k| {
+            matches!(k, "TCBOT_TABLE_NAME" | "TCBOT_SECRET_ID").then(|| "bench".to_owned())
+        })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut worker = Worker::new(
+            Arc::new(shared::store::MemoryStore::new()),
+            Arc::new(TencentOutbound::new(chat, 12_000, Duration::from_secs(1))),
+            Arc::new(shared::llm::OpenAiClient::new(http)),
+            Arc::new(NullQueue),
+            "dlq".into(),
+            Arc::new(secrets),
+            &settings,
+        );
+        worker.defaults = LlmDefaults {
+            base_url: llm.base_url(),
+            model: "m".into(),
+            api_style: "openai".into(),
+            system_prompt: "s".into(),
+            max_turns: 20,
+            max_age_secs: 3600,
+            token_budget: 10_000,
+            daily_quota: 0,
+            language: shared::bot::texts::Language::En,
+            connect_timeout: Duration::from_secs(2),
+            first_token_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(60),
         };
+        worker.stream = StreamSettings {
+            interval: Duration::from_millis(400),
+            max_chunk_bytes: 600,
+            max_message_bytes: 12_000,
+            overflow: OverflowPolicy::Truncate,
+            ..settings.stream.clone()
+        };
+        worker.max_receives = 3;
+        worker.llm_attempts = 1;
         let runs = 40;
         for i in 0..runs {
             let ev = serde_json::json!({"From_Account": format!("u{i}"), "To_Account": "@RBT#001", "MsgSeq": i, "MsgRandom": i,
                 "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hello"}}]});
-            let job = Job::new("bench", "@RBT#001".into(), JobMsg::C2c(serde_json::from_value(ev).unwrap_or_else(|e| panic!("{e}"))));
+            let m = serde_json::from_value(ev).unwrap_or_else(|e| panic!("{e}"));
+            let job = intake::c2c_job("bench", shared::store::now_ms(), &m);
             let out = worker.process(&serde_json::to_string(&job).unwrap_or_default(), 1).await;
             assert!(matches!(out, Ok(ref o) if o.kind() == "answered"), "{out:?}");
         }

@@ -6,11 +6,10 @@
 
 use async_trait::async_trait;
 use shared::bot::pump::{Control, PumpSettings, pump};
-use shared::bot::sink::Sink;
+use shared::bot::sink::{Limits, Sink, SinkError, StreamMode};
 use shared::bot::texts::Texts;
 use shared::config::OverflowPolicy;
 use shared::llm::{Delta, DeltaStream, LlmError};
-use shared::tencent::RestError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -29,11 +28,25 @@ struct SlowSink {
     log: Arc<Mutex<Log>>,
     bytes: usize,
     open: bool,
+    limits: Limits,
 }
+
+/// A sink without limits of its own: the pump's settings alone pace it.
+const NO_LIMITS: Limits =
+    Limits { min_interval: Duration::ZERO, max_bytes: usize::MAX, max_silence: None, resumable: true, replaces: false };
 
 #[async_trait]
 impl Sink for SlowSink {
-    async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, RestError> {
+    fn mode(&self) -> StreamMode {
+        StreamMode::RobotStream
+    }
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+    fn shown(&self) -> bool {
+        self.log.lock().map(|l| l.calls > 0).unwrap_or(true)
+    }
+    async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, SinkError> {
         tokio::time::sleep(REST_LATENCY).await;
         let mut l = self.log.lock().unwrap_or_else(|p| p.into_inner());
         l.calls += 1;
@@ -69,7 +82,7 @@ impl Control for NoStop {
     async fn stop_requested(&self, _: Option<&str>) -> bool {
         false
     }
-    async fn opened(&self, _: &str) {}
+    async fn opened(&self, _: &str, _: StreamMode) {}
 }
 
 /// An LLM that sends `n` tokens of four bytes at `rate` tokens per second; returns the stream
@@ -94,7 +107,7 @@ fn llm(n: usize, rate: f64, last: Arc<Mutex<Option<Instant>>>) -> DeltaStream {
 async fn run(n: usize, rate: f64, cfg: &PumpSettings) -> (u32, u32, Duration) {
     let log = Arc::new(Mutex::new(Log::default()));
     let last = Arc::new(Mutex::new(None));
-    let mut sink = SlowSink { log: log.clone(), bytes: 0, open: false };
+    let mut sink = SlowSink { log: log.clone(), bytes: 0, open: false, limits: NO_LIMITS };
     let r = pump("tok ".into(), llm(n, rate, last.clone()), &mut sink, &NoStop, cfg).await;
     assert!(r.is_ok());
     let l = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,6 +127,7 @@ fn main() {
         max_chunk_bytes: 600,
         max_message_bytes: usize::MAX / 2,
         overflow: OverflowPolicy::Continue,
+        last_call: None,
         apology: Texts::en().apology,
         truncated_notice: Texts::en().truncated_notice,
     };

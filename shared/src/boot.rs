@@ -16,6 +16,7 @@ use crate::stats::Stats;
 use crate::store::DynamoStore;
 use crate::tencent::RestClient;
 use crate::tencent::client::RestOptions;
+use crate::tencent::sinks::TencentOutbound;
 use crate::webhook::Ack;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -196,23 +197,16 @@ impl Boot {
     /// A chatbot worker (C2C and group alike).
     pub fn worker(&self) -> Result<Worker, BootError> {
         let s = &self.settings;
-        Ok(Worker {
-            store: self.store(),
-            chat: self.rest()?,
-            llm: Arc::new(OpenAiClient::new(self.http()?)),
-            queue: self.queue(),
-            dlq_url: s.require_dlq()?.to_owned(),
-            secrets: self.secrets.clone(),
-            defaults: s.llm.clone(),
-            stream: s.stream.clone(),
-            moderate_answers: s.moderate_answers,
-            history_ttl_secs: s.history_ttl_secs,
-            max_receives: s.max_receives,
-            llm_attempts: 2,
-            retry_base: s.retry_base,
-            retry_max: s.retry_max,
-            finish_margin: s.finish_margin,
-        })
+        let outbound = TencentOutbound::new(self.rest()?, s.stream.max_message_bytes, s.stream.group_modify_interval);
+        Ok(Worker::new(
+            self.store(),
+            Arc::new(outbound),
+            Arc::new(OpenAiClient::new(self.http()?)),
+            self.queue(),
+            s.require_dlq()?.to_owned(),
+            self.secrets.clone(),
+            s,
+        ))
     }
 }
 

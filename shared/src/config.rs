@@ -2,6 +2,7 @@
 //! start. Errors name the variable and say what is wrong. The AWS SDK reads its own standard
 //! variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 
+use crate::bot::sink::StreamMode;
 use crate::bot::texts::Language;
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -192,10 +193,15 @@ pub struct StreamSettings {
     /// Most bytes one message may carry (Tencent: about 12 KB).
     pub max_message_bytes: usize,
     pub overflow: OverflowPolicy,
-    /// Group answers: stream by send-then-modify (true) or send once at the end (false).
-    pub group_streaming: bool,
-    /// Group answers: least time between two modifications of the message.
+    /// How one-to-one answers are shown, unless a robot's profile says otherwise.
+    pub direct_mode: StreamMode,
+    /// How group answers are shown, unless a robot's profile says otherwise.
+    pub group_mode: StreamMode,
+    /// Least time between two modifications of a message (the `modify` mode).
     pub group_modify_interval: Duration,
+    /// How long the LLM may take to its first token before a placeholder is shown (in the
+    /// modes that can replace it).
+    pub placeholder_after: Duration,
 }
 
 impl Settings {
@@ -290,8 +296,14 @@ impl Settings {
                 max_chunk_bytes: env.parse("TCBOT_STREAM_MAX_CHUNK_BYTES", 600)?,
                 max_message_bytes: env.parse("TCBOT_MAX_MESSAGE_BYTES", 12_000)?,
                 overflow: env.parse("TCBOT_OVERFLOW_POLICY", OverflowPolicy::Truncate)?,
-                group_streaming: env.parse("TCBOT_GROUP_STREAMING", true)?,
+                direct_mode: env.parse("TCBOT_DIRECT_STREAM_MODE", StreamMode::RobotStream)?,
+                // `TCBOT_GROUP_STREAMING=false`, the setting before modes, still means one send.
+                group_mode: match env.parse("TCBOT_GROUP_STREAMING", true)? {
+                    true => env.parse("TCBOT_GROUP_STREAM_MODE", StreamMode::NativeStream)?,
+                    false => env.parse("TCBOT_GROUP_STREAM_MODE", StreamMode::Final)?,
+                },
                 group_modify_interval: ms("TCBOT_GROUP_MODIFY_INTERVAL_MS", 1_000, INTERVAL_MS)?,
+                placeholder_after: ms("TCBOT_PLACEHOLDER_AFTER_MS", 1_000, INTERVAL_MS)?,
             },
             events: EventSettings {
                 group_moderation_function: env.opt("TCBOT_GROUP_MODERATION_FUNCTION"),

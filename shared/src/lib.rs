@@ -12,6 +12,7 @@ pub mod community;
 pub mod config;
 pub mod event_worker;
 pub mod invoke;
+pub mod keys;
 pub mod lenient;
 pub mod llm;
 pub mod moderation;

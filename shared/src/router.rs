@@ -9,12 +9,14 @@
 //! worker's reply record drops any later copy. That is also one network call on the ack path
 //! instead of two (`benches/RESULTS.md`, router ack latency).
 
-use crate::bot::job::{Job, JobMsg, stop_key};
+use crate::bot::job::{Job, Platform};
 use crate::invoke::Invoker;
+use crate::keys;
 use crate::msg::stop_request;
 use crate::queue::{Queue, QueueMessage, fifo_id};
 use crate::secrets::SecretString;
 use crate::store::{Store, now_ms};
+use crate::tencent::intake;
 use crate::webhook::events::{Command, WebhookEvent};
 use crate::webhook::sign::verify_sign;
 use crate::webhook::{Ack, CallbackQuery};
@@ -170,11 +172,12 @@ impl Router {
                     return Ok((Ack::ok(), Outcome::Ignored("sender is a robot".into())));
                 }
                 if let Some(stop) = stop_request(&m.msg_body) {
-                    let key = stop_key(&format!("c2c#{}#{}", m.to_account, m.from_account), stop.msg_key.as_deref());
+                    let scope = keys::direct_scope(Platform::Tencent, &m.to_account, &m.from_account);
+                    let key = keys::stop(&scope, stop.msg_key.as_deref());
                     self.set_stop(&key).await?;
                     return Ok((Ack::ok(), Outcome::StopRequested));
                 }
-                let job = Job::new(request_id, m.to_account.clone(), JobMsg::C2c(m));
+                let job = intake::c2c_job(request_id, now_ms(), &m);
                 self.enqueue(vec![job], &self.c2c_queue_url).await
             }
             WebhookEvent::BotGroupMessage(m) => {
@@ -196,7 +199,8 @@ impl Router {
                     // answers cannot be stopped.
                     return Ok((Ack::ok(), Outcome::Ignored("stop requests are not supported in groups".into())));
                 }
-                let jobs = robots.into_iter().map(|bot| Job::new(request_id, bot, JobMsg::Group(m.clone()))).collect();
+                let received = now_ms();
+                let jobs = robots.iter().map(|bot| intake::group_job(request_id, received, &m, bot)).collect();
                 self.enqueue(jobs, &self.group_queue_url).await
             }
             WebhookEvent::Unknown { command, .. } => {

@@ -350,7 +350,7 @@ async fn presence_tolerates_repeated_and_missing_events() {
 fn community(env: &Env) -> shared::community::Community {
     shared::community::Community {
         store: guarded_as(&["GroupAfterCreateGroupFunction", "GroupAfterNewMemberJoinFunction"], &env.store),
-        chat: env.worker.chat.clone(),
+        chat: env.chat.clone(),
         default_topics: vec!["General".into(), "Help".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Welcome, {members}!".into(),

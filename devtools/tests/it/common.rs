@@ -5,8 +5,9 @@ use aws_config::SdkConfig;
 use devtools::aws::{Stack, create_stack, local_config};
 use devtools::llm_emu::LlmEmulator;
 use devtools::tencent_emu::TencentEmulator;
+use shared::bot::sink::StreamMode;
 use shared::bot::worker::Worker;
-use shared::config::{LlmDefaults, ModerateAnswers, OverflowPolicy, StreamSettings};
+use shared::config::{LlmDefaults, ModerateAnswers, OverflowPolicy, Settings, StreamSettings};
 use shared::llm::OpenAiClient;
 use shared::queue::SqsQueue;
 use shared::router::Router;
@@ -14,6 +15,7 @@ use shared::secrets::AppSecrets;
 use shared::store::DynamoStore;
 use shared::tencent::RestClient;
 use shared::tencent::client::RestOptions;
+use shared::tencent::sinks::TencentOutbound;
 use shared::webhook::{Ack, CallbackQuery};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -101,6 +103,8 @@ pub struct Env {
     pub llm: LlmEmulator,
     pub router: Router,
     pub worker: Worker,
+    /// The REST client the worker's outbound uses, for the other services under test.
+    pub chat: Arc<RestClient>,
 }
 
 impl Env {
@@ -140,32 +144,41 @@ impl Env {
             "administrator".into(),
             secrets.secret_key.clone(),
         ));
-        let mut worker = Worker {
-            store: guarded("BotC2cMessageFunction", &store),
-            chat,
-            llm: Arc::new(OpenAiClient::new(http)),
+        let settings = Settings::from_lookup(|k| match k {
+            "TCBOT_TABLE_NAME" => Some(stack.table.clone()),
+            "TCBOT_SECRET_ID" => Some(stack.secret_id.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let outbound = TencentOutbound::new(chat.clone(), 12_000, Duration::from_millis(100));
+        let mut worker = Worker::new(
+            guarded("BotC2cMessageFunction", &store),
+            Arc::new(outbound),
+            Arc::new(OpenAiClient::new(http)),
             queue,
-            dlq_url: stack.c2c_dlq.clone(),
+            stack.c2c_dlq.clone(),
             secrets,
-            defaults: defaults(&llm.base_url()),
-            stream: StreamSettings {
-                interval: Duration::from_millis(60),
-                max_chunk_bytes: 40,
-                max_message_bytes: 12_000,
-                overflow: OverflowPolicy::Truncate,
-                group_streaming: true,
-                group_modify_interval: Duration::from_millis(100),
-            },
-            moderate_answers: ModerateAnswers::Auto,
-            history_ttl_secs: 3600,
-            max_receives: devtools::aws::MAX_RECEIVES,
-            llm_attempts: 2,
-            retry_base: Duration::from_secs(1),
-            retry_max: Duration::from_secs(2),
-            finish_margin: Duration::from_secs(2),
+            &settings,
+        );
+        worker.defaults = defaults(&llm.base_url());
+        worker.stream = StreamSettings {
+            interval: Duration::from_millis(60),
+            max_chunk_bytes: 40,
+            max_message_bytes: 12_000,
+            overflow: OverflowPolicy::Truncate,
+            direct_mode: StreamMode::RobotStream,
+            group_mode: StreamMode::Modify,
+            group_modify_interval: Duration::from_millis(100),
+            placeholder_after: Duration::from_secs(1),
         };
+        worker.moderate_answers = ModerateAnswers::Auto;
+        worker.history_ttl_secs = 3600;
+        worker.max_receives = devtools::aws::MAX_RECEIVES;
+        worker.retry_base = Duration::from_secs(1);
+        worker.retry_max = Duration::from_secs(2);
+        worker.finish_margin = Duration::from_secs(2);
         tweak(&mut worker);
-        Env { sqs: aws_sdk_sqs::Client::new(&aws), stack, store, tencent, llm, router, worker }
+        Env { sqs: aws_sdk_sqs::Client::new(&aws), stack, store, tencent, llm, router, worker, chat }
     }
 
     /// Delivers a signed webhook to the router handler.

@@ -430,7 +430,7 @@ async fn a_transient_llm_outage_is_answered_within_a_minute_despite_the_long_vis
 
 #[tokio::test]
 async fn a_worker_killed_after_sending_a_group_answer_at_once_does_not_answer_again() {
-    let mut env = Env::with(|w| w.stream.group_streaming = false).await;
+    let mut env = Env::with(|w| w.stream.group_mode = shared::bot::sink::StreamMode::Final).await;
     env.webhook("Bot.OnGroupMessage", &group_body("yan", "hello", 77)).await;
     let job = take_job(&env, &env.stack.group_queue).await;
     let real = env.worker.store.clone();

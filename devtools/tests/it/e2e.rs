@@ -170,7 +170,7 @@ async fn a_group_mention_is_answered_in_the_group_with_an_at_of_the_asker() {
 
 #[tokio::test]
 async fn group_answers_can_be_sent_once_without_streaming() {
-    let env = Env::with(|w| w.stream.group_streaming = false).await;
+    let env = Env::with(|w| w.stream.group_mode = shared::bot::sink::StreamMode::Final).await;
     env.webhook("Bot.OnGroupMessage", &group_body("ivy", "hello", 40)).await;
     env.drain().await;
     assert_eq!(env.tencent.state.calls_to("group_open_http_svc/send_group_msg").len(), 1);

@@ -99,7 +99,7 @@ async fn other_command_events_are_handled_by_their_functions() {
     let presence = shared::presence::Presence { store: guarded("StateChangeFunction", &env.store) };
     let community = shared::community::Community {
         store: guarded_as(&["GroupAfterCreateGroupFunction", "GroupAfterNewMemberJoinFunction"], &env.store),
-        chat: env.worker.chat.clone(),
+        chat: env.chat.clone(),
         default_topics: vec!["General".into()],
         welcome_from: Some("@RBT#001".into()),
         welcome_text: "Hi {members}".into(),

@@ -6,7 +6,7 @@
 //! queued body as text, or, when SQS moved it there after the queue's maxReceiveCount, the
 //! job itself.
 
-use super::job::Job;
+use super::job::{DecodeError, Job};
 use crate::queue::{QueueMessage, fifo_id};
 use crate::redact::JsonError;
 use serde::{Deserialize, Serialize};
@@ -38,20 +38,21 @@ pub enum Unreadable {
     #[error("neither a dead-letter record nor a job: {0}")]
     Body(JsonError),
     #[error("a dead-letter record ({reason}) whose job is unreadable: {error}")]
-    Job { reason: String, error: JsonError },
+    Job { reason: String, error: DecodeError },
 }
 
 impl DeadLetter {
     /// Reads the body of a DLQ message.
     pub fn parse(body: &str) -> Result<DeadLetter, Unreadable> {
         match serde_json::from_str::<Record>(body) {
-            Ok(r) => match serde_json::from_str(&r.job) {
+            Ok(r) => match Job::decode(&r.job) {
                 Ok(job) => Ok(DeadLetter { job, reason: Some(r.reason), at_ms: r.at_ms }),
-                Err(e) => Err(Unreadable::Job { reason: r.reason, error: e.into() }),
+                Err(error) => Err(Unreadable::Job { reason: r.reason, error }),
             },
-            Err(_) => match serde_json::from_str(body) {
+            Err(_) => match Job::decode(body) {
                 Ok(job) => Ok(DeadLetter { job, reason: None, at_ms: None }),
-                Err(e) => Err(Unreadable::Body(e.into())),
+                Err(DecodeError::Malformed(e)) => Err(Unreadable::Body(e)),
+                Err(e @ DecodeError::Version(_)) => Err(Unreadable::Job { reason: "moved by SQS".into(), error: e }),
             },
         }
     }
@@ -63,7 +64,7 @@ impl DeadLetter {
     /// `key` and the reason, so a repeated send of one dead letter is dropped, and two
     /// different bodies that are not jobs are not.
     pub fn message(job_body: &str, key: &str, reason: &str, at_ms: u64) -> QueueMessage {
-        let group = match serde_json::from_str::<Job>(job_body) {
+        let group = match Job::decode(job_body) {
             Ok(job) => fifo_id(&job.ordering_key()),
             Err(_) => fifo_id(&format!("unreadable#{job_body}")),
         };
@@ -95,10 +96,18 @@ mod tests {
     use super::*;
 
     fn job(user: &str, seq: u64) -> Job {
-        serde_json::from_value(serde_json::json!({"request_id": "r", "received_ms": 1, "bot": "@RBT#001",
-            "msg": {"kind": "c2c", "event": {"From_Account": user, "To_Account": "@RBT#001",
-            "MsgSeq": seq, "MsgRandom": 2, "MsgTime": 3, "MsgBody": []}}}))
-        .unwrap_or_else(|e| panic!("{e}"))
+        crate::bot::job::testing::job("@RBT#001", user, None, &format!("{seq}_2_3"), "")
+    }
+
+    #[test]
+    fn a_dead_letter_of_a_job_queued_before_versions_reads_as_that_job() {
+        let legacy = serde_json::json!({"request_id": "r", "received_ms": 1, "bot": "@RBT#001",
+            "msg": {"kind": "c2c", "event": {"From_Account": "alice", "To_Account": "@RBT#001",
+            "MsgSeq": 1, "MsgRandom": 2, "MsgTime": 3, "MsgBody": []}}});
+        let msg = DeadLetter::message(&legacy.to_string(), "k", "LLM down", 7);
+        assert_eq!(msg.group_id, Some(fifo_id(&job("alice", 1).ordering_key())));
+        let read = DeadLetter::parse(&msg.body).map(|d| d.job.key());
+        assert_eq!(read, Ok(job("alice", 1).key()));
     }
 
     fn dead_letter(job: &Job, reason: &str) -> QueueMessage {

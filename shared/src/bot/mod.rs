@@ -2,12 +2,14 @@
 //!
 //! `job` is the unit of work the router queues, `profile` a robot's settings, `texts` its fixed
 //! replies and notices in its language, `window` the conversation memory sent to the LLM,
-//! `sink` the ways an answer reaches Tencent, `moderated` the judging of an answer's text
+//! `sink` the outbound port through which an answer reaches a platform, `fallback` the
+//! switch to the next stream mode when a platform refuses one, `moderated` the judging of an answer's text
 //! before it reaches a sink, `pump` the loop that streams LLM tokens into a sink, `worker` the
 //! SQS-triggered function body that ties them together for C2C and group messages alike, and
 //! `dead_letter` the record a worker leaves in the dead-letter queue when it gives up.
 
 pub mod dead_letter;
+pub mod fallback;
 pub mod job;
 pub mod moderated;
 pub mod profile;

@@ -25,11 +25,10 @@
 //!   message with all its text. A word cut at that boundary is masked in the new message, but
 //!   its beginning is already in the finished one.
 
-use super::sink::Sink;
+use super::sink::{Limits, Sink, SinkError, StreamMode};
 use crate::config::ModerateAnswers;
 use crate::moderation::{Action, Engine, PolicyReadError, mask, merge_spans, normalize, policy_keys, read_policy};
 use crate::store::Store;
-use crate::tencent::RestError;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -135,7 +134,7 @@ impl<'a> ModeratedSink<'a> {
     /// Ends the answer with the refusal. What was shown of a streamed message stays (a robot
     /// stream cannot be taken back); when nothing of the message has reached the user, the
     /// refusal is the whole message.
-    async fn refuse(&mut self) -> Result<Option<String>, RestError> {
+    async fn refuse(&mut self) -> Result<Option<String>, SinkError> {
         self.refused = true;
         tracing::info!(verdict = "refuse", "answer refused by moderation");
         let mut text = format!("\n\n{}", self.refusal);
@@ -150,7 +149,19 @@ impl<'a> ModeratedSink<'a> {
 
 #[async_trait]
 impl Sink for ModeratedSink<'_> {
-    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError> {
+    fn mode(&self) -> StreamMode {
+        self.inner.mode()
+    }
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    async fn keep_alive(&mut self) -> Result<(), SinkError> {
+        self.inner.keep_alive().await
+    }
+    fn shown(&self) -> bool {
+        self.inner.shown()
+    }
+    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, SinkError> {
         if self.refused {
             // The answer is over for the user; the pump may still be reading the LLM.
             return Ok(None);
@@ -344,9 +355,11 @@ mod tests {
     async fn a_refusal_replaces_the_whole_of_a_group_answer_sent_once_at_the_end() {
         let e = engine(&[(&["scam"], &[], Action::Refuse)]);
         let api = Arc::new(Group::default());
-        let mut group =
-            super::super::sink::GroupSink::new(api.clone(), "@RBT#1", "@TGS#g", None, "ann", false, "s", None);
-        let mut sink = ModeratedSink::new(&mut group, &e, REFUSED, 12_000);
+        let job = crate::bot::job::testing::job("@RBT#1", "ann", Some(("@TGS#g", None)), "1", "hi");
+        let outbound = crate::tencent::sinks::TencentOutbound::new(api.clone(), 12_000, std::time::Duration::ZERO);
+        let mut group = crate::bot::sink::Outbound::open(&outbound, &job, StreamMode::Final, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut sink = ModeratedSink::new(group.as_mut(), &e, REFUSED, 12_000);
         for (part, finish) in [("Fine text first, then a sc", false), ("am", false), (" and more.", true)] {
             assert!(sink.push(part, finish).await.is_ok());
         }

@@ -3,8 +3,9 @@
 //! `profile#<robot>`; every field is optional and falls back to the deployment's defaults
 //! (`TCBOT_*` settings).
 
+use super::sink::StreamMode;
 use super::texts::{Language, TextOverrides, Texts};
-use crate::config::LlmDefaults;
+use crate::config::{LlmDefaults, StreamSettings};
 use serde::{Deserialize, Serialize};
 
 /// Whose conversation a group answer continues.
@@ -16,6 +17,16 @@ pub enum GroupScope {
     Group,
     /// One conversation per member of the group.
     Member,
+}
+
+/// How a robot's answers are shown, per kind of conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamModes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<StreamMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<StreamMode>,
 }
 
 /// A profile as stored: fields left out take the defaults.
@@ -62,6 +73,10 @@ pub struct BotProfile {
     /// Fixed texts worded for this robot, each replacing the text of its language.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub texts: Option<TextOverrides>,
+    /// How answers are shown: `{"direct": mode, "group": mode}`, modes `robot_stream`,
+    /// `native_stream`, `modify`, `final`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_mode: Option<StreamModes>,
 }
 
 /// A profile with every field decided.
@@ -82,16 +97,19 @@ pub struct Resolved {
     pub daily_quota: u64,
     pub group_scope: GroupScope,
     pub texts: Texts,
+    pub direct_mode: StreamMode,
+    pub group_mode: StreamMode,
 }
 
 impl BotProfile {
-    /// The store key of a robot's profile.
+    /// The store key of a Tencent robot's profile.
     pub fn key(bot: &str) -> String {
-        format!("profile#{bot}")
+        crate::keys::profile(crate::bot::job::Platform::Tencent, bot)
     }
 
     /// Fills what the profile leaves out from the defaults.
-    pub fn resolve(self, d: &LlmDefaults) -> Resolved {
+    pub fn resolve(self, d: &LlmDefaults, s: &StreamSettings) -> Resolved {
+        let modes = self.stream_mode.unwrap_or_default();
         Resolved {
             system_prompt: self.system_prompt.unwrap_or_else(|| d.system_prompt.clone()),
             model: self.model.unwrap_or_else(|| d.model.clone()),
@@ -108,6 +126,8 @@ impl BotProfile {
             daily_quota: self.daily_quota.unwrap_or(d.daily_quota),
             group_scope: self.group_scope.unwrap_or_default(),
             texts: Texts::of(self.language.unwrap_or(d.language)).overridden(self.texts.unwrap_or_default()),
+            direct_mode: modes.direct.unwrap_or(s.direct_mode),
+            group_mode: modes.group.unwrap_or(s.group_mode),
         }
     }
 }

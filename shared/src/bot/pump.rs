@@ -10,11 +10,10 @@
 //! finishes a message carries text: Tencent documents `Chunk` as required and says nothing of
 //! an empty one (protocol doc §6).
 
-use super::sink::Sink;
+use super::sink::{Sink, SinkError, StreamMode};
 use super::texts::Texts;
 use crate::config::{OverflowPolicy, StreamSettings};
 use crate::llm::{Delta, DeltaStream, LlmError, Usage};
-use crate::tencent::RestError;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -25,8 +24,8 @@ use tokio::time::Instant;
 pub trait Control: Send + Sync {
     /// Whether the user asked to stop the message `stream_id` (or any message in scope).
     async fn stop_requested(&self, stream_id: Option<&str>) -> bool;
-    /// A message was opened; record its id before anything else can fail.
-    async fn opened(&self, stream_id: &str);
+    /// A message was opened in `mode`; record its id before anything else can fail.
+    async fn opened(&self, stream_id: &str, mode: StreamMode);
 }
 
 /// How the answer ended.
@@ -54,13 +53,17 @@ pub struct Report {
     pub chunks: u32,
 }
 
-/// The pump's settings.
+/// The pump's settings: the deployment's, which the sink's [`Limits`] narrow further (read on
+/// every call, as a sink may fall back to another mode mid-way).
 #[derive(Debug, Clone)]
 pub struct PumpSettings {
+    /// Longest a chunk waits after the last call before it is sent.
     pub interval: Duration,
     pub max_chunk_bytes: usize,
     pub max_message_bytes: usize,
     pub overflow: OverflowPolicy,
+    /// When the last call before the pump was made (a placeholder), for pacing.
+    pub last_call: Option<Instant>,
     /// Ends an answer the LLM failed to finish.
     pub apology: String,
     /// Ends an answer cut at the message size limit.
@@ -69,17 +72,16 @@ pub struct PumpSettings {
 
 impl PumpSettings {
     /// The settings of an answer in a robot's `texts`.
-    pub fn from_stream(s: &StreamSettings, min_interval: Duration, texts: &Texts) -> Self {
-        let mut cfg = PumpSettings {
-            interval: s.interval.max(min_interval),
+    pub fn from_stream(s: &StreamSettings, texts: &Texts) -> Self {
+        PumpSettings {
+            interval: s.interval,
             max_chunk_bytes: s.max_chunk_bytes.max(1),
             max_message_bytes: s.max_message_bytes,
             overflow: s.overflow,
+            last_call: None,
             apology: texts.apology.clone(),
             truncated_notice: texts.truncated_notice.clone(),
-        };
-        cfg.max_message_bytes = cfg.max_message_bytes.max(cfg.truncate_room() + 16);
-        cfg
+        }
     }
 
     /// The bytes kept free in a message for the notice of a cut answer.
@@ -114,6 +116,8 @@ struct Pumper<'a> {
     report: Report,
     /// A finishing call failed after text had been shown.
     unfinished: bool,
+    /// When the sink was last called.
+    last_call: Option<Instant>,
 }
 
 /// Where `buf` splits into what may be sent now and the last character, which is held back.
@@ -122,8 +126,35 @@ fn held_back(buf: &str) -> usize {
 }
 
 impl Pumper<'_> {
-    async fn push(&mut self, text: &str, finish: bool) -> Result<(), RestError> {
-        let shown = self.sink.calls() > 0;
+    /// The most bytes the current message may carry: the deployment's limit or the sink's,
+    /// whichever is lower, but always room for a notice and some text.
+    fn max_message_bytes(&self) -> usize {
+        let limit = self.cfg.max_message_bytes.min(self.sink.limits().max_bytes);
+        limit.max(self.cfg.truncate_room() + 16)
+    }
+
+    /// Longest a chunk waits after the last call.
+    fn interval(&self) -> Duration {
+        self.cfg.interval.max(self.sink.limits().min_interval)
+    }
+
+    /// When the open message needs a call to stay open, if it does.
+    fn silent_until(&self) -> Option<Instant> {
+        let gap = self.sink.limits().max_silence?.mul_f64(0.6);
+        self.last_call.filter(|_| self.sink.is_open()).map(|at| at + gap)
+    }
+
+    /// Waits until the sink may take another call.
+    async fn pace(&mut self) {
+        if let Some(at) = self.last_call {
+            tokio::time::sleep_until(at + self.sink.limits().min_interval).await;
+        }
+        self.last_call = Some(Instant::now());
+    }
+
+    async fn push(&mut self, text: &str, finish: bool) -> Result<(), SinkError> {
+        let shown = self.sink.shown();
+        self.pace().await;
         let opened = match self.sink.push(text, finish).await {
             Ok(opened) => opened,
             Err(e) => {
@@ -134,19 +165,19 @@ impl Pumper<'_> {
         self.report.chunks += 1;
         self.report.first_chunk_at.get_or_insert_with(Instant::now);
         if let Some(id) = opened {
-            self.ctl.opened(&id).await;
+            self.ctl.opened(&id, self.sink.mode()).await;
             self.stream_id = Some(id);
         }
         Ok(())
     }
 
     /// Sends `text`, applying the message size limit.
-    async fn send(&mut self, mut text: String, finish: bool) -> Result<Flow, RestError> {
+    async fn send(&mut self, mut text: String, finish: bool) -> Result<Flow, SinkError> {
         loop {
             // With truncation, room for the notice is always kept free.
             let limit = match self.cfg.overflow {
-                OverflowPolicy::Truncate => self.cfg.max_message_bytes.saturating_sub(self.cfg.truncate_room()),
-                OverflowPolicy::Continue => self.cfg.max_message_bytes,
+                OverflowPolicy::Truncate => self.max_message_bytes().saturating_sub(self.cfg.truncate_room()),
+                OverflowPolicy::Continue => self.max_message_bytes(),
             };
             let room = limit.saturating_sub(self.sink.message_bytes());
             if text.len() <= room {
@@ -188,7 +219,7 @@ pub async fn pump(
     sink: &mut dyn Sink,
     ctl: &dyn Control,
     cfg: &PumpSettings,
-) -> Result<Report, RestError> {
+) -> Result<Report, SinkError> {
     let mut p = Pumper {
         sink,
         ctl,
@@ -196,6 +227,7 @@ pub async fn pump(
         stream_id: None,
         report: Report { end: End::Completed, text: String::new(), usage: None, first_chunk_at: None, chunks: 0 },
         unfinished: false,
+        last_call: cfg.last_call,
     };
     match run(&mut p, first, rest).await {
         Ok(()) => Ok(p.report),
@@ -208,7 +240,7 @@ pub async fn pump(
     }
 }
 
-async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(), RestError> {
+async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(), SinkError> {
     let cfg = p.cfg;
     // A stream polled after its end may panic; fused, it keeps answering `None`.
     let mut rest = rest.fuse();
@@ -225,7 +257,8 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
     }
     let mut last_send = Instant::now();
     loop {
-        let deadline = last_send + cfg.interval;
+        let deadline = last_send + p.interval();
+        let silent_until = p.silent_until();
         let flush_now = tokio::select! {
             item = rest.next() => match item {
                 Some(Ok(Delta::Text(t))) => {
@@ -240,7 +273,7 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
                     tracing::warn!(error = %e, "LLM failed mid-answer");
                     let text = format!("{buf}{NOTICE_GAP}{}", cfg.apology);
                     p.report.text.push_str(&buf);
-                    if p.sink.message_bytes() + text.len() <= cfg.max_message_bytes || !p.sink.is_open() {
+                    if p.sink.message_bytes() + text.len() <= p.max_message_bytes() || !p.sink.is_open() {
                         p.push(&text, true).await?;
                     } else {
                         p.push(&cfg.apology, true).await?;
@@ -257,6 +290,12 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
                 }
             },
             _ = tokio::time::sleep_until(deadline), if held_back(&buf) > 0 => true,
+            // The LLM is silent (a reasoning model thinking mid-answer): keep the message open.
+            _ = tokio::time::sleep_until(silent_until.unwrap_or(deadline)), if silent_until.is_some() => {
+                p.pace().await;
+                p.sink.keep_alive().await?;
+                false
+            }
         };
         if flush_now {
             if p.ctl.stop_requested(p.stream_id.as_deref()).await {
@@ -295,7 +334,7 @@ mod tests {
         async fn stop_requested(&self, _: Option<&str>) -> bool {
             self.stop
         }
-        async fn opened(&self, id: &str) {
+        async fn opened(&self, id: &str, _: StreamMode) {
             self.opened.lock().map(|mut v| v.push(id.to_owned())).ok();
         }
     }
@@ -312,6 +351,7 @@ mod tests {
             max_chunk_bytes: 8,
             max_message_bytes: max_msg,
             overflow,
+            last_call: None,
             apology: texts.apology,
             truncated_notice: texts.truncated_notice,
         }

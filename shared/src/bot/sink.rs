@@ -1,225 +1,177 @@
-//! Where an answer goes: the ways of putting streamed text in front of the user.
+//! Where an answer goes: the outbound port.
 //!
-//! - C2C: the robot streaming API `openim_robot_http_svc/send_stream_msg`: the first call opens
-//!   the message and returns its `MsgKey`, later calls add text, the last has `Finish: 1`.
-//! - Group, streaming: `send_group_msg` with an @ of the asker, then `modify_group_msg` with the
-//!   text so far (send-then-modify; `send_stream_msg` is C2C only).
-//! - Group, not streaming: one `send_group_msg` when the answer is complete.
+//! The worker holds an [`Outbound`], which opens a [`Sink`] for one answer in one
+//! [`StreamMode`]. Platforms implement both in their adapters (`tencent::sinks`); the domain sees
+//! only what a sink declares ([`Limits`]) and what it reports ([`SinkError`], [`Sink::shown`]).
 
-use crate::msg::MsgElement;
-use crate::tencent::{ChatApi, ForbidCallback, GroupAt, ModifyGroupMsg, RestError, SendGroupMsg, SendStreamMsg};
+use super::job::Job;
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
-/// An answer's way to the user.
+/// How an answer is put in front of the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamMode {
+    /// The platform's robot stream (Tencent `send_stream_msg`: one-to-one only; TUIKit's chatbot
+    /// bubble with its stop button).
+    RobotStream,
+    /// The platform's native stream message (Tencent `TIMStreamElem`, NIM stream messages).
+    NativeStream,
+    /// Send, then modify the message with the text so far (every client).
+    Modify,
+    /// One message when the answer is complete.
+    Final,
+}
+
+impl StreamMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamMode::RobotStream => "robot_stream",
+            StreamMode::NativeStream => "native_stream",
+            StreamMode::Modify => "modify",
+            StreamMode::Final => "final",
+        }
+    }
+
+    /// The mode tried when the platform refuses this one.
+    pub fn fallback(self) -> Option<StreamMode> {
+        match self {
+            StreamMode::RobotStream | StreamMode::NativeStream => Some(StreamMode::Modify),
+            StreamMode::Modify => Some(StreamMode::Final),
+            StreamMode::Final => None,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StreamMode> {
+        [StreamMode::RobotStream, StreamMode::NativeStream, StreamMode::Modify, StreamMode::Final]
+            .into_iter()
+            .find(|m| m.name() == s)
+    }
+}
+
+impl std::str::FromStr for StreamMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StreamMode::parse(s).ok_or_else(|| "expected robot_stream, native_stream, modify or final".to_owned())
+    }
+}
+
+impl std::fmt::Display for StreamMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a sink can take; the pump obeys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Least time between two calls on one message.
+    pub min_interval: Duration,
+    /// Most bytes of text one message may carry.
+    pub max_bytes: usize,
+    /// An open message ends by itself after this much silence: a call (a keep-alive when there
+    /// is no text) must come sooner.
+    pub max_silence: Option<Duration>,
+    /// Whether a message left open by a crashed attempt can be finished by its id.
+    pub resumable: bool,
+    /// Whether each call replaces the message's text (so a placeholder can be shown first and
+    /// replaced by the answer).
+    pub replaces: bool,
+}
+
+/// A sink's failure, in the domain's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The platform refused this mode on the answer's first call: nothing was shown, and
+    /// another mode may work.
+    #[error("{mode} refused: {reason}")]
+    Refused { mode: StreamMode, reason: String },
+    /// A call failed.
+    #[error("{reason}")]
+    Failed { reason: String, retryable: bool },
+}
+
+impl SinkError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Failed { retryable: true, .. })
+    }
+}
+
+/// An answer's way to the user, in one mode.
 #[async_trait]
 pub trait Sink: Send {
+    fn mode(&self) -> StreamMode;
+    fn limits(&self) -> Limits;
     /// Adds `delta` to the current message, finishing it when `finish`. Returns the id of the
-    /// message when this call opened it (the C2C `MsgKey`, the group `MsgSeq`), so the caller
-    /// can record it before anything else can fail.
-    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError>;
+    /// message when this call opened it, so the caller can record it before anything else can
+    /// fail.
+    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, SinkError>;
+    /// Opens the message with `text`, which the first push replaces. Only where
+    /// [`Limits::replaces`]; elsewhere it does nothing and returns `None`.
+    async fn placeholder(&mut self, _text: &str) -> Result<Option<String>, SinkError> {
+        Ok(None)
+    }
+    /// Keeps an open message from ending by itself while no text comes.
+    async fn keep_alive(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Bytes of text in the current message.
     fn message_bytes(&self) -> usize;
     /// Whether a message is open (started and not finished).
     fn is_open(&self) -> bool;
     /// After a finished message, starts the next one (answers longer than one message).
     fn next_message(&mut self);
-    /// REST calls made so far.
+    /// Whether the user may have seen anything of this answer: a call was made that the platform
+    /// did not certainly refuse.
+    fn shown(&self) -> bool;
+    /// Calls made so far.
     fn calls(&self) -> u32;
 }
 
-/// The C2C robot stream.
-pub struct C2cStreamSink {
-    chat: Arc<dyn ChatApi>,
-    bot: String,
-    user: String,
-    msg_key: Option<String>,
-    bytes: usize,
-    finished: bool,
-    calls: u32,
+/// Opens sinks: the platform side of the seam.
+pub trait Outbound: Send + Sync {
+    /// A sink for the answer to `job` in `mode`; `resume` is the id of a message an earlier
+    /// attempt opened. An error when the mode cannot serve the job's place at all (a robot stream
+    /// in a group).
+    fn open(&self, job: &Job, mode: StreamMode, resume: Option<String>) -> Result<Box<dyn Sink>, SinkError>;
 }
 
-impl C2cStreamSink {
-    /// A sink for a new answer, or for continuing the stream `msg_key` already opened.
-    pub fn new(chat: Arc<dyn ChatApi>, bot: &str, user: &str, msg_key: Option<String>) -> Self {
-        C2cStreamSink { chat, bot: bot.to_owned(), user: user.to_owned(), msg_key, bytes: 0, finished: false, calls: 0 }
-    }
-}
-
-#[async_trait]
-impl Sink for C2cStreamSink {
-    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError> {
-        // UNCONFIRMED whether Tencent accepts an empty Chunk with Finish: 1 (protocol doc, open
-        // question 2); an empty delta is sent only to finish, which is the one case it must.
-        let req = SendStreamMsg {
-            from_account: self.bot.clone(),
-            to_account: self.user.clone(),
-            chunk: delta.to_owned(),
-            msg_key: self.msg_key.clone(),
-            finish: finish.then_some(1),
-        };
-        self.calls += 1;
-        let reply = self.chat.send_stream_msg(&req).await?;
-        self.bytes += delta.len();
-        self.finished = finish;
-        if self.msg_key.is_none() {
-            self.msg_key = reply.msg_key.clone();
-            return Ok(reply.msg_key.or_else(|| Some(String::new())));
-        }
-        Ok(None)
-    }
-    fn message_bytes(&self) -> usize {
-        self.bytes
-    }
-    fn is_open(&self) -> bool {
-        self.msg_key.is_some() && !self.finished
-    }
-    fn next_message(&mut self) {
-        self.msg_key = None;
-        self.bytes = 0;
-        self.finished = false;
-    }
-    fn calls(&self) -> u32 {
-        self.calls
-    }
-}
-
-/// A group answer, by send-then-modify or by one send at the end.
-pub struct GroupSink {
-    chat: Arc<dyn ChatApi>,
-    bot: String,
-    group_id: String,
-    topic_id: Option<String>,
-    asker: String,
-    streaming: bool,
-    /// Seed of the stable `Random` of each message, so a retried send is deduplicated.
-    seed: String,
-    index: u32,
-    msg_seq: Option<u64>,
-    text: String,
-    finished: bool,
-    calls: u32,
-}
-
-impl GroupSink {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        chat: Arc<dyn ChatApi>,
-        bot: &str,
-        group_id: &str,
-        topic_id: Option<String>,
-        asker: &str,
-        streaming: bool,
-        seed: &str,
-        msg_seq: Option<u64>,
-    ) -> Self {
-        GroupSink {
-            chat,
-            bot: bot.to_owned(),
-            group_id: group_id.to_owned(),
-            topic_id,
-            asker: asker.to_owned(),
-            streaming,
-            seed: seed.to_owned(),
-            index: 0,
-            msg_seq,
-            text: String::new(),
-            finished: false,
-            calls: 0,
-        }
-    }
-
-    fn body(&self) -> Vec<MsgElement> {
-        // The @ mark in the text pairs with the first GroupAtInfo entry.
-        vec![MsgElement::text(format!("@{} {}", self.asker, self.text))]
-    }
-
-    fn random(&self) -> u32 {
-        let h = Sha256::digest(format!("{}#{}", self.seed, self.index).as_bytes());
-        u32::from_be_bytes([h[0], h[1], h[2], h[3]])
-    }
-
-    async fn send(&mut self) -> Result<u64, RestError> {
-        let req = SendGroupMsg {
-            group_id: self.group_id.clone(),
-            random: self.random(),
-            from_account: Some(self.bot.clone()),
-            msg_body: self.body(),
-            topic_id: self.topic_id.clone(),
-            group_at_info: vec![GroupAt { group_at_all_flag: 0, group_at_account: Some(self.asker.clone()) }],
-            cloud_custom_data: None,
-            forbid_callback_control: ForbidCallback::own_messages(),
-        };
-        self.calls += 1;
-        let reply = self.chat.send_group_msg(&req).await?;
-        Ok(reply.msg_seq.unwrap_or(0))
-    }
-}
-
-#[async_trait]
-impl Sink for GroupSink {
-    async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError> {
-        self.text.push_str(delta);
-        self.finished = finish;
-        if !self.streaming {
-            if finish {
-                self.send().await?;
-            }
-            return Ok(None);
-        }
-        match self.msg_seq {
-            None => {
-                let seq = self.send().await?;
-                self.msg_seq = Some(seq);
-                Ok(Some(seq.to_string()))
-            }
-            Some(seq) => {
-                if !delta.is_empty() {
-                    let req = ModifyGroupMsg {
-                        group_id: self.group_id.clone(),
-                        msg_seq: seq,
-                        msg_body: self.body(),
-                        topic_id: self.topic_id.clone(),
-                    };
-                    self.calls += 1;
-                    self.chat.modify_group_msg(&req).await?;
-                }
-                Ok(None)
-            }
-        }
-    }
-    fn message_bytes(&self) -> usize {
-        self.text.len()
-    }
-    fn is_open(&self) -> bool {
-        self.msg_seq.is_some() && !self.finished
-    }
-    fn next_message(&mut self) {
-        self.msg_seq = None;
-        self.text.clear();
-        self.finished = false;
-        self.index += 1;
-    }
-    fn calls(&self) -> u32 {
-        self.calls
-    }
-}
-
-/// In-process test doubles of the [`Sink`] port.
+/// In-process test doubles of the outbound port.
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
 
     /// A sink that records every push; it can refuse finishing calls, and, given `prefix_of`,
     /// checks on every call that what the user has is a prefix of that text.
-    #[derive(Default)]
     pub struct RecordingSink {
         pub pushes: Vec<(String, bool)>,
+        pub keep_alives: u32,
         pub bytes: usize,
         pub open: bool,
         pub refuse_finish: bool,
         pub prefix_of: Option<String>,
+        pub limits: Limits,
+    }
+
+    impl Default for RecordingSink {
+        fn default() -> Self {
+            RecordingSink {
+                pushes: vec![],
+                keep_alives: 0,
+                bytes: 0,
+                open: false,
+                refuse_finish: false,
+                prefix_of: None,
+                limits: Limits {
+                    min_interval: Duration::ZERO,
+                    max_bytes: usize::MAX,
+                    max_silence: None,
+                    resumable: true,
+                    replaces: false,
+                },
+            }
+        }
     }
 
     impl RecordingSink {
@@ -231,19 +183,29 @@ pub(crate) mod testing {
 
     #[async_trait]
     impl Sink for RecordingSink {
-        async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, RestError> {
+        fn mode(&self) -> StreamMode {
+            StreamMode::RobotStream
+        }
+        fn limits(&self) -> Limits {
+            self.limits
+        }
+        async fn push(&mut self, delta: &str, finish: bool) -> Result<Option<String>, SinkError> {
             if finish && self.refuse_finish {
-                return Err(RestError::Tencent { call: "test", code: 90001, info: "refused".into() });
+                return Err(SinkError::Failed { reason: "refused".into(), retryable: false });
             }
             let opened = (!self.open).then(|| format!("m{}", self.pushes.len()));
             self.open = !finish;
             self.bytes += delta.len();
             self.pushes.push((delta.to_owned(), finish));
             if let Some(want) = &self.prefix_of {
-                let shown = self.shown();
+                let shown = RecordingSink::shown(self);
                 assert!(want.starts_with(&shown), "shown {shown:?}, not a prefix of {want:?}");
             }
             Ok(opened)
+        }
+        async fn keep_alive(&mut self) -> Result<(), SinkError> {
+            self.keep_alives += 1;
+            Ok(())
         }
         fn message_bytes(&self) -> usize {
             self.bytes
@@ -255,8 +217,11 @@ pub(crate) mod testing {
             self.bytes = 0;
             self.open = false;
         }
+        fn shown(&self) -> bool {
+            !self.pushes.is_empty()
+        }
         fn calls(&self) -> u32 {
-            self.pushes.len() as u32
+            self.pushes.len() as u32 + self.keep_alives
         }
     }
 }

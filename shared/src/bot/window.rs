@@ -45,7 +45,7 @@ struct WindowStart {
 }
 
 fn start_key(conv: &str) -> String {
-    format!("winstart#{conv}")
+    crate::keys::window_start(conv)
 }
 
 /// Loads the window of `conv` at `now_ms`, moving its remembered start forward when it

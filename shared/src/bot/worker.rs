@@ -16,21 +16,21 @@
 //! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
 use super::dead_letter::DeadLetter;
-use super::job::{Job, JobMsg, stop_key};
+use super::fallback::FallbackSink;
+use super::job::{Job, Place};
 use super::moderated::{ModeratedSink, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
 use super::pump::{Control, End, PumpSettings, pump};
-use super::sink::{C2cStreamSink, GroupSink, Sink};
+use super::sink::{Outbound, Sink, SinkError, StreamMode};
 use super::texts::Texts;
 use super::window::{self, Limits};
-use crate::config::{LlmDefaults, ModerateAnswers, StreamSettings};
+use crate::config::{LlmDefaults, ModerateAnswers, Settings, StreamSettings};
+use crate::keys;
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
-use crate::msg::joined_text;
 use crate::observe::Metrics;
 use crate::queue::{Queue, queue_url_from_arn};
 use crate::secrets::AppSecrets;
 use crate::store::{Role, Store, Turn, now_ms};
-use crate::tencent::ChatApi;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,8 @@ use tracing::Instrument;
 /// Everything a worker needs, built once per cold start.
 pub struct Worker {
     pub store: Arc<dyn Store>,
-    pub chat: Arc<dyn ChatApi>,
+    /// Where answers go: the platform's sinks.
+    pub outbound: Arc<dyn Outbound>,
     pub llm: Arc<dyn Llm>,
     pub queue: Arc<dyn Queue>,
     pub dlq_url: String,
@@ -62,7 +63,12 @@ pub struct Worker {
     pub retry_max: Duration,
     /// Time kept before the Lambda deadline to finish the open message and record the outcome.
     pub finish_margin: Duration,
+    /// Stream modes a platform refused, per robot, skipped for a while.
+    refused_modes: moka::future::Cache<(String, StreamMode), ()>,
 }
+
+/// How long a refused stream mode is skipped for a robot before it is tried again.
+pub const REFUSAL_MEMORY: Duration = Duration::from_secs(15 * 60);
 
 /// How a queued message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +106,10 @@ struct ReplyState {
     state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stream_id: Option<String>,
+    /// The mode of the open message (absent in records written before modes existed: the
+    /// robot stream for one-to-one answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode: Option<StreamMode>,
 }
 
 struct Failure {
@@ -121,7 +131,7 @@ struct JobControl<'a> {
 impl JobControl<'_> {
     /// Records that something may be shown to the user from now on.
     async fn sending(&self) -> Result<(), crate::store::StoreError> {
-        let doc = ReplyState { state: "sending".into(), stream_id: None };
+        let doc = ReplyState { state: "sending".into(), stream_id: None, mode: None };
         self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await
     }
 }
@@ -133,7 +143,7 @@ impl Control for JobControl<'_> {
             return false;
         };
         if let Some(id) = stream_id
-            && matches!(self.store.get_doc(&stop_key(scope, Some(id))).await, Ok(Some(_)))
+            && matches!(self.store.get_doc(&keys::stop(scope, Some(id))).await, Ok(Some(_)))
         {
             return true;
         }
@@ -141,7 +151,7 @@ impl Control for JobControl<'_> {
         struct At {
             at_ms: u64,
         }
-        match self.store.get_doc(&stop_key(scope, None)).await {
+        match self.store.get_doc(&keys::stop(scope, None)).await {
             Ok(Some(doc)) => serde_json::from_str::<At>(&doc).is_ok_and(|a| a.at_ms >= self.started_ms),
             Ok(None) => false,
             Err(e) => {
@@ -151,8 +161,8 @@ impl Control for JobControl<'_> {
         }
     }
 
-    async fn opened(&self, stream_id: &str) {
-        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()) };
+    async fn opened(&self, stream_id: &str, mode: StreamMode) {
+        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode) };
         // `sending` is already recorded, so a crash from here on is recovered without a second
         // answer even when this write fails; the stream id only lets recovery finish the stream.
         if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
@@ -180,13 +190,6 @@ fn speaker_turn(t: &Turn) -> String {
     }
 }
 
-/// The counter of the messages a job's sender sent its robot on the (UTC) day the job was
-/// received, against the daily quota.
-fn quota_key(job: &Job) -> String {
-    let day = job.received_ms / 86_400_000;
-    format!("quota#{}#{}#{day}", job.bot, job.sender())
-}
-
 /// The Lambda context's deadline (unix milliseconds) as an instant of this process's clock.
 /// cargo-lambda's local runtime sends the function timeout itself (600000 for 10 minutes), not
 /// a time: a "deadline" before the year 2000 is taken as that duration from now.
@@ -196,21 +199,38 @@ pub fn deadline_from_unix_ms(deadline_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(left)
 }
 
-/// Removes the @-mentions of robots from a group message. Routing is by `AtRobots_Account`;
-/// the text after `@` is free-form (usually a nickname), so leading `@word` tokens go too.
-pub fn strip_mentions(text: &str, robots: &[String]) -> String {
-    let mut t = text.to_owned();
-    for r in robots {
-        t = t.replace(&format!("@{r}"), "");
-    }
-    let mut rest = t.trim_start();
-    while rest.starts_with('@') {
-        rest = rest.split_once(char::is_whitespace).map(|(_, r)| r.trim_start()).unwrap_or("");
-    }
-    rest.trim().to_owned()
-}
-
 impl Worker {
+    /// A worker with the deployment's `settings`; the ports are the adapters the caller built
+    /// (production: `boot::Boot::worker`; tests: emulators and doubles).
+    pub fn new(
+        store: Arc<dyn Store>,
+        outbound: Arc<dyn Outbound>,
+        llm: Arc<dyn Llm>,
+        queue: Arc<dyn Queue>,
+        dlq_url: String,
+        secrets: Arc<AppSecrets>,
+        settings: &Settings,
+    ) -> Self {
+        Worker {
+            store,
+            outbound,
+            llm,
+            queue,
+            dlq_url,
+            secrets,
+            defaults: settings.llm.clone(),
+            stream: settings.stream.clone(),
+            moderate_answers: settings.moderate_answers,
+            history_ttl_secs: settings.history_ttl_secs,
+            max_receives: settings.max_receives,
+            llm_attempts: 2,
+            retry_base: settings.retry_base,
+            retry_max: settings.retry_max,
+            finish_margin: settings.finish_margin,
+            refused_modes: moka::future::Cache::builder().time_to_live(REFUSAL_MEMORY).max_capacity(10_000).build(),
+        }
+    }
+
     /// The Lambda adapter: an SQS batch in, the failed items out (partial batch response).
     /// In a FIFO queue, once one message fails the rest of the batch is failed too, unread, so
     /// that no message overtakes another of its conversation. Failed messages are made visible
@@ -292,17 +312,24 @@ impl Worker {
 
     /// Handles one queued message, finishing by `deadline`.
     pub async fn process_until(&self, body: &str, receives: u32, deadline: Instant) -> Result<WorkOutcome, Retry> {
-        let job: Job = match serde_json::from_str(body) {
+        let job = match Job::decode(body) {
             Ok(j) => j,
             Err(e) => {
-                let reason = format!("malformed job: {}", crate::redact::JsonError::from(e));
+                let reason = e.to_string();
                 self.dead_letter(body, "malformed", &reason).await?;
                 tracing::error!(outcome = "dead_lettered", reason = %reason, "job dropped");
                 return Ok(WorkOutcome::DeadLettered(reason));
             }
         };
         let budget_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
-        let span = tracing::info_span!("job", request_id = %job.request_id, bot = %job.bot, receives, budget_ms);
+        let span = tracing::info_span!(
+            "job",
+            request_id = %job.request_id,
+            platform = job.platform.name(),
+            bot = %job.bot,
+            receives,
+            budget_ms
+        );
         async {
             let result = self.process_job(&job, receives, deadline).await;
             match &result {
@@ -316,7 +343,7 @@ impl Worker {
     }
 
     async fn process_job(&self, job: &Job, receives: u32, deadline: Instant) -> Result<WorkOutcome, Retry> {
-        let reply_key = format!("reply#{}", job.key());
+        let reply_key = keys::reply(job);
         let store_err = |e: crate::store::StoreError| Retry(e.to_string());
         let state: ReplyState = match self.store.get_doc(&reply_key).await.map_err(store_err)? {
             Some(doc) => serde_json::from_str(&doc).unwrap_or_default(),
@@ -327,13 +354,13 @@ impl Worker {
             // An earlier attempt may have shown something, then died: finish what it opened,
             // never start again.
             "sending" | "open" => {
-                let texts = self.profile(&job.bot).await.texts;
-                return self.recover(job, &reply_key, state.stream_id, &texts).await;
+                let profile = self.profile(job).await;
+                return self.recover(job, &profile, &reply_key, state).await;
             }
             _ => {}
         }
-        let profile = self.profile(&job.bot).await;
-        let mut sink = self.sink_for(job, None);
+        let profile = self.profile(job).await;
+        let mut sink = self.open_sink(job, &profile, None, None).await.map_err(|e| Retry(e.to_string()))?;
         let ctl = JobControl {
             store: self.store.as_ref(),
             reply_key: reply_key.clone(),
@@ -343,7 +370,11 @@ impl Worker {
         };
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
-        match self.answer(job, &profile, sink.as_mut(), &ctl, answer_by).await {
+        let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by).await;
+        for mode in sink.refused() {
+            self.refused_modes.insert((job.bot.clone(), *mode), ()).await;
+        }
+        match answered {
             Ok(WorkOutcome::Answered(End::LlmFailed(e))) => {
                 // The pump already finished the open message with the apology.
                 let reason = format!("answer cut: {e}");
@@ -355,7 +386,7 @@ impl Worker {
                 self.mark_done(&reply_key).await;
                 Ok(outcome)
             }
-            Err(f) if f.retryable && !final_attempt && sink.calls() == 0 => {
+            Err(f) if f.retryable && !final_attempt && !sink.shown() => {
                 // Nothing was sent: forget `sending`, so the retry answers afresh.
                 if let Err(e) = self.store.delete_doc(&reply_key).await {
                     tracing::warn!(error = %e, "could not clear the reply record; the retry will apologise");
@@ -363,7 +394,7 @@ impl Worker {
                 Err(Retry(f.reason))
             }
             Err(f) => {
-                self.apologise(sink.as_mut(), &profile.texts).await;
+                self.apologise(&mut sink, &profile.texts).await;
                 self.dead_letter(&json(job), &job.key(), &f.reason).await?;
                 self.mark_done(&reply_key).await;
                 Ok(WorkOutcome::DeadLettered(f.reason))
@@ -371,27 +402,40 @@ impl Worker {
         }
     }
 
-    fn sink_for(&self, job: &Job, open_id: Option<String>) -> Box<dyn Sink> {
-        match &job.msg {
-            JobMsg::C2c(m) => Box::new(C2cStreamSink::new(self.chat.clone(), &job.bot, &m.from_account, open_id)),
-            JobMsg::Group(m) => Box::new(GroupSink::new(
-                self.chat.clone(),
-                &job.bot,
-                &m.group_id,
-                m.topic_id.clone(),
-                &m.from_account,
-                self.stream.group_streaming,
-                &job.key(),
-                None,
-            )),
+    /// The stream mode the robot's profile asks for in the job's place.
+    fn preferred_mode(&self, job: &Job, profile: &Resolved) -> StreamMode {
+        match job.place {
+            Place::Direct => profile.direct_mode,
+            Place::Group { .. } => profile.group_mode,
         }
+    }
+
+    /// Opens the answer's sink: in `mode` (or the profile's), skipping the modes the platform
+    /// refused this robot lately.
+    async fn open_sink<'a>(
+        &'a self,
+        job: &'a Job,
+        profile: &Resolved,
+        mode: Option<StreamMode>,
+        resume: Option<String>,
+    ) -> Result<FallbackSink<'a>, SinkError> {
+        let mode = mode.unwrap_or_else(|| self.preferred_mode(job, profile));
+        let mut skip = Vec::new();
+        let mut m = Some(mode);
+        while let Some(next) = m {
+            if self.refused_modes.contains_key(&(job.bot.clone(), next)) {
+                skip.push(next);
+            }
+            m = next.fallback();
+        }
+        FallbackSink::open(self.outbound.as_ref(), job, mode, &skip, resume)
     }
 
     /// Shows the apology: at the end of the open message, or as a message of its own.
     async fn apologise(&self, sink: &mut dyn Sink, texts: &Texts) {
         let apology = &texts.apology;
-        let text = if sink.is_open() { format!("\n\n{apology}") } else { apology.clone() };
-        if sink.message_bytes() + text.len() > self.stream.max_message_bytes {
+        let text = if sink.is_open() && sink.message_bytes() > 0 { format!("\n\n{apology}") } else { apology.clone() };
+        if sink.message_bytes() + text.len() > self.stream.max_message_bytes.min(sink.limits().max_bytes) {
             sink.next_message();
         }
         if let Err(e) = sink.push(&text, true).await {
@@ -402,18 +446,23 @@ impl Worker {
     async fn recover(
         &self,
         job: &Job,
+        profile: &Resolved,
         reply_key: &str,
-        stream_id: Option<String>,
-        texts: &Texts,
+        state: ReplyState,
     ) -> Result<WorkOutcome, Retry> {
-        // A C2C stream can be finished by its MsgKey; a group message is not rewritten (its text
-        // so far is unknown here), so the apology follows as a message of its own.
-        let open = match &job.msg {
-            JobMsg::C2c(_) => stream_id.filter(|s| !s.is_empty()),
-            JobMsg::Group(_) => None,
-        };
-        let mut sink = self.sink_for(job, open);
-        self.apologise(sink.as_mut(), texts).await;
+        // A message left open is finished with the apology where its mode can resume it (a
+        // robot stream, by its MsgKey); elsewhere (its text so far is unknown here, or the
+        // stream has ended by itself) the apology follows as a message of its own.
+        let mode = state.mode.unwrap_or(match job.place {
+            Place::Direct => StreamMode::RobotStream,
+            Place::Group { .. } => StreamMode::Modify,
+        });
+        let resume = state.stream_id.filter(|s| !s.is_empty()).filter(|_| mode == StreamMode::RobotStream);
+        let mode = if resume.is_some() { mode } else { self.preferred_mode(job, profile) };
+        match self.open_sink(job, profile, Some(mode), resume).await {
+            Ok(mut sink) => self.apologise(&mut sink, &profile.texts).await,
+            Err(e) => tracing::error!(error = %e, "could not show the apology"),
+        }
         let reason = "an earlier attempt stopped mid-answer".to_owned();
         self.dead_letter(&json(job), &job.key(), &reason).await?;
         self.mark_done(reply_key).await;
@@ -421,7 +470,7 @@ impl Worker {
     }
 
     async fn mark_done(&self, reply_key: &str) {
-        let doc = ReplyState { state: "done".into(), stream_id: None };
+        let doc = ReplyState { state: "done".into(), stream_id: None, mode: None };
         if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
             tracing::error!(error = %e, "could not mark the answer done");
         }
@@ -432,8 +481,8 @@ impl Worker {
         self.queue.send(&self.dlq_url, &msg).await.map_err(|e| Retry(e.to_string()))
     }
 
-    async fn profile(&self, bot: &str) -> Resolved {
-        let stored = match self.store.get_doc(&BotProfile::key(bot)).await {
+    async fn profile(&self, job: &Job) -> Resolved {
+        let stored = match self.store.get_doc(&keys::profile(job.platform, &job.bot)).await {
             Ok(Some(doc)) => serde_json::from_str::<BotProfile>(&doc).unwrap_or_else(|e| {
                 let e = crate::redact::JsonError::from(e);
                 tracing::warn!(error = %e, "the robot's profile is invalid; using the defaults");
@@ -445,7 +494,7 @@ impl Worker {
                 BotProfile::default()
             }
         };
-        stored.resolve(&self.defaults)
+        stored.resolve(&self.defaults, &self.stream)
     }
 
     async fn answer(
@@ -458,31 +507,21 @@ impl Worker {
     ) -> Result<WorkOutcome, Failure> {
         let store = self.store.as_ref();
         let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
-        let rest_fail = |e: crate::tencent::RestError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
+        let sink_fail = |e: SinkError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
         let texts = &profile.texts;
-        let (text, conv, speaker) = match &job.msg {
-            JobMsg::C2c(m) => (joined_text(&m.msg_body), format!("c2c#{}#{}", job.bot, m.from_account), None),
-            JobMsg::Group(m) => {
-                let topic = m.topic_id.as_deref().unwrap_or("");
-                let conv = match profile.group_scope {
-                    GroupScope::Group => format!("grp#{}#{topic}#{}", m.group_id, job.bot),
-                    GroupScope::Member => {
-                        format!("grp#{}#{topic}#{}#{}", m.group_id, job.bot, m.from_account)
-                    }
-                };
-                let text = joined_text(&m.msg_body).map(|t| strip_mentions(&t, &m.at_robots_account));
-                let speaker = (profile.group_scope == GroupScope::Group).then(|| m.from_account.clone());
-                (text, conv, speaker)
-            }
-        };
+        let per_member = profile.group_scope == GroupScope::Member;
+        let conv = keys::conversation(job, per_member);
+        // In a shared group conversation each user turn names its speaker.
+        let speaker = (job.in_group() && !per_member).then(|| job.sender.clone());
         let reply = async |sink: &mut dyn Sink, text: &str, kind: &'static str| {
             ctl.sending().await.map_err(fail(true))?;
-            sink.push(text, true).await.map_err(rest_fail)?;
+            sink.push(text, true).await.map_err(sink_fail)?;
             Ok(WorkOutcome::Replied(kind))
         };
-        let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+        let text = job.text.trim().to_owned();
+        if text.is_empty() {
             return reply(sink, &texts.text_only, "text_only").await;
-        };
+        }
         match text.trim() {
             "/reset" => {
                 window::reset(store, &conv).await.map_err(fail(true))?;
@@ -491,7 +530,7 @@ impl Worker {
             "/help" => return reply(sink, &texts.help, "help").await,
             // Read, not counted: asking is not a message to the robot.
             "/usage" => {
-                let used = store.counter(&quota_key(job)).await.map_err(fail(true))?;
+                let used = store.counter(&keys::quota(job)).await.map_err(fail(true))?;
                 let text = texts.usage_reply(used.max(0) as u64, profile.daily_quota);
                 return reply(sink, &text, "usage").await;
             }
@@ -501,7 +540,7 @@ impl Worker {
             // The day the message was received, so a redelivery after midnight counts where the
             // first delivery did; counted once per message, in one write, and judged by the
             // count this message got, however many were counted since.
-            let key = quota_key(job);
+            let key = keys::quota(job);
             let used = store.count_once(&key, &job.key(), Some(2 * 86_400)).await.map_err(fail(true))?;
             if used > profile.daily_quota as i64 {
                 return reply(sink, &texts.quota_reply(profile.daily_quota), "quota").await;
@@ -514,13 +553,9 @@ impl Worker {
         };
         // The policies are read once per answer, beside the window: a group answer is judged by
         // the app's and the group's policies, a one-to-one answer by the app's alone.
-        let group = match &job.msg {
-            JobMsg::Group(m) => Some(m.group_id.as_str()),
-            JobMsg::C2c(_) => None,
-        };
         let (history, engine) = tokio::join!(
             window::load(store, &conv, limits, now_ms()),
-            answer_engine(store, self.moderate_answers, group)
+            answer_engine(store, self.moderate_answers, job.place.group())
         );
         let history = history.map_err(fail(true))?;
         let engine = engine.map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
@@ -552,23 +587,36 @@ impl Worker {
             total: self.defaults.total_timeout,
         };
         let llm_started = tokio::time::Instant::now();
-        let (first, rest, model) = start_with_fallback(
+        let started = start_with_fallback(
             self.llm.as_ref(),
             &req,
             &profile.fallback_models,
             self.llm_attempts,
             timeouts,
             deadline,
-        )
-        .await
-        .map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
+        );
+        tokio::pin!(started);
+        // A slow first token: the user sees the placeholder (where the mode can replace it)
+        // until the answer replaces it.
+        let show_placeholder = !texts.thinking.is_empty() && sink.limits().replaces;
+        let mut placeholder_at = None;
+        let started = tokio::select! {
+            r = &mut started => r,
+            _ = tokio::time::sleep(self.stream.placeholder_after), if show_placeholder => {
+                ctl.sending().await.map_err(fail(true))?;
+                if let Some(id) = sink.placeholder(&texts.thinking).await.map_err(sink_fail)? {
+                    ctl.opened(&id, sink.mode()).await;
+                    placeholder_at = Some(Instant::now());
+                }
+                started.await
+            }
+        };
+        let (first, rest, model) =
+            started.map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
         let first_token_ms = llm_started.elapsed().as_millis() as u64;
         ctl.sending().await.map_err(fail(true))?;
-        let min_interval = match job.msg {
-            JobMsg::C2c(_) => Duration::ZERO,
-            JobMsg::Group(_) => self.stream.group_modify_interval,
-        };
-        let cfg = PumpSettings::from_stream(&self.stream, min_interval, texts);
+        let mut cfg = PumpSettings::from_stream(&self.stream, texts);
+        cfg.last_call = placeholder_at;
         let report = match &engine {
             Some(engine) => {
                 let mut judged =
@@ -577,13 +625,13 @@ impl Worker {
             }
             None => pump(first, rest, sink, ctl, &cfg).await,
         }
-        .map_err(rest_fail)?;
+        .map_err(sink_fail)?;
         let since_webhook = |at: tokio::time::Instant| {
             let elapsed_since_first = at.elapsed().as_millis() as u64;
             now_ms().saturating_sub(job.received_ms).saturating_sub(elapsed_since_first)
         };
         Metrics::new("bot")
-            .dim("Kind", if matches!(job.msg, JobMsg::C2c(_)) { "c2c" } else { "group" })
+            .dim("Kind", if job.in_group() { "group" } else { "c2c" })
             .value("LlmFirstTokenMs", first_token_ms as f64, "Milliseconds")
             .value("LlmTotalMs", llm_started.elapsed().as_millis() as f64, "Milliseconds")
             .value(
@@ -596,7 +644,7 @@ impl Worker {
             .value("PromptTokens", report.usage.map(|u| u.prompt_tokens).unwrap_or(0) as f64, "Count")
             .value("CompletionTokens", report.usage.map(|u| u.completion_tokens).unwrap_or(0) as f64, "Count")
             .emit();
-        tracing::info!(model = %model, chunks = report.chunks, end = ?report.end, "answer streamed");
+        tracing::info!(model = %model, mode = %sink.mode(), chunks = report.chunks, end = ?report.end, "answer streamed");
         // Turns are stamped in the order this worker handles them (one message of a conversation
         // at a time), after the newest turn stored, never by when the webhook arrived: a
         // question sent while the previous answer streamed is stored after that answer.
@@ -627,14 +675,5 @@ mod tests {
         assert_eq!(passed, Duration::ZERO);
         let local = deadline_from_unix_ms(600_000).saturating_duration_since(Instant::now());
         assert!(local > Duration::from_secs(598) && local <= Duration::from_secs(600), "{local:?}");
-    }
-
-    #[test]
-    fn mentions_are_stripped() {
-        let robots = vec!["@RBT#001".to_owned()];
-        assert_eq!(strip_mentions("@@RBT#001 hello", &robots), "hello");
-        assert_eq!(strip_mentions("@Jarvis what is 2+2?", &robots), "what is 2+2?");
-        assert_eq!(strip_mentions("tell me @@RBT#001 a joke", &robots), "tell me  a joke");
-        assert_eq!(strip_mentions("@Jarvis", &robots), "");
     }
 }

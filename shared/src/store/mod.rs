@@ -113,7 +113,7 @@ pub fn member_attr(member: &str) -> String {
 
 /// The partition key under which a conversation's turns are stored.
 pub fn turns_key(conv: &str) -> String {
-    format!("conv#{conv}")
+    crate::keys::turns(conv)
 }
 
 /// Unix seconds now.

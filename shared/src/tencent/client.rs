@@ -60,7 +60,7 @@ impl RestError {
 
     /// Whether Tencent certainly did not apply the call, so that repeating it cannot duplicate
     /// anything: it answered with an error code, or the connection never opened.
-    fn certainly_not_applied(&self) -> bool {
+    pub fn certainly_not_applied(&self) -> bool {
         matches!(self, RestError::Tencent { .. } | RestError::Connect { .. })
     }
 

@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod client;
+pub mod intake;
+pub mod sinks;
 pub mod usersig;
 
 pub use api::*;
