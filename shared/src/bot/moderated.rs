@@ -340,6 +340,12 @@ mod tests {
             self.0.lock().unwrap_or_else(|p| p.into_inner()).push(text);
             Ok(SendGroupMsgReply { msg_time: None, msg_seq: Some(1) })
         }
+        async fn send_c2c_stream_msg(&self, _: &SendC2cStreamMsg) -> Result<StreamMsgReply, RestError> {
+            Err(RestError::Timeout { call: "unused" })
+        }
+        async fn send_group_stream_msg(&self, _: &SendGroupStreamMsg) -> Result<StreamMsgReply, RestError> {
+            Err(RestError::Timeout { call: "unused" })
+        }
         async fn modify_c2c_msg(&self, _: &ModifyC2cMsg) -> Result<(), RestError> {
             Err(RestError::Timeout { call: "unused" })
         }

@@ -1,5 +1,5 @@
 //! Request and response bodies of the REST calls this product makes. Field names are Tencent's
-//! (tencent-chat-protocol.md §3.4, §3.5, §4.2–§4.5, §5).
+//! (tencent-chat-protocol.md §3.4, §3.5, §4.2–§4.5, §5, §6).
 
 use crate::msg::MsgElement;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,119 @@ pub struct SendStreamMsg {
 pub struct SendStreamMsgReply {
     #[serde(rename = "MsgKey", default)]
     pub msg_key: Option<String>,
+}
+
+/// What a native stream chunk carries (`Chunks[].EventType`). Only `data` has been seen
+/// (protocol doc §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamEventType {
+    #[serde(rename = "data")]
+    Data,
+}
+
+/// One piece of a native stream (`TIMStreamElem` `Chunks[]`). `index` counts from 1 per stream
+/// and goes up by one with every chunk; `markdown` is the new text only, not the text so far;
+/// the stream's last chunk has `is_last` (timbot closes with an empty `markdown`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    #[serde(rename = "EventType")]
+    pub event_type: StreamEventType,
+    #[serde(rename = "Index")]
+    pub index: u32,
+    #[serde(rename = "Markdown")]
+    pub markdown: String,
+    #[serde(rename = "IsLast")]
+    pub is_last: bool,
+}
+
+impl StreamChunk {
+    /// A `data` chunk.
+    pub fn data(index: u32, markdown: impl Into<String>, is_last: bool) -> Self {
+        StreamChunk { event_type: StreamEventType::Data, index, markdown: markdown.into(), is_last }
+    }
+}
+
+/// The content of a `TIMStreamElem` (cloud.tencent.com/document/product/269/128596, protocol doc
+/// §6). `stream_msg_id` is absent on a stream's first call and, on every later call, the
+/// `StreamMsgID` that the first reply carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamElem {
+    /// What clients too old to render stream elements show instead.
+    #[serde(rename = "CompatibleText")]
+    pub compatible_text: String,
+    #[serde(rename = "Chunks")]
+    pub chunks: Vec<StreamChunk>,
+    #[serde(rename = "StreamMsgID", skip_serializing_if = "Option::is_none", default)]
+    pub stream_msg_id: Option<String>,
+}
+
+/// A `MsgBody` element of the native stream APIs: `{"MsgType":"TIMStreamElem","MsgContent":{…}}`.
+/// Its own type rather than [`MsgElement`] so that these calls can carry nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "MsgType", content = "MsgContent")]
+pub enum StreamMsgElem {
+    #[serde(rename = "TIMStreamElem")]
+    Stream(StreamElem),
+}
+
+impl StreamElem {
+    /// The whole `MsgBody` of a native stream call: this one element.
+    pub fn into_body(self) -> Vec<StreamMsgElem> {
+        vec![StreamMsgElem::Stream(self)]
+    }
+}
+
+/// `v4/stream_msg/send_c2c_stream_msg`: one call of a native (`TIMStreamElem`) C2C stream
+/// (cloud.tencent.com/document/product/269/128596, protocol doc §6). Not idempotent: a repeated
+/// chunk would be refused or shown twice. Limits: at most 15 s between calls, at most 5
+/// continuations a second, the Markdown under 128 KB; a finished stream takes no more chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendC2cStreamMsg {
+    /// 1 = also sync to the sender's devices, 2 = do not (as in `sendmsg`).
+    #[serde(rename = "SyncOtherMachine")]
+    pub sync_other_machine: u8,
+    /// The robot (`@RBT#…`) speaking, as timbot sends it.
+    #[serde(rename = "From_Account")]
+    pub from_account: String,
+    #[serde(rename = "To_Account")]
+    pub to_account: String,
+    /// Chosen by the caller, as in `sendmsg`.
+    #[serde(rename = "MsgSeq")]
+    pub msg_seq: u32,
+    #[serde(rename = "MsgRandom")]
+    pub msg_random: u32,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<StreamMsgElem>,
+}
+
+/// `v4/stream_msg/send_group_stream_msg`: one call of a native group stream
+/// (cloud.tencent.com/document/product/269/128597, protocol doc §6). The official sample names
+/// the random `MsgRandom` (timbot and §3.5C say `Random`; the emulator takes both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendGroupStreamMsg {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "MsgRandom")]
+    pub msg_random: u32,
+    #[serde(rename = "From_Account")]
+    pub from_account: String,
+    #[serde(rename = "MsgBody")]
+    pub msg_body: Vec<StreamMsgElem>,
+    #[serde(rename = "CloudCustomData", skip_serializing_if = "Option::is_none", default)]
+    pub cloud_custom_data: Option<String>,
+    /// UNCONFIRMED: whether this API accepts `TopicId` is not documented. Send it for topic
+    /// messages and fall back to another mode when the call is refused.
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none", default)]
+    pub topic_id: Option<String>,
+}
+
+/// The reply to either native stream call. The first reply's top-level `StreamMsgID` is what
+/// every later call of the stream sends back in [`StreamElem::stream_msg_id`]; nothing else in
+/// the reply is documented, and whether later replies repeat it is UNCONFIRMED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StreamMsgReply {
+    #[serde(rename = "StreamMsgID", default)]
+    pub stream_msg_id: Option<String>,
 }
 
 /// One `@` in a group message, matched in order to the `@` marks in the text.
@@ -271,5 +384,72 @@ mod tests {
     fn own_messages_forbid_both_send_callbacks_in_tencents_spelling() {
         let v = serde_json::to_value(ForbidCallback::own_messages()).ok();
         assert_eq!(v, Some(serde_json::json!(["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"])));
+    }
+
+    fn first_chunk(stream_msg_id: Option<&str>) -> StreamElem {
+        StreamElem {
+            compatible_text: "[stream]".into(),
+            chunks: vec![StreamChunk::data(1, "Hel", false)],
+            stream_msg_id: stream_msg_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn c2c_stream_call_has_tencents_field_names_and_no_stream_id_on_the_first_call() {
+        let req = SendC2cStreamMsg {
+            sync_other_machine: 2,
+            from_account: "@RBT#001".into(),
+            to_account: "user1".into(),
+            msg_seq: 7,
+            msg_random: 42,
+            msg_body: first_chunk(None).into_body(),
+        };
+        let expected = serde_json::json!({
+            "SyncOtherMachine": 2, "From_Account": "@RBT#001", "To_Account": "user1",
+            "MsgSeq": 7, "MsgRandom": 42,
+            "MsgBody": [{"MsgType": "TIMStreamElem", "MsgContent": {
+                "CompatibleText": "[stream]",
+                "Chunks": [{"EventType": "data", "Index": 1, "Markdown": "Hel", "IsLast": false}]
+            }}]
+        });
+        assert_eq!(serde_json::to_value(&req).ok(), Some(expected.clone()));
+        assert_eq!(serde_json::from_value::<SendC2cStreamMsg>(expected).ok(), Some(req));
+    }
+
+    #[test]
+    fn group_stream_call_sends_msg_random_and_the_stream_id_on_continuations() {
+        let mut elem = first_chunk(Some("sid-1"));
+        elem.chunks = vec![StreamChunk::data(2, "", true)];
+        let req = SendGroupStreamMsg {
+            group_id: "@TGS#g".into(),
+            msg_random: 9,
+            from_account: "@RBT#001".into(),
+            msg_body: elem.into_body(),
+            cloud_custom_data: None,
+            topic_id: Some("@TGS#g@TOPIC#_t".into()),
+        };
+        let expected = serde_json::json!({
+            "GroupId": "@TGS#g", "MsgRandom": 9, "From_Account": "@RBT#001", "TopicId": "@TGS#g@TOPIC#_t",
+            "MsgBody": [{"MsgType": "TIMStreamElem", "MsgContent": {
+                "CompatibleText": "[stream]",
+                "Chunks": [{"EventType": "data", "Index": 2, "Markdown": "", "IsLast": true}],
+                "StreamMsgID": "sid-1"
+            }}]
+        });
+        assert_eq!(serde_json::to_value(&req).ok(), Some(expected));
+        let with_data = SendGroupStreamMsg { cloud_custom_data: Some("{}".into()), topic_id: None, ..req };
+        let v = serde_json::to_value(&with_data).unwrap_or_default();
+        assert_eq!(v["CloudCustomData"], "{}");
+        assert!(v.get("TopicId").is_none() && v.get("Random").is_none(), "{v}");
+    }
+
+    #[test]
+    fn stream_reply_reads_the_top_level_stream_msg_id() {
+        let r: Result<StreamMsgReply, _> = serde_json::from_str(
+            r#"{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"","StreamMsgID":"abc","MsgTime":1}"#,
+        );
+        assert_eq!(r.ok().and_then(|r| r.stream_msg_id).as_deref(), Some("abc"));
+        let empty: Result<StreamMsgReply, _> = serde_json::from_str(r#"{"ActionStatus":"OK"}"#);
+        assert_eq!(empty.ok(), Some(StreamMsgReply::default()));
     }
 }

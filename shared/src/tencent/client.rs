@@ -89,6 +89,10 @@ pub trait ChatApi: Send + Sync {
     async fn send_msg(&self, req: &SendMsg) -> Result<SendMsgReply, RestError>;
     async fn send_stream_msg(&self, req: &SendStreamMsg) -> Result<SendStreamMsgReply, RestError>;
     async fn send_group_msg(&self, req: &SendGroupMsg) -> Result<SendGroupMsgReply, RestError>;
+    /// One call of a native `TIMStreamElem` C2C stream (`stream_msg/send_c2c_stream_msg`).
+    async fn send_c2c_stream_msg(&self, req: &SendC2cStreamMsg) -> Result<StreamMsgReply, RestError>;
+    /// One call of a native `TIMStreamElem` group stream (`stream_msg/send_group_stream_msg`).
+    async fn send_group_stream_msg(&self, req: &SendGroupStreamMsg) -> Result<StreamMsgReply, RestError>;
     async fn modify_c2c_msg(&self, req: &ModifyC2cMsg) -> Result<(), RestError>;
     async fn modify_group_msg(&self, req: &ModifyGroupMsg) -> Result<(), RestError>;
     async fn create_topic(&self, req: &CreateTopic) -> Result<CreateTopicReply, RestError>;
@@ -274,6 +278,14 @@ impl ChatApi for RestClient {
     }
     async fn send_group_msg(&self, req: &SendGroupMsg) -> Result<SendGroupMsgReply, RestError> {
         self.call("group_open_http_svc/send_group_msg", req, Repeat::Safe).await
+    }
+    // A stream chunk is not idempotent: like the robot stream, it is repeated only when
+    // Tencent certainly did not apply it.
+    async fn send_c2c_stream_msg(&self, req: &SendC2cStreamMsg) -> Result<StreamMsgReply, RestError> {
+        self.call("stream_msg/send_c2c_stream_msg", req, Repeat::Unsafe).await
+    }
+    async fn send_group_stream_msg(&self, req: &SendGroupStreamMsg) -> Result<StreamMsgReply, RestError> {
+        self.call("stream_msg/send_group_stream_msg", req, Repeat::Unsafe).await
     }
     async fn modify_c2c_msg(&self, req: &ModifyC2cMsg) -> Result<(), RestError> {
         self.call::<_, serde_json::Value>("openim/modify_c2c_msg", req, Repeat::Safe).await.map(drop)
