@@ -1,0 +1,6 @@
+//! NetEase CommsEase / Yunxin IM (NIM), the second chat platform (nim-protocol.md): the
+//! checksums, the inbound message copy (verify, parse, classify), and the REST client for
+//! sending and streaming answers. Independent of the bot core: the platform seam maps these
+//! types to the neutral ones.
+
+pub mod checksum;
