@@ -4,3 +4,6 @@
 //! types to the neutral ones.
 
 pub mod checksum;
+pub mod intake;
+
+pub use intake::{Addressed, CopyEvent, CopyHeaders, Ignored, IntakeLimits, KnownRobot, Rejection, Verified};
