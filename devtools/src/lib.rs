@@ -9,6 +9,7 @@ pub mod iam;
 pub mod lambda_emu;
 pub mod llm_emu;
 pub mod moto;
+pub mod nim_emu;
 pub mod tencent_emu;
 
 /// Binds an ephemeral loopback port.

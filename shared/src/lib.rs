@@ -17,6 +17,7 @@ pub mod lenient;
 pub mod llm;
 pub mod moderation;
 pub mod msg;
+pub mod nim;
 pub mod observe;
 pub mod presence;
 pub mod queue;

@@ -6,7 +6,8 @@
 //! ```
 //! In AWS the fields live in two secrets: the router reads one with `SdkAppId` and
 //! `WebhookToken` only, every other function one with the Tencent and LLM keys, so the public
-//! function cannot read the keys. A local secret file may hold all of them.
+//! function cannot read the keys. A local secret file may hold all of them. Apps that serve
+//! NetEase NIM add `"NimAppKey"` and `"NimAppSecret"`; secrets without them still load.
 //! Every secret value is a [`SecretString`], whose `Debug` and `Display` print no secret.
 
 use serde::Deserialize;
@@ -63,6 +64,12 @@ pub struct AppSecrets {
     /// Named LLM API keys, chosen by a bot profile's `api_key_name`.
     #[serde(rename = "LlmApiKeys", default)]
     pub llm_api_keys: HashMap<String, SecretString>,
+    /// The NetEase NIM app's AppKey (not secret: it is sent in headers), when NIM is served.
+    #[serde(rename = "NimAppKey", default)]
+    pub nim_app_key: Option<String>,
+    /// The NetEase NIM AppSecret: signs REST calls and verifies message copies.
+    #[serde(rename = "NimAppSecret", default)]
+    pub nim_app_secret: Option<SecretString>,
     /// Where the secret was read from (its id or file), for error messages.
     #[serde(skip)]
     pub source: String,
@@ -125,6 +132,14 @@ impl AppSecrets {
         Ok(&self.secret_key)
     }
 
+    /// The NIM AppKey and AppSecret, for the functions that serve NetEase NIM.
+    pub fn require_nim(&self) -> Result<(&str, &SecretString), SecretsError> {
+        let missing = |field| SecretsError::Missing { id: self.source.clone(), field };
+        let key = self.nim_app_key.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| missing("NimAppKey"))?;
+        let secret = self.nim_app_secret.as_ref().filter(|s| !s.is_empty()).ok_or_else(|| missing("NimAppSecret"))?;
+        Ok((key, secret))
+    }
+
     pub fn llm_key(&self, name: Option<&str>) -> Option<&SecretString> {
         match name {
             Some(n) => self.llm_api_keys.get(n),
@@ -160,5 +175,19 @@ mod tests {
         let webhook_only = AppSecrets::parse("t", r#"{"SdkAppId":1,"WebhookToken":"tok"}"#);
         let missing = webhook_only.as_ref().map(|s| s.require_secret_key().map(|_| ()).map_err(|e| e.to_string()));
         assert_eq!(missing.ok(), Some(Err("secret t: SecretKey is empty".to_owned())));
+    }
+
+    #[test]
+    fn nim_fields_are_optional_and_redacted() {
+        let without = AppSecrets::parse("t", r#"{"SdkAppId":1,"SecretKey":"k"}"#).map_err(|e| e.to_string());
+        let without = without.as_ref().map(|s| s.require_nim().map(|_| ()).map_err(|e| e.to_string()));
+        assert_eq!(without.ok(), Some(Err("secret t: NimAppKey is empty".to_owned())));
+        let with = AppSecrets::parse("t", r#"{"SdkAppId":1,"NimAppKey":"appkey-1","NimAppSecret":"nim-very-secret"}"#)
+            .map_err(|e| e.to_string());
+        let printed = format!("{with:?}");
+        assert!(printed.contains("appkey-1") && !printed.contains("nim-very-secret"), "{printed}");
+        let pair =
+            with.as_ref().ok().and_then(|s| s.require_nim().ok()).map(|(k, s)| (k.to_owned(), s.expose().to_owned()));
+        assert_eq!(pair, Some(("appkey-1".to_owned(), "nim-very-secret".to_owned())));
     }
 }

@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod fuzz_corpus;
 mod llm;
+mod nim;
 mod own_messages;
 mod rest;
 mod robustness;
