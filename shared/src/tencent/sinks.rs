@@ -4,13 +4,15 @@
 //!   only. The first call opens the message and returns its `MsgKey`, later calls add text, the
 //!   last has `Finish: 1`. TUIKit's chatbot bubble and stop button.
 //! - `native_stream` ([`NativeStreamSink`]): `stream_msg/send_c2c_stream_msg` and
-//!   `send_group_stream_msg` with a `TIMStreamElem` (protocol doc §6).
+//!   `send_group_stream_msg` with a `TIMStreamElem` (protocol doc §6): 5 calls a second at
+//!   most, a keep-alive before 15 s of silence, `TopicId` in topics.
 //! - `modify` and `final` ([`SendModifySink`]): `sendmsg`/`send_group_msg`, then
 //!   `modify_c2c_msg`/`modify_group_msg` with the text so far (every client); or one send when
 //!   the answer is complete. Both can show a placeholder that the answer replaces.
 
 use super::{
-    ChatApi, ForbidCallback, GroupAt, ModifyC2cMsg, ModifyGroupMsg, RestError, SendGroupMsg, SendMsg, SendStreamMsg,
+    ChatApi, ForbidCallback, GroupAt, ModifyC2cMsg, ModifyGroupMsg, RestError, SendC2cStreamMsg, SendGroupMsg,
+    SendGroupStreamMsg, SendMsg, SendStreamMsg, StreamChunk, StreamElem,
 };
 use crate::bot::job::{Job, Place};
 use crate::bot::sink::{Limits, Outbound, Sink, SinkError, StreamMode};
@@ -373,21 +375,84 @@ pub struct NativeStreamSink {
     stream_id: Option<String>,
     /// Chunks sent in the open stream (their `Index` counts from 1).
     chunk: u32,
+    /// The Markdown of the open stream so far.
+    text: String,
     bytes: usize,
     finished: bool,
 }
 
 impl NativeStreamSink {
     fn new(base: Base, target: Target, max: usize) -> Self {
-        NativeStreamSink { base, target, max, index: 0, stream_id: None, chunk: 0, bytes: 0, finished: false }
+        NativeStreamSink {
+            base,
+            target,
+            max,
+            index: 0,
+            stream_id: None,
+            chunk: 0,
+            text: String::new(),
+            bytes: 0,
+            finished: false,
+        }
     }
 
+    /// One call of the stream: the first opens it and returns its `StreamMsgID`, every later
+    /// one sends it back; `Index` counts from 1 per stream.
     async fn call(&mut self, markdown: &str, last: bool) -> Result<Option<String>, SinkError> {
-        let _ = (markdown, last, &self.target, self.index, self.chunk);
-        // The native stream calls reach Tencent through `ChatApi` once the REST types land;
-        // until then this mode is refused on its first call, so the worker falls back.
-        let e = RestError::Tencent { call: "send_stream_msg(native)", code: -1, info: "not implemented".into() };
-        self.base.settle(StreamMode::NativeStream, Err::<(), _>(e)).map(|_| None)
+        let index = self.chunk + 1;
+        self.text.push_str(markdown);
+        let elem = StreamElem {
+            // What clients older than the stream element show. Tencent documents it on the
+            // stream's calls without saying which one old clients keep (UNCONFIRMED): each call
+            // carries the text so far, so whichever is kept is the most complete.
+            compatible_text: self.text.clone(),
+            chunks: vec![StreamChunk::data(index, markdown, last)],
+            stream_msg_id: self.stream_id.clone(),
+        };
+        let random = self.base.stable(self.index);
+        let r = match &self.target {
+            Target::Direct { user } => {
+                let req = SendC2cStreamMsg {
+                    sync_other_machine: 2,
+                    from_account: self.base.bot.clone(),
+                    to_account: user.clone(),
+                    msg_seq: self.base.stable(self.index + 1_000_000),
+                    msg_random: random,
+                    msg_body: elem.into_body(),
+                };
+                self.base.chat.send_c2c_stream_msg(&req).await
+            }
+            Target::Group { group, topic, .. } => {
+                let req = SendGroupStreamMsg {
+                    group_id: group.clone(),
+                    msg_random: random,
+                    from_account: self.base.bot.clone(),
+                    msg_body: elem.into_body(),
+                    cloud_custom_data: None,
+                    topic_id: topic.clone(),
+                };
+                self.base.chat.send_group_stream_msg(&req).await
+            }
+        };
+        let reply = match self.base.settle(StreamMode::NativeStream, r) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.text.truncate(self.text.len() - markdown.len());
+                return Err(e);
+            }
+        };
+        self.chunk = index;
+        if self.stream_id.is_none() {
+            // Without an id the stream cannot be continued; Tencent documents it in every first
+            // reply.
+            let id = reply.stream_msg_id.filter(|id| !id.is_empty()).ok_or_else(|| SinkError::Failed {
+                reason: "send_stream_msg(native): the reply has no StreamMsgID".into(),
+                retryable: false,
+            })?;
+            self.stream_id = Some(id.clone());
+            return Ok(Some(id));
+        }
+        Ok(None)
     }
 }
 
@@ -427,6 +492,7 @@ impl Sink for NativeStreamSink {
     fn next_message(&mut self) {
         self.stream_id = None;
         self.chunk = 0;
+        self.text.clear();
         self.bytes = 0;
         self.finished = false;
         self.index += 1;
