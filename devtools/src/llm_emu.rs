@@ -28,6 +28,9 @@ pub enum Script {
     StallFirst { ms: u64 },
     /// Send `after` tokens, then nothing for `ms`.
     StallAfter { after: usize, ms: u64 },
+    /// Send `after` tokens, then only reasoning deltas (`reasoning_content`), one every 500 ms,
+    /// for `ms`, then the rest: a reasoning model thinking mid-answer.
+    ReasonAfter { after: usize, ms: u64 },
     /// Send `after` tokens, then close the stream without `[DONE]`.
     CutAfter { after: usize },
     /// Send `after` tokens, then an event that is not JSON.
@@ -218,6 +221,14 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
             match script {
                 Some(Script::StallAfter { after, ms }) if after == i => {
                     tokio::time::sleep(Duration::from_millis(ms)).await
+                }
+                Some(Script::ReasonAfter { after, ms }) if after == i => {
+                    let until = std::time::Instant::now() + Duration::from_millis(ms);
+                    while std::time::Instant::now() < until {
+                        let thought = json!({"choices": [{"index": 0, "delta": {"reasoning_content": "hmm "}}]});
+                        let _ = tx.send(Ok(sse(&thought.to_string()))).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
                 Some(Script::CutAfter { after }) if after == i => return,
                 Some(Script::MalformedAfter { after }) if after == i => {

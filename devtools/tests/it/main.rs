@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod fuzz_corpus;
 mod llm;
+mod modes;
 mod nim;
 mod own_messages;
 mod rest;

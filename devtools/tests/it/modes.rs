@@ -1,0 +1,138 @@
+//! The four stream modes through the Tencent emulator: native `TIMStreamElem` streams (one-to-one,
+//! group, topic), send-then-modify, one send at the end, the fallback when Tencent refuses a
+//! mode, the placeholder, and a native stream kept open while a reasoning model thinks.
+
+use crate::common::{BOT, Env, c2c_body, group_body};
+use devtools::llm_emu::{Script, default_answer};
+use devtools::tencent_emu::StreamTarget;
+use shared::bot::sink::StreamMode;
+use std::time::Duration;
+
+/// The LLM emulator's answer to its `i`-th request.
+fn answer(env: &Env, i: usize) -> String {
+    let reqs = env.llm.state.requests();
+    default_answer(reqs[i]["messages"].as_array().map(Vec::as_slice).unwrap_or_default())
+}
+
+async fn env_with(direct: StreamMode, group: StreamMode) -> Env {
+    Env::with(|w| {
+        w.stream.direct_mode = direct;
+        w.stream.group_mode = group;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_group_answer_in_native_stream_is_one_finished_stream_of_the_whole_answer() {
+    let env = env_with(StreamMode::RobotStream, StreamMode::NativeStream).await;
+    env.webhook("Bot.OnGroupMessage", &group_body("alice", "What is Rust?", 1)).await;
+    assert_eq!(env.drain().await, 1);
+    let streams = env.tencent.state.native_streams();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    let s = &streams[0];
+    assert_eq!(s.target, StreamTarget::Group { group_id: "@TGS#grp1".into(), topic_id: None });
+    assert_eq!((s.from.as_str(), s.markdown.clone()), (BOT, answer(&env, 0)));
+    assert!(s.finished && !s.ended_by_timeout, "{s:?}");
+    assert!(s.chunks >= 2, "streamed in several chunks: {s:?}");
+    assert!(env.tencent.state.group_messages().is_empty(), "nothing sent another way");
+}
+
+#[tokio::test]
+async fn a_topic_answer_in_native_stream_names_its_topic() {
+    let env = env_with(StreamMode::RobotStream, StreamMode::NativeStream).await;
+    let mut body = group_body("bob", "hello", 2);
+    body["TopicId"] = "@TGS#_grp1@TOPIC#_t1".into();
+    env.webhook("Bot.OnGroupMessage", &body).await;
+    env.drain().await;
+    let streams = env.tencent.state.native_streams();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    let topic = Some("@TGS#_grp1@TOPIC#_t1".to_owned());
+    assert_eq!(streams[0].target, StreamTarget::Group { group_id: "@TGS#grp1".into(), topic_id: topic });
+    assert!(streams[0].finished);
+}
+
+#[tokio::test]
+async fn a_one_to_one_answer_in_native_stream() {
+    let env = env_with(StreamMode::NativeStream, StreamMode::Modify).await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("carol", "Hi there", 3)).await;
+    env.drain().await;
+    let streams = env.tencent.state.native_streams();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert_eq!(streams[0].target, StreamTarget::C2c { to: "carol".into() });
+    assert_eq!(streams[0].markdown, answer(&env, 0));
+    assert!(env.tencent.state.streams().is_empty(), "no robot stream");
+}
+
+#[tokio::test]
+async fn a_refused_native_stream_falls_back_to_modify_once_showing_nothing_twice_and_is_remembered() {
+    let env = env_with(StreamMode::RobotStream, StreamMode::NativeStream).await;
+    // The app's edition has no native streams: every call is refused.
+    env.tencent.state.refuse("stream_msg/", 80_001);
+    env.webhook("Bot.OnGroupMessage", &group_body("dan", "first question", 4)).await;
+    env.drain().await;
+    env.webhook("Bot.OnGroupMessage", &group_body("dan", "second question", 5)).await;
+    env.drain().await;
+    let sent = env.tencent.state.group_messages();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for (i, m) in sent.iter().enumerate() {
+        assert_eq!(m.text, format!("@dan {}", answer(&env, i)), "each answer once, whole");
+    }
+    assert!(env.tencent.state.native_streams().is_empty());
+    let tried = env.tencent.state.calls_to("stream_msg/send_group_stream_msg");
+    assert_eq!(tried.len(), 1, "the refusal is remembered: the second answer does not try again");
+}
+
+#[tokio::test]
+async fn one_to_one_modify_sends_then_modifies_and_final_sends_once() {
+    let env = env_with(StreamMode::Modify, StreamMode::Modify).await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("erin", "Tell me a story", 6)).await;
+    env.drain().await;
+    let sent = env.tencent.state.c2c_records();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].text, answer(&env, 0));
+    assert!(sent[0].modifications >= 1, "{:?}", sent[0]);
+
+    let env = env_with(StreamMode::Final, StreamMode::Final).await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("erin", "Tell me a story", 6)).await;
+    env.drain().await;
+    let sent = env.tencent.state.c2c_records();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0].text.clone(), sent[0].modifications), (answer(&env, 0), 0));
+}
+
+#[tokio::test]
+async fn a_slow_first_token_shows_the_placeholder_which_the_answer_replaces() {
+    let env = Env::with(|w| {
+        w.stream.direct_mode = StreamMode::Modify;
+        w.stream.placeholder_after = Duration::from_millis(200);
+    })
+    .await;
+    env.llm.state.push(Script::StallFirst { ms: 900 });
+    env.webhook("Bot.OnC2CMessage", &c2c_body("fay", "Think hard", 7)).await;
+    env.drain().await;
+    let sends = env.tencent.state.calls_to("openim/sendmsg");
+    assert_eq!(sends.len(), 1, "one message");
+    assert_eq!(sends[0].body["MsgBody"][0]["MsgContent"]["Text"], "thinking…");
+    let sent = env.tencent.state.c2c_records();
+    assert_eq!(sent[0].text, answer(&env, 0), "replaced by the answer");
+    // A fast first token shows no placeholder.
+    env.webhook("Bot.OnC2CMessage", &c2c_body("fay", "Quick one", 8)).await;
+    env.drain().await;
+    let sends = env.tencent.state.calls_to("openim/sendmsg");
+    assert_eq!(sends.len(), 2);
+    assert_ne!(sends[1].body["MsgBody"][0]["MsgContent"]["Text"], "thinking…");
+}
+
+#[tokio::test]
+async fn a_20_s_reasoning_pause_mid_answer_keeps_the_native_stream_open() {
+    let env = env_with(StreamMode::NativeStream, StreamMode::NativeStream).await;
+    // Longer than the 15 s after which a silent native stream ends by itself.
+    env.llm.state.push(Script::ReasonAfter { after: 3, ms: 20_000 });
+    env.webhook("Bot.OnC2CMessage", &c2c_body("gus", "Ponder this", 9)).await;
+    env.drain().await;
+    let streams = env.tencent.state.native_streams();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    let s = &streams[0];
+    assert!(s.finished && !s.ended_by_timeout, "{s:?}");
+    assert_eq!(s.markdown, answer(&env, 0), "the whole answer, nothing of the reasoning");
+}
