@@ -26,6 +26,7 @@ stage "sam validate --lint" sam validate --lint
 stage "local run (scripted chat)" scripts/local-run.sh --timeout 90 \
   --say "Hello bot" --say "What did I just say?" --say "@ hello group" --say "/reset" --say "/help"
 stage "request ids and EMF in logs" scripts/check-logs.py .local/cargo-lambda-watch.log
+stage "local run (modify mode)" scripts/local-run.sh --timeout 90 --mode modify --say "Hello again" --say "@ and the group"
 if [ "${SKIP_SAM_BUILD:-}" != "1" ]; then
   stage "sam build (x86_64)" sam build --parameter-overrides Architecture=x86_64
   stage "smoke test bootstrap" scripts/smoke-bootstrap.sh

@@ -6,6 +6,7 @@
 //! ```text
 //! local-run                      chat interactively as user1 with @RBT#001
 //! local-run --say "hi" --say "/reset"   a scripted conversation; exit 0 when every line was answered
+//! local-run --mode native_stream         answer in this stream mode (one-to-one and group)
 //! ```
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
@@ -37,21 +38,30 @@ fn say(msg: &str) {
 struct Options {
     script: Vec<String>,
     answer_timeout: Duration,
+    /// The stream mode asked for; `None`: the deployment's defaults (robot stream one-to-one,
+    /// native stream in groups).
+    mode: Option<String>,
 }
 
+const MODES: [&str; 4] = ["robot_stream", "native_stream", "modify", "final"];
+
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { script: Vec::new(), answer_timeout: Duration::from_secs(120) };
+    let mut o = Options { script: Vec::new(), answer_timeout: Duration::from_secs(120), mode: None };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--say" => o.script.push(args.next().ok_or("--say needs a line of text")?),
+            "--mode" => {
+                let mode = args.next().filter(|m| MODES.contains(&m.as_str()));
+                o.mode = Some(mode.ok_or_else(|| format!("--mode needs one of {}", MODES.join(", ")))?);
+            }
             "--timeout" => {
                 let secs: u64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout needs seconds")?;
                 o.answer_timeout = Duration::from_secs(secs);
             }
             "-h" | "--help" => {
                 println!(
-                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
+                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n  --mode MODE               robot_stream, native_stream, modify or final (default: robot stream\n                            one-to-one, native stream in groups; robot_stream falls back to\n                            modify in groups)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
                 );
                 std::process::exit(0);
             }
@@ -159,8 +169,9 @@ async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tok
                 }
             }
             Ok(Seen::C2cMessage { from, to, text }) => {
+                // Sent once (`final`) or as the start of a `modify` answer; `wait_answer` tells
+                // when it stops changing.
                 let _ = writeln!(out, "\x1b[1;36m{from} → {to}:\x1b[0m {text}");
-                let _ = done.send(());
             }
             Ok(Seen::GroupMessage { group_id, msg_seq, text, .. }) => {
                 let shown = group_shown.entry(msg_seq).or_insert_with(|| {
@@ -177,35 +188,54 @@ async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tok
     }
 }
 
+/// Waits for a complete answer: a stream's finishing chunk, or, for answers sent by
+/// `sendmsg`/`send_group_msg` and modified (which have no finish marker), no new call to Tencent
+/// for a while after the first. Returns the mode that answered, from the calls Tencent saw.
 async fn wait_answer(
     done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
-    group: bool,
     tencent: &TencentEmulator,
     limit: Duration,
-) -> bool {
-    if !group {
-        return tokio::time::timeout(limit, done.recv()).await.is_ok();
-    }
-    // A group answer has no finish marker: it is complete when it stops changing.
-    let before = tencent.state.group_messages().len();
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut last = String::new();
-    let mut stable_since = tokio::time::Instant::now();
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let msgs = tencent.state.group_messages();
-        if msgs.len() > before {
-            let text = msgs.last().map(|m| m.text.clone()).unwrap_or_default();
-            if text != last {
-                last = text;
+) -> Option<&'static str> {
+    let before = tencent.state.calls().len();
+    let settled = async {
+        let mut seen = before;
+        let mut stable_since = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = tencent.state.calls().len();
+            if now != seen {
+                seen = now;
                 stable_since = tokio::time::Instant::now();
-            } else if stable_since.elapsed() > Duration::from_millis(2500) {
-                println!();
-                return true;
+            } else if now > before && stable_since.elapsed() > Duration::from_millis(2500) {
+                return;
             }
         }
+    };
+    let answered = tokio::time::timeout(limit, async {
+        tokio::select! {
+            _ = done.recv() => {}
+            _ = settled => println!(),
+        }
+    })
+    .await;
+    answered.ok()?;
+    let calls = tencent.state.calls();
+    let paths: Vec<&str> = calls[before.min(calls.len())..].iter().map(|c| c.path.as_str()).collect();
+    Some(mode_of(&paths))
+}
+
+/// The stream mode an answer was given in, from the REST calls it made.
+fn mode_of(paths: &[&str]) -> &'static str {
+    let used = |p: &str| paths.iter().any(|c| c.contains(p) && !c.is_empty());
+    if used("openim_robot_http_svc/send_stream_msg") {
+        "robot_stream"
+    } else if used("stream_msg/send_") && !used("modify") && !used("sendmsg") && !used("send_group_msg") {
+        "native_stream"
+    } else if used("modify_") {
+        "modify"
+    } else {
+        "final"
     }
-    false
 }
 
 async fn start_functions(port: u16, env: &[(String, String)]) -> Result<Child, String> {
@@ -288,10 +318,19 @@ async fn run() -> Result<bool, String> {
         ("TCBOT_LLM_BASE_URL", &llm_base),
         ("TCBOT_LLM_MODEL", &llm_model),
         ("TCBOT_DAILY_QUOTA", "0"),
+        // A slow first token shows the placeholder (in the modes that can replace it) soon.
+        ("TCBOT_PLACEHOLDER_AFTER_MS", "700"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(opts.mode.iter().flat_map(|m| {
+        [("TCBOT_DIRECT_STREAM_MODE".to_owned(), m.clone()), ("TCBOT_GROUP_STREAM_MODE".to_owned(), m.clone())]
+    }))
     .collect();
+    say(&format!(
+        "stream mode: {}",
+        opts.mode.as_deref().unwrap_or("robot_stream one-to-one, native_stream in groups (the defaults)")
+    ));
     let _watch = start_functions(port, &env).await?;
     say(&format!("functions under cargo lambda watch on 127.0.0.1:{port} (log: .local/cargo-lambda-watch.log)"));
     let sqs = aws_sdk_sqs::Client::new(&aws);
@@ -317,10 +356,13 @@ async fn run() -> Result<bool, String> {
                 ok = false;
                 break;
             }
-            if !wait_answer(&mut done_rx, line.starts_with('@'), &local.tencent, opts.answer_timeout).await {
-                say("no complete answer in time");
-                ok = false;
-                break;
+            match wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout).await {
+                Some(mode) => say(&format!("answered in {mode}")),
+                None => {
+                    say("no complete answer in time");
+                    ok = false;
+                    break;
+                }
             }
         }
         let dlq = devtools::esm::depth(&sqs, &local.stack.c2c_dlq).await.map(|(v, i)| v + i).unwrap_or(0);
@@ -355,9 +397,10 @@ async fn run() -> Result<bool, String> {
             continue;
         }
         tokio::select! {
-            answered = wait_answer(&mut done_rx, line.starts_with('@'), &local.tencent, opts.answer_timeout) => {
-                if !answered { say("no complete answer in time; see .local/cargo-lambda-watch.log"); }
-            }
+            answered = wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout) => match answered {
+                Some(mode) => say(&format!("answered in {mode}")),
+                None => say("no complete answer in time; see .local/cargo-lambda-watch.log"),
+            },
             _ = tokio::signal::ctrl_c() => break,
         }
     }
