@@ -9,6 +9,8 @@
 
 pub mod dead_letter;
 pub mod job;
+/// Markdown-aware cutting of long answers into chat messages (fences closed and reopened).
+pub mod markdown;
 pub mod moderated;
 pub mod profile;
 pub mod pump;
