@@ -11,6 +11,8 @@
 pub mod dead_letter;
 pub mod fallback;
 pub mod job;
+/// Markdown-aware cutting of long answers into chat messages (fences closed and reopened).
+pub mod markdown;
 pub mod moderated;
 pub mod profile;
 pub mod pump;
