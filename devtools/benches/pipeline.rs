@@ -29,6 +29,8 @@ struct SlowSink {
     bytes: usize,
     open: bool,
     limits: Limits,
+    /// `final` mode: only the finishing push makes a call.
+    final_only: bool,
 }
 
 /// A sink without limits of its own: the pump's settings alone pace it.
@@ -47,6 +49,10 @@ impl Sink for SlowSink {
         self.log.lock().map(|l| l.calls > 0).unwrap_or(true)
     }
     async fn push(&mut self, d: &str, finish: bool) -> Result<Option<String>, SinkError> {
+        if self.final_only && !finish {
+            self.bytes += d.len();
+            return Ok(None);
+        }
         tokio::time::sleep(REST_LATENCY).await;
         let mut l = self.log.lock().unwrap_or_else(|p| p.into_inner());
         l.calls += 1;
@@ -105,9 +111,31 @@ fn llm(n: usize, rate: f64, last: Arc<Mutex<Option<Instant>>>) -> DeltaStream {
 }
 
 async fn run(n: usize, rate: f64, cfg: &PumpSettings) -> (u32, u32, Duration) {
+    run_in(n, rate, cfg, NO_LIMITS, false).await
+}
+
+/// The limits each Tencent sink declares (`shared::tencent::sinks`), and whether it calls only
+/// at the end.
+fn modes() -> [(&'static str, Limits, bool); 4] {
+    let l = |ms: u64, silence: Option<u64>| Limits {
+        min_interval: Duration::from_millis(ms),
+        max_bytes: usize::MAX,
+        max_silence: silence.map(Duration::from_secs),
+        resumable: true,
+        replaces: false,
+    };
+    [
+        ("robot_stream", l(0, None), false),
+        ("native_stream", l(200, Some(15)), false),
+        ("modify", l(1_000, None), false),
+        ("final", l(0, None), true),
+    ]
+}
+
+async fn run_in(n: usize, rate: f64, cfg: &PumpSettings, limits: Limits, final_only: bool) -> (u32, u32, Duration) {
     let log = Arc::new(Mutex::new(Log::default()));
     let last = Arc::new(Mutex::new(None));
-    let mut sink = SlowSink { log: log.clone(), bytes: 0, open: false, limits: NO_LIMITS };
+    let mut sink = SlowSink { log: log.clone(), bytes: 0, open: false, limits, final_only };
     let r = pump("tok ".into(), llm(n, rate, last.clone()), &mut sink, &NoStop, cfg).await;
     assert!(r.is_ok());
     let l = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -157,6 +185,18 @@ fn main() {
                     format!(" ({:.1}x ours)", f64::from(calls) / f64::from(ours_calls))
                 };
                 println!("| {n} | {rate} | {name} | {calls}{ratio} | {peak} | {:.0} ms |", wait.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    println!();
+    println!("# Per stream mode: the same pump, paced by each sink's declared limits");
+    println!("| tokens | tok/s | mode | REST calls | peak calls/s | wait after last token |");
+    println!("|---:|---:|---|---:|---:|---:|");
+    for n in [50, 500] {
+        for rate in [20.0, 100.0] {
+            for (mode, limits, final_only) in modes() {
+                let (calls, peak, wait) = rt.block_on(run_in(n, rate, &ours, limits, final_only));
+                println!("| {n} | {rate} | {mode} | {calls} | {peak} | {:.0} ms |", wait.as_secs_f64() * 1000.0);
             }
         }
     }

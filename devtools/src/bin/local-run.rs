@@ -224,6 +224,17 @@ async fn wait_answer(
     Some(mode_of(&paths))
 }
 
+/// Reports a complete answer: its mode, and, for a one-to-one answer that was modified (whose
+/// modifications the emulator does not print as they happen), its final text.
+fn answered(tencent: &TencentEmulator, mode: &str, line: &str) {
+    if mode == "modify" && !line.starts_with('@') {
+        if let Some((from, to, text)) = tencent.state.c2c_messages().pop() {
+            println!("\x1b[1;36m{from} → {to} (as modified):\x1b[0m {text}");
+        }
+    }
+    say(&format!("answered in {mode}"));
+}
+
 /// The stream mode an answer was given in, from the REST calls it made.
 fn mode_of(paths: &[&str]) -> &'static str {
     let used = |p: &str| paths.iter().any(|c| c.contains(p) && !c.is_empty());
@@ -357,7 +368,7 @@ async fn run() -> Result<bool, String> {
                 break;
             }
             match wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout).await {
-                Some(mode) => say(&format!("answered in {mode}")),
+                Some(mode) => answered(&local.tencent, mode, line),
                 None => {
                     say("no complete answer in time");
                     ok = false;
@@ -397,8 +408,8 @@ async fn run() -> Result<bool, String> {
             continue;
         }
         tokio::select! {
-            answered = wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout) => match answered {
-                Some(mode) => say(&format!("answered in {mode}")),
+            done = wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout) => match done {
+                Some(mode) => answered(&local.tencent, mode, &line),
                 None => say("no complete answer in time; see .local/cargo-lambda-watch.log"),
             },
             _ = tokio::signal::ctrl_c() => break,
