@@ -227,10 +227,11 @@ async fn wait_answer(
 /// Reports a complete answer: its mode, and, for a one-to-one answer that was modified (whose
 /// modifications the emulator does not print as they happen), its final text.
 fn answered(tencent: &TencentEmulator, mode: &str, line: &str) {
-    if mode == "modify" && !line.starts_with('@') {
-        if let Some((from, to, text)) = tencent.state.c2c_messages().pop() {
-            println!("\x1b[1;36m{from} → {to} (as modified):\x1b[0m {text}");
-        }
+    if mode == "modify"
+        && !line.starts_with('@')
+        && let Some((from, to, text)) = tencent.state.c2c_messages().pop()
+    {
+        println!("\x1b[1;36m{from} → {to} (as modified):\x1b[0m {text}");
     }
     say(&format!("answered in {mode}"));
 }
