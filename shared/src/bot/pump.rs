@@ -10,6 +10,7 @@
 //! finishes a message carries text: Tencent documents `Chunk` as required and says nothing of
 //! an empty one (protocol doc §6).
 
+use super::markdown;
 use super::sink::{Sink, SinkError, StreamMode};
 use super::texts::Texts;
 use crate::config::{OverflowPolicy, StreamSettings};
@@ -118,7 +119,15 @@ struct Pumper<'a> {
     unfinished: bool,
     /// When the sink was last called.
     last_call: Option<Instant>,
+    /// The current message's text as sent, for choosing where to cut it.
+    message: String,
+    /// What the next message starts with: the line reopening a code block the last one closed.
+    reopen: String,
 }
+
+/// Text held back once a message nears its limit, so that where it is cut can be chosen from
+/// this much text (a paragraph's end, a list item's) rather than wherever the limit falls.
+const CUT_LOOKAHEAD: usize = 512;
 
 /// Where `buf` splits into what may be sent now and the last character, which is held back.
 fn held_back(buf: &str) -> usize {
@@ -155,13 +164,16 @@ impl Pumper<'_> {
     async fn push(&mut self, text: &str, finish: bool) -> Result<(), SinkError> {
         let shown = self.sink.shown();
         self.pace().await;
-        let opened = match self.sink.push(text, finish).await {
+        let text = if self.reopen.is_empty() { text.to_owned() } else { format!("{}{text}", self.reopen) };
+        let opened = match self.sink.push(&text, finish).await {
             Ok(opened) => opened,
             Err(e) => {
                 self.unfinished = finish && shown;
                 return Err(e);
             }
         };
+        self.reopen.clear();
+        self.message.push_str(&text);
         self.report.chunks += 1;
         self.report.first_chunk_at.get_or_insert_with(Instant::now);
         if let Some(id) = opened {
@@ -171,39 +183,71 @@ impl Pumper<'_> {
         Ok(())
     }
 
-    /// Sends `text`, applying the message size limit.
+    /// The bytes the current message may still take.
+    fn room(&self) -> usize {
+        // With truncation, room for the notice is always kept free.
+        let limit = match self.cfg.overflow {
+            OverflowPolicy::Truncate => self.max_message_bytes().saturating_sub(self.cfg.truncate_room()),
+            OverflowPolicy::Continue => self.max_message_bytes(),
+        };
+        limit.saturating_sub(self.sink.message_bytes() + self.reopen.len())
+    }
+
+    /// Whether `pending` more bytes bring the message close enough to its limit that text
+    /// should be held back for a good cut.
+    fn near_limit(&self, pending: usize) -> bool {
+        pending + CUT_LOOKAHEAD > self.room()
+    }
+
+    /// Ends the current message with as much of `text` (more than fits) as the Markdown allows
+    /// (a block's end before a line's, a line's before a word's): a code block cut in two is
+    /// closed here and reopened in the next message, and a truncated answer's notice follows a
+    /// complete block. Returns what is left for the next message (nothing when truncated).
+    async fn end_message(&mut self, mut text: String) -> Result<(Flow, String), SinkError> {
+        let room = self.room();
+        // What the message holds, counting the line that will reopen a code block.
+        let sent = format!("{}{}", self.message, self.reopen);
+        match self.cfg.overflow {
+            OverflowPolicy::Truncate => {
+                let c = markdown::truncate_message(&sent, &text, room);
+                let take = floor_boundary(&text, c.take);
+                self.report.text.push_str(&text[..take]);
+                let last = format!("{}{}{NOTICE_GAP}{}", &text[..take], c.close, self.cfg.truncated_notice);
+                self.push(&last, true).await?;
+                Ok((Flow::Done(End::Truncated), String::new()))
+            }
+            OverflowPolicy::Continue => {
+                let c = markdown::break_message(&sent, &text, room);
+                let mut take = floor_boundary(&text, c.take);
+                if take == 0 && c.close.is_empty() {
+                    // A finishing call carries text (protocol doc §6): at least the best cut.
+                    take = markdown::cut(&text, room.max(1)).max(text.chars().next().map_or(0, char::len_utf8));
+                }
+                let rest = text.split_off(take);
+                self.report.text.push_str(&text);
+                self.push(&format!("{text}{}", c.close), true).await?;
+                self.sink.next_message();
+                self.message.clear();
+                self.stream_id = None;
+                self.reopen = c.reopen;
+                Ok((Flow::Go, rest))
+            }
+        }
+    }
+
+    /// Sends `text`, applying the message size limit ([`Self::end_message`]).
     async fn send(&mut self, mut text: String, finish: bool) -> Result<Flow, SinkError> {
         loop {
-            // With truncation, room for the notice is always kept free.
-            let limit = match self.cfg.overflow {
-                OverflowPolicy::Truncate => self.max_message_bytes().saturating_sub(self.cfg.truncate_room()),
-                OverflowPolicy::Continue => self.max_message_bytes(),
-            };
-            let room = limit.saturating_sub(self.sink.message_bytes());
-            if text.len() <= room {
+            if text.len() <= self.room() {
                 if !text.is_empty() || finish {
                     self.report.text.push_str(&text);
                     self.push(&text, finish).await?;
                 }
                 return Ok(Flow::Go);
             }
-            match self.cfg.overflow {
-                OverflowPolicy::Truncate => {
-                    let cut = floor_boundary(&text, room);
-                    self.report.text.push_str(&text[..cut]);
-                    let last = format!("{}{NOTICE_GAP}{}", &text[..cut], self.cfg.truncated_notice);
-                    self.push(&last, true).await?;
-                    return Ok(Flow::Done(End::Truncated));
-                }
-                OverflowPolicy::Continue => {
-                    let cut = floor_boundary(&text, room);
-                    let rest = text.split_off(cut);
-                    self.report.text.push_str(&text);
-                    self.push(&text, true).await?;
-                    self.sink.next_message();
-                    self.stream_id = None;
-                    text = rest;
-                }
+            match self.end_message(text).await? {
+                (Flow::Go, rest) => text = rest,
+                (done, _) => return Ok(done),
             }
         }
     }
@@ -228,6 +272,8 @@ pub async fn pump(
         report: Report { end: End::Completed, text: String::new(), usage: None, first_chunk_at: None, chunks: 0 },
         unfinished: false,
         last_call: cfg.last_call,
+        message: String::new(),
+        reopen: String::new(),
     };
     match run(&mut p, first, rest).await {
         Ok(()) => Ok(p.report),
@@ -259,6 +305,9 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
     loop {
         let deadline = last_send + p.interval();
         let silent_until = p.silent_until();
+        // Near the message's limit, text waits until it outgrows the room, so the cut can be
+        // chosen from enough of it.
+        let holding = p.near_limit(buf.len()) && buf.len() <= p.room();
         let flush_now = tokio::select! {
             item = rest.next() => match item {
                 Some(Ok(Delta::Text(t))) => {
@@ -289,7 +338,7 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
                     return Ok(());
                 }
             },
-            _ = tokio::time::sleep_until(deadline), if held_back(&buf) > 0 => true,
+            _ = tokio::time::sleep_until(deadline), if held_back(&buf) > 0 && !holding => true,
             // The LLM is silent (a reasoning model thinking mid-answer): keep the message open.
             _ = tokio::time::sleep_until(silent_until.unwrap_or(deadline)), if silent_until.is_some() => {
                 p.pace().await;
@@ -304,8 +353,19 @@ async fn run(p: &mut Pumper<'_>, first: String, rest: DeltaStream) -> Result<(),
                 p.report.end = End::Stopped;
                 return Ok(());
             }
+            if buf.len() > p.room() {
+                // The message is full: it ends where the Markdown allows, the rest waits.
+                let (flow, rest) = p.end_message(std::mem::take(&mut buf)).await?;
+                if let Flow::Done(end) = flow {
+                    p.report.end = end;
+                    return Ok(());
+                }
+                buf = rest;
+                last_send = Instant::now();
+                continue;
+            }
             let cut = held_back(&buf);
-            if cut == 0 {
+            if cut == 0 || p.near_limit(buf.len()) {
                 continue;
             }
             let held = buf.split_off(cut);
@@ -446,5 +506,80 @@ mod tests {
         let mut sink = RecordingSink { refuse_finish: true, ..RecordingSink::default() };
         let r = pump("H".into(), deltas(&[]), &mut sink, &ctl, &cfg(1000, OverflowPolicy::Truncate)).await;
         assert!(r.is_err());
+    }
+
+    /// Deltas of about `n` bytes each, as an LLM streams them.
+    fn pieces(text: &str, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for c in text.chars() {
+            cur.push(c);
+            if cur.len() >= n {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+        out.push(cur);
+        out.retain(|p| !p.is_empty());
+        out
+    }
+
+    /// The messages a sink received: the pushes joined, cut after each finishing push.
+    fn messages(sink: &RecordingSink) -> Vec<String> {
+        let mut out = vec![String::new()];
+        for (d, finish) in &sink.pushes {
+            out.last_mut().map(|m| m.push_str(d));
+            if *finish {
+                out.push(String::new());
+            }
+        }
+        out.retain(|m| !m.is_empty());
+        out
+    }
+
+    fn fences_balanced(m: &str) -> bool {
+        m.lines().filter(|l| l.trim_start().starts_with("```")).count() % 2 == 0
+    }
+
+    #[tokio::test]
+    async fn a_long_answer_continues_at_block_boundaries_and_a_cut_code_block_is_reopened() {
+        let para = "Rust keeps memory safe without a garbage collector. ".repeat(4);
+        let code = (0..30).map(|i| format!("let x{i} = {i};\n")).collect::<String>();
+        let answer = format!("{para}\n\n{para}\n\n```rust\n{code}```\n\n{para}");
+        let parts = pieces(&answer, 7);
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let mut sink = RecordingSink::default();
+        let cfg = PumpSettings { max_chunk_bytes: 40, ..cfg(300, OverflowPolicy::Continue) };
+        let r = pump(String::new(), deltas(&refs), &mut sink, &ctl, &cfg).await;
+        let report = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.text, answer, "the report keeps the answer as written");
+        let msgs = messages(&sink);
+        assert!(msgs.len() >= 3, "{msgs:#?}");
+        for m in &msgs {
+            assert!(m.len() <= 300, "{} bytes: {m:?}", m.len());
+            assert!(fences_balanced(m), "unbalanced fences in {m:?}");
+        }
+        // Messages end at a block or line, never inside a word.
+        for m in &msgs[..msgs.len() - 1] {
+            assert!(m.ends_with('\n') || m.ends_with("```") || m.ends_with(". "), "cut mid-block: {m:?}");
+        }
+        // What the user reads, without the added fence lines, is the answer.
+        // (A message ends with the closing "```"; the next starts with "```rust" and a newline.)
+        let joined: String = msgs.concat().replace("``````rust\n", "");
+        assert_eq!(joined, answer);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_ends_after_a_complete_paragraph_before_its_notice() {
+        let answer = "First paragraph, complete.\n\nSecond paragraph that goes on and on and on and will not fit in the message at all.";
+        let parts = pieces(answer, 5);
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let ctl = Ctl { stop: false, opened: Mutex::new(vec![]) };
+        let mut sink = RecordingSink::default();
+        let notice = Texts::en().truncated_notice;
+        let max = "First paragraph, complete.\n\nSecond paragraph".len() + 2 + notice.len();
+        let r = pump(String::new(), deltas(&refs), &mut sink, &ctl, &cfg(max, OverflowPolicy::Truncate)).await;
+        assert_eq!(r.map(|r| r.end).ok(), Some(End::Truncated));
+        assert_eq!(sink.shown(), format!("First paragraph, complete.\n\n{notice}"));
     }
 }
