@@ -527,7 +527,9 @@ mod tests {
     fn messages(sink: &RecordingSink) -> Vec<String> {
         let mut out = vec![String::new()];
         for (d, finish) in &sink.pushes {
-            out.last_mut().map(|m| m.push_str(d));
+            if let Some(m) = out.last_mut() {
+                m.push_str(d);
+            }
             if *finish {
                 out.push(String::new());
             }
