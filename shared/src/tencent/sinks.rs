@@ -504,3 +504,180 @@ impl Sink for NativeStreamSink {
         self.base.calls
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::job::testing::job;
+    use crate::tencent::*;
+    use serde_json::{Value, json};
+    use std::sync::Mutex;
+
+    /// Tencent's REST API in process: records each call as (command, request JSON) and refuses
+    /// the commands in `refuse` with an error code, or times them out when in `time_out`.
+    #[derive(Default)]
+    struct Api {
+        calls: Mutex<Vec<(&'static str, Value)>>,
+        refuse: Vec<&'static str>,
+        time_out: Vec<&'static str>,
+    }
+
+    impl Api {
+        fn record<T: serde::Serialize>(&self, call: &'static str, req: &T) -> Result<(), RestError> {
+            self.calls.lock().map(|mut c| c.push((call, serde_json::to_value(req).unwrap_or_default()))).ok();
+            if self.refuse.contains(&call) {
+                return Err(RestError::Tencent { call, code: 80_001, info: "not enabled".into() });
+            }
+            if self.time_out.contains(&call) {
+                return Err(RestError::Timeout { call });
+            }
+            Ok(())
+        }
+        fn calls(&self) -> Vec<(&'static str, Value)> {
+            self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    #[async_trait]
+    impl ChatApi for Api {
+        async fn send_msg(&self, req: &SendMsg) -> Result<SendMsgReply, RestError> {
+            self.record("sendmsg", req)?;
+            Ok(SendMsgReply { msg_key: Some("k1".into()), ..SendMsgReply::default() })
+        }
+        async fn send_stream_msg(&self, req: &SendStreamMsg) -> Result<SendStreamMsgReply, RestError> {
+            self.record("send_stream_msg", req)?;
+            Ok(SendStreamMsgReply { msg_key: Some("mk".into()) })
+        }
+        async fn send_group_msg(&self, req: &SendGroupMsg) -> Result<SendGroupMsgReply, RestError> {
+            self.record("send_group_msg", req)?;
+            Ok(SendGroupMsgReply { msg_time: None, msg_seq: Some(42) })
+        }
+        async fn send_c2c_stream_msg(&self, req: &SendC2cStreamMsg) -> Result<StreamMsgReply, RestError> {
+            self.record("send_c2c_stream_msg", req)?;
+            Ok(StreamMsgReply { stream_msg_id: Some("s1".into()) })
+        }
+        async fn send_group_stream_msg(&self, req: &SendGroupStreamMsg) -> Result<StreamMsgReply, RestError> {
+            self.record("send_group_stream_msg", req)?;
+            Ok(StreamMsgReply { stream_msg_id: Some("s1".into()) })
+        }
+        async fn modify_c2c_msg(&self, req: &ModifyC2cMsg) -> Result<(), RestError> {
+            self.record("modify_c2c_msg", req)
+        }
+        async fn modify_group_msg(&self, req: &ModifyGroupMsg) -> Result<(), RestError> {
+            self.record("modify_group_msg", req)
+        }
+        async fn create_topic(&self, req: &CreateTopic) -> Result<CreateTopicReply, RestError> {
+            self.record("create_topic", req)?;
+            Ok(CreateTopicReply::default())
+        }
+    }
+
+    fn open(api: &Arc<Api>, group: bool, mode: StreamMode) -> Result<Box<dyn Sink>, SinkError> {
+        let place = group.then_some(("@TGS#g", Some("t1")));
+        let j = job("@RBT#a", "ann", place, "7", "hi");
+        TencentOutbound::new(api.clone(), 12_000, Duration::from_secs(1)).open(&j, mode, None)
+    }
+
+    fn sink(api: &Arc<Api>, group: bool, mode: StreamMode) -> Box<dyn Sink> {
+        open(api, group, mode).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn the_robot_stream_opens_continues_and_finishes_by_its_msg_key() {
+        let api = Arc::new(Api::default());
+        let mut s = sink(&api, false, StreamMode::RobotStream);
+        assert_eq!(s.push("Hel", false).await, Ok(Some("mk".into())));
+        assert_eq!(s.push("lo", true).await, Ok(None));
+        let calls = api.calls();
+        assert_eq!(calls[0].1, json!({"From_Account": "@RBT#a", "To_Account": "ann", "Chunk": "Hel"}));
+        assert_eq!(calls[1].1["MsgKey"], "mk");
+        assert_eq!(calls[1].1["Finish"], 1);
+        assert!(s.shown() && !s.is_open());
+        // The robot stream is one-to-one only.
+        assert!(matches!(open(&api, true, StreamMode::RobotStream), Err(SinkError::Refused { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_native_stream_numbers_chunks_from_1_sends_its_id_back_and_keeps_alive() {
+        let api = Arc::new(Api::default());
+        let mut s = sink(&api, true, StreamMode::NativeStream);
+        assert_eq!(s.limits().min_interval, Duration::from_millis(200));
+        assert_eq!(s.limits().max_silence, Some(Duration::from_secs(15)));
+        assert_eq!(s.push("Hel", false).await, Ok(Some("s1".into())));
+        assert_eq!(s.keep_alive().await, Ok(()));
+        assert_eq!(s.push("lo", true).await, Ok(None));
+        let calls = api.calls();
+        let chunk = |i: usize| calls[i].1["MsgBody"][0]["MsgContent"].clone();
+        assert!(calls.iter().all(|(c, _)| *c == "send_group_stream_msg"), "{calls:?}");
+        assert_eq!(calls[0].1["TopicId"], "t1");
+        assert_eq!(chunk(0)["StreamMsgID"], Value::Null, "absent on the first call");
+        assert_eq!(chunk(0)["Chunks"][0], json!({"EventType": "data", "Index": 1, "Markdown": "Hel", "IsLast": false}));
+        assert_eq!(chunk(1)["Chunks"][0], json!({"EventType": "data", "Index": 2, "Markdown": "", "IsLast": false}));
+        assert_eq!(chunk(2)["Chunks"][0], json!({"EventType": "data", "Index": 3, "Markdown": "lo", "IsLast": true}));
+        assert_eq!((chunk(1)["StreamMsgID"].clone(), chunk(2)["StreamMsgID"].clone()), (json!("s1"), json!("s1")));
+        assert_eq!(chunk(2)["CompatibleText"], "Hello", "old clients get the text so far");
+        // No keep-alive for a finished stream.
+        assert_eq!(s.keep_alive().await, Ok(()));
+        assert_eq!(api.calls().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_call_is_a_refusal_of_the_mode_with_nothing_shown_a_timeout_is_not() {
+        let api = Arc::new(Api { refuse: vec!["send_c2c_stream_msg"], ..Api::default() });
+        let mut s = sink(&api, false, StreamMode::NativeStream);
+        let r = s.push("Hi", false).await;
+        assert!(matches!(r, Err(SinkError::Refused { mode: StreamMode::NativeStream, .. })), "{r:?}");
+        assert!(!s.shown());
+        let api = Arc::new(Api { time_out: vec!["send_c2c_stream_msg"], ..Api::default() });
+        let mut s = sink(&api, false, StreamMode::NativeStream);
+        let r = s.push("Hi", false).await;
+        assert!(matches!(r, Err(SinkError::Failed { retryable: true, .. })), "{r:?}");
+        assert!(s.shown(), "a timed-out call may have reached the user");
+    }
+
+    #[tokio::test]
+    async fn modify_replaces_a_placeholder_and_then_the_text_so_far_with_the_asker_mentioned() {
+        let api = Arc::new(Api::default());
+        let mut s = sink(&api, true, StreamMode::Modify);
+        assert!(s.limits().replaces);
+        assert_eq!(s.placeholder("thinking…").await, Ok(Some("42".into())));
+        assert_eq!(s.push("Hi", false).await, Ok(None));
+        assert_eq!(s.push("!", true).await, Ok(None));
+        let texts: Vec<(&str, Value)> =
+            api.calls().into_iter().map(|(c, v)| (c, v["MsgBody"][0]["MsgContent"]["Text"].clone())).collect();
+        assert_eq!(
+            texts,
+            [
+                ("send_group_msg", json!("@ann thinking…")),
+                ("modify_group_msg", json!("@ann Hi")),
+                ("modify_group_msg", json!("@ann Hi!")),
+            ]
+        );
+        assert_eq!(api.calls()[1].1["MsgSeq"], 42);
+        assert_eq!(api.calls()[0].1["GroupAtInfo"][0]["GroupAt_Account"], "ann");
+    }
+
+    #[tokio::test]
+    async fn final_sends_once_at_the_end_and_retries_keep_their_random() {
+        let api = Arc::new(Api::default());
+        let mut s = sink(&api, false, StreamMode::Final);
+        assert_eq!(s.push("Hel", false).await, Ok(None));
+        assert!(api.calls().is_empty() && !s.shown());
+        assert_eq!(s.push("lo", true).await, Ok(Some("k1".into())));
+        let calls = api.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].1["MsgBody"][0]["MsgContent"]["Text"], "Hello");
+        assert_eq!(
+            calls[0].1["ForbidCallbackControl"],
+            json!(["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"])
+        );
+        // A retry of the same answer sends the same MsgRandom/MsgSeq: Tencent drops the repeat.
+        let mut again = sink(&api, false, StreamMode::Final);
+        assert!(again.push("Hello", true).await.is_ok());
+        let calls = api.calls();
+        assert_eq!(
+            (calls[0].1["MsgRandom"].clone(), calls[0].1["MsgSeq"].clone()),
+            (calls[1].1["MsgRandom"].clone(), calls[1].1["MsgSeq"].clone())
+        );
+    }
+}
