@@ -136,3 +136,23 @@ async fn a_20_s_reasoning_pause_mid_answer_keeps_the_native_stream_open() {
     assert!(s.finished && !s.ended_by_timeout, "{s:?}");
     assert_eq!(s.markdown, answer(&env, 0), "the whole answer, nothing of the reasoning");
 }
+
+#[tokio::test]
+async fn an_llm_outage_after_the_placeholder_is_retried_in_the_placeholder_s_message() {
+    let env = Env::with(|w| {
+        w.stream.direct_mode = StreamMode::Modify;
+        w.stream.placeholder_after = Duration::from_millis(200);
+    })
+    .await;
+    // Both attempts of the first delivery find no first token in time (1.5 s): the placeholder
+    // is shown, nothing of an answer.
+    env.llm.state.push(Script::StallFirst { ms: 3_000 });
+    env.llm.state.push(Script::StallFirst { ms: 3_000 });
+    env.webhook("Bot.OnC2CMessage", &c2c_body("hal", "Are you there?", 10)).await;
+    env.drain().await;
+    let sent = env.tencent.state.c2c_records();
+    assert_eq!(sent.len(), 1, "one message, the placeholder's: {sent:?}");
+    let reqs = env.llm.state.requests();
+    assert_eq!(sent[0].text, answer(&env, reqs.len() - 1), "the redelivery answered in it");
+    assert_eq!(env.depth(&env.stack.c2c_dlq).await, 0, "nothing dead-lettered");
+}

@@ -115,6 +115,15 @@ struct ReplyState {
 struct Failure {
     reason: String,
     retryable: bool,
+    /// The message that shows only the placeholder, when the failure came after it: a retry
+    /// may still answer in it.
+    placeholder: Option<(String, StreamMode)>,
+}
+
+impl Failure {
+    fn new(reason: impl ToString, retryable: bool) -> Self {
+        Failure { reason: reason.to_string(), retryable, placeholder: None }
+    }
 }
 
 struct JobControl<'a> {
@@ -360,7 +369,12 @@ impl Worker {
             _ => {}
         }
         let profile = self.profile(job).await;
-        let mut sink = self.open_sink(job, &profile, None, None).await.map_err(|e| Retry(e.to_string()))?;
+        // An earlier attempt that showed only the placeholder answers in its message.
+        let (mode, resume) = match state.state.as_str() {
+            "placeholder" => (state.mode, state.stream_id),
+            _ => (None, None),
+        };
+        let mut sink = self.open_sink(job, &profile, mode, resume.clone()).await.map_err(|e| Retry(e.to_string()))?;
         let ctl = JobControl {
             store: self.store.as_ref(),
             reply_key: reply_key.clone(),
@@ -370,7 +384,8 @@ impl Worker {
         };
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
-        let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by).await;
+        let shown_placeholder = resume.zip(mode);
+        let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
         for mode in sink.refused() {
             self.refused_modes.insert((job.bot.clone(), *mode), ()).await;
         }
@@ -386,10 +401,18 @@ impl Worker {
                 self.mark_done(&reply_key).await;
                 Ok(outcome)
             }
-            Err(f) if f.retryable && !final_attempt && !sink.shown() => {
-                // Nothing was sent: forget `sending`, so the retry answers afresh.
-                if let Err(e) = self.store.delete_doc(&reply_key).await {
-                    tracing::warn!(error = %e, "could not clear the reply record; the retry will apologise");
+            Err(f) if f.retryable && !final_attempt && (!sink.shown() || f.placeholder.is_some()) => {
+                // Nothing of the answer was shown: the retry answers afresh (in the placeholder's
+                // message, when one is shown).
+                let cleared = match f.placeholder {
+                    None => self.store.delete_doc(&reply_key).await,
+                    Some((id, mode)) => {
+                        let doc = ReplyState { state: "placeholder".into(), stream_id: Some(id), mode: Some(mode) };
+                        self.store.put_doc(&reply_key, &json(&doc), Some(self.history_ttl_secs)).await
+                    }
+                };
+                if let Err(e) = cleared {
+                    tracing::warn!(error = %e, "could not reset the reply record; the retry will apologise");
                 }
                 Err(Retry(f.reason))
             }
@@ -504,10 +527,11 @@ impl Worker {
         sink: &mut dyn Sink,
         ctl: &JobControl<'_>,
         deadline: Instant,
+        shown_placeholder: Option<(String, StreamMode)>,
     ) -> Result<WorkOutcome, Failure> {
         let store = self.store.as_ref();
-        let fail = |retryable: bool| move |e: crate::store::StoreError| Failure { reason: e.to_string(), retryable };
-        let sink_fail = |e: SinkError| Failure { retryable: e.is_retryable(), reason: e.to_string() };
+        let fail = |retryable: bool| move |e: crate::store::StoreError| Failure::new(e, retryable);
+        let sink_fail = |e: SinkError| Failure::new(&e, e.is_retryable());
         let texts = &profile.texts;
         let per_member = profile.group_scope == GroupScope::Member;
         let conv = keys::conversation(job, per_member);
@@ -558,7 +582,7 @@ impl Worker {
             answer_engine(store, self.moderate_answers, job.place.group())
         );
         let history = history.map_err(fail(true))?;
-        let engine = engine.map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
+        let engine = engine.map_err(|e| Failure::new(&e, e.is_retryable()))?;
         let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: text.clone() };
         let system = match speaker {
             Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
@@ -600,19 +624,21 @@ impl Worker {
         // until the answer replaces it.
         let show_placeholder = !texts.thinking.is_empty() && sink.limits().replaces;
         let mut placeholder_at = None;
+        let mut placeholder = shown_placeholder;
         let started = tokio::select! {
             r = &mut started => r,
-            _ = tokio::time::sleep(self.stream.placeholder_after), if show_placeholder => {
+            _ = tokio::time::sleep(self.stream.placeholder_after), if show_placeholder && placeholder.is_none() => {
                 ctl.sending().await.map_err(fail(true))?;
                 if let Some(id) = sink.placeholder(&texts.thinking).await.map_err(sink_fail)? {
                     ctl.opened(&id, sink.mode()).await;
                     placeholder_at = Some(Instant::now());
+                    placeholder = Some((id, sink.mode()));
                 }
                 started.await
             }
         };
         let (first, rest, model) =
-            started.map_err(|e| Failure { retryable: e.is_retryable(), reason: e.to_string() })?;
+            started.map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
         let first_token_ms = llm_started.elapsed().as_millis() as u64;
         ctl.sending().await.map_err(fail(true))?;
         let mut cfg = PumpSettings::from_stream(&self.stream, texts);
