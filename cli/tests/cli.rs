@@ -111,18 +111,14 @@ async fn route(State(r): State<Arc<Router>>, RawQuery(q): RawQuery, body: Bytes)
 async fn send_signs_an_event_file_that_the_router_accepts() {
     let s = setup("send").await;
     let cfg = local_config(&s.moto).await;
-    let router = Arc::new(Router {
-        sdk_app_id: APP,
-        token: Some(SecretString::new(TOKEN)),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), &s.stack.table)),
-        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
-        c2c_queue_url: s.stack.c2c_queue.clone(),
-        group_queue_url: s.stack.group_queue.clone(),
-        stop_ttl_secs: 60,
-        routes: shared::router::Routes::default(),
-    });
+    let router = Arc::new(Router::new(
+        APP,
+        Some(SecretString::new(TOKEN)),
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), &s.stack.table)),
+        Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
+        s.stack.c2c_queue.clone(),
+        s.stack.group_queue.clone(),
+    ));
     let app = axum::Router::new().route("/webhook", axum::routing::post(route)).with_state(router);
     let listener = devtools::loopback_listener().await.unwrap_or_else(|e| panic!("{e}"));
     let url = format!("http://{}/webhook", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));

@@ -7,7 +7,7 @@
 
 use devtools::aws::{create_stack, local_config};
 use shared::queue::SqsQueue;
-use shared::router::{Router, Routes};
+use shared::router::Router;
 use shared::secrets::SecretString;
 use shared::store::DynamoStore;
 use shared::webhook::CallbackQuery;
@@ -63,18 +63,14 @@ async fn moto_router() -> (Router, aws_sdk_sqs::Client, String) {
     let aws = local_config(&moto.endpoint).await;
     let prefix = format!("bench{}", std::process::id());
     let stack = create_stack(&aws, &prefix, "{}").await.unwrap_or_else(|e| panic!("stack: {e}"));
-    let router = Router {
-        sdk_app_id: APP_ID,
-        token: Some(SecretString::new(TOKEN)),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table)),
-        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws))),
-        c2c_queue_url: stack.c2c_queue.clone(),
-        group_queue_url: stack.group_queue,
-        stop_ttl_secs: 60,
-        routes: Routes::default(),
-    };
+    let router = Router::new(
+        APP_ID,
+        Some(SecretString::new(TOKEN)),
+        Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table)),
+        Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws))),
+        stack.c2c_queue.clone(),
+        stack.group_queue,
+    );
     (router, aws_sdk_sqs::Client::new(&aws), stack.c2c_queue)
 }
 

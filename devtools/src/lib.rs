@@ -56,16 +56,12 @@ impl shared::queue::Queue for DiscardQueue {
 /// A router for app 1400000000 with the sample events' token (`local-dev-token`), the
 /// in-memory store and a [`DiscardQueue`].
 pub fn memory_router() -> shared::router::Router {
-    shared::router::Router {
-        sdk_app_id: 1_400_000_000,
-        token: Some(shared::secrets::SecretString::new("local-dev-token")),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: std::sync::Arc::new(shared::store::MemoryStore::new()),
-        queue: std::sync::Arc::new(DiscardQueue),
-        c2c_queue_url: "q".into(),
-        group_queue_url: "g".into(),
-        stop_ttl_secs: 60,
-        routes: shared::router::Routes::default(),
-    }
+    shared::router::Router::new(
+        1_400_000_000,
+        Some(shared::secrets::SecretString::new("local-dev-token")),
+        std::sync::Arc::new(shared::store::MemoryStore::new()),
+        std::sync::Arc::new(DiscardQueue),
+        "q".into(),
+        "g".into(),
+    )
 }

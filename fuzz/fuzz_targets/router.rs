@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use libfuzzer_sys::fuzz_target;
 use shared::queue::{Queue, QueueError, QueueMessage};
-use shared::router::{Router, Routes};
+use shared::router::Router;
 use shared::secrets::SecretString;
 use shared::store::MemoryStore;
 use std::sync::Arc;
@@ -24,20 +24,16 @@ impl Queue for NullQueue {
 
 thread_local! {
     static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    static ROUTER: Router = Router {
-        sdk_app_id: 1_400_000_000,
-        // The corpus is signed with this token at RequestTime 1700000000; the fuzzer runs with
-        // that as "now" so signed inputs reach the parser.
-        token: Some(SecretString::new("local-dev-token")),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(MemoryStore::new()),
-        queue: Arc::new(NullQueue),
-        c2c_queue_url: "q".into(),
-        group_queue_url: "g".into(),
-        stop_ttl_secs: 60,
-        routes: Routes::default(),
-    };
+    // The corpus is signed with this token at RequestTime 1700000000; the fuzzer runs with that
+    // as "now" so signed inputs reach the parser.
+    static ROUTER: Router = Router::new(
+        1_400_000_000,
+        Some(SecretString::new("local-dev-token")),
+        Arc::new(MemoryStore::new()),
+        Arc::new(NullQueue),
+        "q".into(),
+        "g".into(),
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

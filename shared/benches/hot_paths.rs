@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use shared::moderation::{Action, Engine, Moderator, Policy, Rule, Scope, Verdict, normalize};
 use shared::msg::MsgElement;
 use shared::queue::{Queue, QueueError, QueueMessage};
-use shared::router::{Router, Routes};
+use shared::router::Router;
 use shared::secrets::SecretString;
 use shared::store::{MemoryStore, Store};
 use shared::webhook::CallbackQuery;
@@ -187,18 +187,14 @@ fn usersig() {
 
 fn router(rt: &tokio::runtime::Runtime) {
     println!("\n## Router hot path in process (parse, verify, route, ack)");
-    let router = Router {
-        sdk_app_id: 1_400_000_000,
-        token: Some(SecretString::new("token")),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: Arc::new(MemoryStore::new()),
-        queue: Arc::new(NullQueue),
-        c2c_queue_url: "q".into(),
-        group_queue_url: "g".into(),
-        stop_ttl_secs: 60,
-        routes: Routes::default(),
-    };
+    let router = Router::new(
+        1_400_000_000,
+        Some(SecretString::new("token")),
+        Arc::new(MemoryStore::new()),
+        Arc::new(NullQueue),
+        "q".into(),
+        "g".into(),
+    );
     let now = shared::store::now_secs() as i64;
     let q = CallbackQuery::encode(1_400_000_000, "Bot.OnC2CMessage", Some(("token", now)));
     let bodies: Vec<String> = (0..40_000)

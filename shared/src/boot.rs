@@ -108,18 +108,19 @@ impl Boot {
             tracing::warn!("webhook signatures are NOT checked (TCBOT_ALLOW_UNSIGNED=true)");
         }
         let ack_path = ack_path_config(&self.aws, s.ack_aws_timeout);
-        Ok(Router {
-            sdk_app_id: self.secrets.sdk_app_id,
+        let mut router = Router::new(
+            self.secrets.sdk_app_id,
             token,
-            sign_window_secs: s.sign_window_secs,
-            max_body_bytes: s.max_body_bytes,
-            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&ack_path), &s.table_name)),
-            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&ack_path))),
-            c2c_queue_url: s.require_c2c_queue()?.to_owned(),
-            group_queue_url: s.require_group_queue()?.to_owned(),
-            stop_ttl_secs: s.stop_ttl_secs,
-            routes: self.routes(),
-        })
+            Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&ack_path), &s.table_name)),
+            Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&ack_path))),
+            s.require_c2c_queue()?.to_owned(),
+            s.require_group_queue()?.to_owned(),
+        )
+        .with_routes(self.routes());
+        router.sign_window_secs = s.sign_window_secs;
+        router.max_body_bytes = s.max_body_bytes;
+        router.stop_ttl_secs = s.stop_ttl_secs;
+        Ok(router)
     }
 
     /// Where the router sends the other commands, from the `TCBOT_*_FUNCTION` and

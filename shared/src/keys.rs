@@ -28,13 +28,15 @@ pub fn job(j: &Job) -> String {
 }
 
 /// Messages with the same ordering key are answered one at a time, in order: one conversation
-/// of a robot with a user, or one robot in a group (topic). Robots mentioned in one group do not
-/// wait for each other's answers.
+/// of a robot with a user, one robot in a group (topic), or, for a robot with a conversation per
+/// member, one member's mentions of it there. Robots mentioned in one group do not wait for each
+/// other's answers.
 pub fn ordering(j: &Job) -> String {
-    let m = mark(j.platform);
     match &j.place {
-        Place::Direct => format!("{m}c2c#{}#{}", j.bot, j.sender),
-        Place::Group { id, .. } => format!("{m}grp#{id}#{}#{}", j.place.topic().unwrap_or(""), j.bot),
+        Place::Direct => direct_scope(j.platform, &j.bot, &j.sender),
+        Place::Group { id, .. } => {
+            group_conversation(j.platform, id, j.place.topic(), &j.bot, j.per_member.then_some(j.sender.as_str()))
+        }
     }
 }
 
@@ -129,6 +131,9 @@ mod tests {
         assert_eq!(ordering(&grp), "grp#@TGS#g##@RBT#a");
         assert_eq!(conversation(&grp, false), "grp#@TGS#g##@RBT#a");
         assert_eq!(conversation(&grp, true), "grp#@TGS#g##@RBT#a#ann");
+        let member = Job { per_member: true, ..grp.clone() };
+        assert_eq!(ordering(&member), "grp#@TGS#g##@RBT#a#ann", "a member's conversation is its own FIFO group");
+        assert_eq!(super::job(&member), super::job(&grp), "the message's key does not change");
         let topic = job("@RBT#a", "ann", Some(("@TGS#_g", Some("t1"))), "7", "hi");
         assert_eq!(super::job(&topic), "grp#@TGS#_g#t1#7#@RBT#a");
         assert_eq!(ordering(&topic), "grp#@TGS#_g#t1#@RBT#a");

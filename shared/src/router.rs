@@ -10,6 +10,7 @@
 //! instead of two (`benches/RESULTS.md`, router ack latency).
 
 use crate::bot::job::{Job, Platform};
+use crate::bot::profile::GroupScope;
 use crate::invoke::Invoker;
 use crate::keys;
 use crate::msg::stop_request;
@@ -102,9 +103,71 @@ pub struct Router {
     pub group_queue_url: String,
     pub stop_ttl_secs: u64,
     pub routes: Routes,
+    /// Robots' group scopes, read from their profiles and kept a minute: a robot whose group
+    /// conversations are per member answers each member's mentions in a FIFO group of their own.
+    scopes: moka::future::Cache<String, GroupScope>,
 }
 
+/// How long the router trusts a robot's group scope before reading its profile again.
+const SCOPE_TTL: Duration = Duration::from_secs(60);
+
 impl Router {
+    /// A router for the app `sdk_app_id` with the deployment's default limits (a 60 s signature
+    /// window, 64 KiB bodies, stop flags kept 10 minutes) and no other commands routed; the
+    /// fields are public for callers that set them from [`crate::config::Settings`].
+    pub fn new(
+        sdk_app_id: u64,
+        token: Option<SecretString>,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        c2c_queue_url: String,
+        group_queue_url: String,
+    ) -> Self {
+        Router {
+            sdk_app_id,
+            token,
+            sign_window_secs: 60,
+            max_body_bytes: 64 * 1024,
+            store,
+            queue,
+            c2c_queue_url,
+            group_queue_url,
+            stop_ttl_secs: 600,
+            routes: Routes::default(),
+            scopes: moka::future::Cache::builder().time_to_live(SCOPE_TTL).max_capacity(10_000).build(),
+        }
+    }
+
+    /// The router with the other commands going where `routes` says.
+    pub fn with_routes(mut self, routes: Routes) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// A robot's group scope, from its profile (cached); a profile that cannot be read counts
+    /// as the default scope, so the ack never waits on it twice.
+    async fn group_scope(&self, bot: &str) -> GroupScope {
+        let store = self.store.clone();
+        let key = keys::profile(Platform::Tencent, bot);
+        self.scopes
+            .get_with(bot.to_owned(), async move {
+                #[derive(serde::Deserialize)]
+                struct Scope {
+                    #[serde(default)]
+                    group_scope: Option<GroupScope>,
+                }
+                match store.get_doc(&key).await {
+                    Ok(Some(doc)) => serde_json::from_str::<Scope>(&doc).ok().and_then(|s| s.group_scope).unwrap_or_default(),
+                    Ok(None) => GroupScope::default(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read the robot's profile; its group scope is the default");
+                        GroupScope::default()
+                    }
+                }
+            })
+            .await
+    }
+
     /// Handles one webhook. `now` is unix seconds.
     pub async fn handle(
         &self,
@@ -200,7 +263,12 @@ impl Router {
                     return Ok((Ack::ok(), Outcome::Ignored("stop requests are not supported in groups".into())));
                 }
                 let received = now_ms();
-                let jobs = robots.iter().map(|bot| intake::group_job(request_id, received, &m, bot)).collect();
+                let mut jobs = Vec::with_capacity(robots.len());
+                for bot in &robots {
+                    let mut job = intake::group_job(request_id, received, &m, bot);
+                    job.per_member = self.group_scope(bot).await == GroupScope::Member;
+                    jobs.push(job);
+                }
                 self.enqueue(jobs, &self.group_queue_url).await
             }
             WebhookEvent::Unknown { command, .. } => {

@@ -18,18 +18,15 @@ use std::time::Duration;
 
 /// A router like `env.router` whose other commands go where `routes` says.
 fn router_with(env: &Env, routes: Routes) -> Router {
-    Router {
-        sdk_app_id: APP_ID,
-        token: Some(shared::secrets::SecretString::new(TOKEN)),
-        sign_window_secs: 60,
-        max_body_bytes: 65_536,
-        store: guarded("CallbackRouterFunction", &env.store),
-        queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
-        c2c_queue_url: env.stack.c2c_queue.clone(),
-        group_queue_url: env.stack.group_queue.clone(),
-        stop_ttl_secs: 60,
-        routes,
-    }
+    Router::new(
+        APP_ID,
+        Some(shared::secrets::SecretString::new(TOKEN)),
+        guarded("CallbackRouterFunction", &env.store),
+        Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
+        env.stack.c2c_queue.clone(),
+        env.stack.group_queue.clone(),
+    )
+    .with_routes(routes)
 }
 
 async fn send(router: &Router, command: &str, body: &serde_json::Value) -> Ack {

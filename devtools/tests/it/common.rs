@@ -124,18 +124,14 @@ impl Env {
         let secrets = Arc::new(AppSecrets::fetch(&sm, &stack.secret_id).await.unwrap_or_else(|e| panic!("{e}")));
         let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table));
         let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws)));
-        let router = Router {
-            sdk_app_id: APP_ID,
-            token: secrets.webhook_token.clone(),
-            sign_window_secs: 60,
-            max_body_bytes: 64 * 1024,
-            store: guarded("CallbackRouterFunction", &store),
-            queue: queue.clone(),
-            c2c_queue_url: stack.c2c_queue.clone(),
-            group_queue_url: stack.group_queue.clone(),
-            stop_ttl_secs: 600,
-            routes: shared::router::Routes::default(),
-        };
+        let router = Router::new(
+            APP_ID,
+            secrets.webhook_token.clone(),
+            guarded("CallbackRouterFunction", &store),
+            queue.clone(),
+            stack.c2c_queue.clone(),
+            stack.group_queue.clone(),
+        );
         let http = reqwest::Client::new();
         let chat = Arc::new(RestClient::new(
             http.clone(),

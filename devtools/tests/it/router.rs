@@ -2,6 +2,7 @@
 //! webhooks never reach a queue.
 
 use crate::common::{APP_ID, Env, TOKEN, c2c_body, now};
+use shared::store::Store;
 use shared::webhook::CallbackQuery;
 use shared::webhook::sign::compute_sign;
 
@@ -116,4 +117,46 @@ async fn when_a_signal_message_has_no_handler_should_ack_it_with_error_code_1() 
         router.handle(&q, body.to_string().as_bytes(), t, "req-test").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((ack.action_status.as_str(), ack.error_code), ("OK", 1), "1 = ignore, nothing to forward (§6)");
     assert_eq!(outcome.kind(), "ignored");
+}
+
+/// The FIFO group of every message in the group queue (received, not deleted).
+async fn group_ids(env: &Env) -> Vec<String> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let out = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.stack.group_queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    out.messages()
+        .iter()
+        .filter_map(|m| m.attributes()?.get(&MessageSystemAttributeName::MessageGroupId).cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_robot_with_a_conversation_per_member_answers_each_member_in_a_fifo_group_of_their_own() {
+    use crate::common::group_body;
+    let env = Env::new().await;
+    for (from, seq) in [("ann", 1), ("bob", 2)] {
+        env.webhook("Bot.OnGroupMessage", &group_body(from, "hi", seq)).await;
+    }
+    let shared_group = group_ids(&env).await;
+    assert_eq!(shared_group.len(), 2);
+    assert_eq!(shared_group[0], shared_group[1], "group scope: one FIFO group for the group");
+
+    let env = Env::new().await;
+    env.store
+        .put_doc(&shared::bot::profile::BotProfile::key(crate::common::BOT), r#"{"group_scope": "member"}"#, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (from, seq) in [("ann", 1), ("bob", 2)] {
+        env.webhook("Bot.OnGroupMessage", &group_body(from, "hi", seq)).await;
+    }
+    let per_member = group_ids(&env).await;
+    assert_eq!(per_member.len(), 2);
+    assert_ne!(per_member[0], per_member[1], "member scope: each member's mentions wait only for their own");
 }

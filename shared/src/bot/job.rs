@@ -102,6 +102,10 @@ pub struct Job {
     /// Everything else the message carried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
+    /// In a group: the robot keeps one conversation per member (its profile's `group_scope`
+    /// when the intake queued the message), so each member's mentions wait only for each other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_member: bool,
 }
 
 /// A queued body that is not a job this code can read. The text names what is wrong, never
@@ -176,6 +180,7 @@ pub(crate) mod testing {
             msg_id: msg_id.into(),
             text: text.into(),
             parts: vec![],
+            per_member: false,
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn c2c_job(request_id: &str, received_ms: u64, m: &C2cMessage) -> Job {
         msg_id: m.key(),
         text,
         parts,
+        per_member: false,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn group_job(request_id: &str, received_ms: u64, m: &BotGroupMessage, bot: &
         msg_id: m.msg_seq.to_string(),
         text,
         parts,
+        per_member: false,
     }
 }
 
