@@ -10,8 +10,10 @@ pub mod client;
 pub mod intake;
 pub mod jobs;
 pub mod router;
+pub mod sinks;
 
 pub use api::{AskerMention, ConversationId, ConversationKind, OutgoingText, RagInfo, SentMessage, StreamChunk};
 pub use client::{NimApi, NimClient, NimError, NimOptions, StreamWriter};
 pub use intake::{Addressed, CopyEvent, CopyHeaders, Ignored, IntakeLimits, KnownRobot, Rejection, Verified};
 pub use router::NimRouter;
+pub use sinks::NimOutbound;
