@@ -121,6 +121,9 @@ pub struct NimSettings {
     /// (`TCBOT_NIM_TEAM_STREAMING`). Off: team answers are sent once, complete, because live
     /// chunks would reach only the asker (nim-protocol.md §3).
     pub team_streaming: bool,
+    /// A second secret holding `NimAppKey` and `NimAppSecret` (`TCBOT_NIM_SECRET_ID`), read
+    /// beside `TCBOT_SECRET_ID` by the functions that call NIM; its NIM keys take precedence.
+    pub secret_id: Option<String>,
 }
 
 impl NimSettings {
@@ -406,6 +409,7 @@ impl Settings {
                 }
             },
             team_streaming: env.parse("TCBOT_NIM_TEAM_STREAMING", false)?,
+            secret_id: env.opt("TCBOT_NIM_SECRET_ID"),
         };
         Ok(Settings {
             nim,
