@@ -2,12 +2,15 @@
 //! A function's `main` calls [`Boot::load`] and one of the builders; a bad setting or an
 //! unreadable secret fails the cold start with a message naming what is wrong.
 
+use crate::bot::sink::Outbound;
 use crate::bot::worker::Worker;
 use crate::community::Community;
 use crate::config::{ConfigError, Settings};
 use crate::invoke::{Invoker, LambdaInvoker};
 use crate::llm::{Endpoint, Llm, OpenAiClient};
 use crate::moderation::{Moderator, Verdict};
+use crate::nim::{IntakeLimits, NimClient, NimOptions, NimOutbound, NimRouter};
+use crate::platforms::PlatformOutbound;
 use crate::presence::Presence;
 use crate::queue::SqsQueue;
 use crate::router::{Router, Routes};
@@ -50,11 +53,19 @@ impl Boot {
     pub async fn load() -> Result<Self, BootError> {
         let settings = Settings::from_env()?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let secrets = match (&settings.local_secret_file, &settings.secret_id) {
+        let mut secrets = match (&settings.local_secret_file, &settings.secret_id) {
             (Some(path), _) => AppSecrets::from_file(path)?,
             (None, Some(id)) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
             (None, None) => unreachable!("Settings requires one of the two"),
         };
+        // The NIM keys' own secret, where the deployment keeps them apart (a local secret file
+        // holds everything).
+        if let (None, Some(nim_id)) = (&settings.local_secret_file, &settings.nim.secret_id)
+            && settings.secret_id.as_ref() != Some(nim_id)
+        {
+            let nim = AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), nim_id).await?;
+            secrets.take_nim_from(nim);
+        }
         tracing::info!(sdk_app_id = secrets.sdk_app_id, table = %settings.table_name, "cold start");
         Ok(Boot { settings, secrets: Arc::new(secrets), aws })
     }
@@ -195,10 +206,60 @@ impl Boot {
         })
     }
 
-    /// A chatbot worker (C2C and group alike).
+    /// The NIM REST client, when the secret has the NIM keys.
+    pub fn nim_client(&self) -> Result<Option<Arc<NimClient>>, BootError> {
+        let Ok((app_key, secret)) = self.secrets.require_nim() else {
+            return Ok(None);
+        };
+        let s = &self.settings;
+        let opts = NimOptions {
+            base_url: s.nim.base_url.clone(),
+            timeout: s.rest_timeout,
+            max_attempts: s.rest_max_attempts.max(1),
+            ..NimOptions::default()
+        };
+        Ok(Some(Arc::new(NimClient::new(self.http()?, opts, app_key.to_owned(), secret.clone()))))
+    }
+
+    /// The NIM message-copy router (`nim-callback-router`). Like Tencent's, its AWS calls are
+    /// bounded, so the copy is answered within NIM's few seconds whatever SQS does.
+    pub fn nim_router(&self) -> Result<NimRouter, BootError> {
+        let s = &self.settings;
+        let (app_key, secret) = self.secrets.require_nim()?;
+        let ack_path = ack_path_config(&self.aws, s.ack_aws_timeout);
+        let limits = IntakeLimits {
+            window_ms: u64::try_from(s.nim.copy_window.as_millis()).unwrap_or(u64::MAX),
+            ..IntakeLimits::default()
+        };
+        Ok(NimRouter {
+            app_key: app_key.to_owned(),
+            secret: secret.clone(),
+            limits,
+            robots: s.nim.require_robots()?.to_vec(),
+            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&ack_path))),
+            c2c_queue_url: s.require_c2c_queue()?.to_owned(),
+            group_queue_url: s.require_group_queue()?.to_owned(),
+        })
+    }
+
+    /// A chatbot worker (C2C and group alike), answering each job through its platform:
+    /// Tencent as before, NIM when the secret has the NIM keys. A secret with NIM keys and no
+    /// Tencent `SecretKey` serves NIM alone; one with neither fails as before, on the missing
+    /// `SecretKey`.
     pub fn worker(&self) -> Result<Worker, BootError> {
         let s = &self.settings;
-        let outbound = TencentOutbound::new(self.rest()?, s.stream.max_message_bytes, s.stream.group_modify_interval);
+        let nim: Option<Arc<dyn Outbound>> = self.nim_client()?.map(|client| {
+            Arc::new(NimOutbound::new(client, s.stream.max_message_bytes, s.nim.team_streaming)) as Arc<dyn Outbound>
+        });
+        let tencent: Option<Arc<dyn Outbound>> = if nim.is_none() || !self.secrets.secret_key.is_empty() {
+            let outbound =
+                TencentOutbound::new(self.rest()?, s.stream.max_message_bytes, s.stream.group_modify_interval);
+            Some(Arc::new(outbound))
+        } else {
+            None
+        };
+        tracing::info!(tencent = tencent.is_some(), nim = nim.is_some(), "platforms served");
+        let outbound = PlatformOutbound { tencent, nim, nim_direct_mode: s.nim.direct_mode };
         Ok(Worker::new(
             self.store(),
             Arc::new(outbound),

@@ -4,6 +4,7 @@
 
 use crate::bot::sink::StreamMode;
 use crate::bot::texts::Language;
+use crate::nim::KnownRobot;
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
@@ -103,6 +104,123 @@ impl TencentEndpoint {
     }
 }
 
+/// How the deployment serves NetEase NIM robots (`TCBOT_NIM_*`); unused where NIM is not served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NimSettings {
+    /// The robot accounts and the nicknames members type after `@` in teams
+    /// (`TCBOT_NIM_ROBOTS`); empty when NIM is not served.
+    pub robots: Vec<KnownRobot>,
+    /// NIM's REST base URL: `TCBOT_NIM_BASE_URL`, else the host of `TCBOT_NIM_REGION`.
+    pub base_url: String,
+    /// How far a message copy's `CurTime` may be from now (`TCBOT_NIM_COPY_WINDOW_SECS`).
+    pub copy_window: Duration,
+    /// How one-to-one answers are shown when the robot's profile does not say
+    /// (`TCBOT_NIM_DIRECT_STREAM_MODE`: `native_stream` or `final`).
+    pub direct_mode: StreamMode,
+    /// Whether NetEase has turned on live stream delivery to all team members for the app
+    /// (`TCBOT_NIM_TEAM_STREAMING`). Off: team answers are sent once, complete, because live
+    /// chunks would reach only the asker (nim-protocol.md §3).
+    pub team_streaming: bool,
+    /// A second secret holding `NimAppKey` and `NimAppSecret` (`TCBOT_NIM_SECRET_ID`), read
+    /// beside `TCBOT_SECRET_ID` by the functions that call NIM; its NIM keys take precedence.
+    pub secret_id: Option<String>,
+}
+
+impl NimSettings {
+    /// The robots, for the function that needs them (the NIM router).
+    pub fn require_robots(&self) -> Result<&[KnownRobot], ConfigError> {
+        if self.robots.is_empty() {
+            return Err(ConfigError::Missing {
+                var: "TCBOT_NIM_ROBOTS",
+                hint: " (the NIM robot accounts, e.g. {\"mybot\":\"MyBot\"} or mybot:MyBot)",
+            });
+        }
+        Ok(&self.robots)
+    }
+}
+
+/// The REST host of a NIM data centre (nim-protocol.md §3: the official SDKs' defaults).
+pub fn nim_base_url_for_region(region: &str) -> Result<String, String> {
+    match region {
+        "cn" => Ok("https://api-cn.yunxinapi.com".into()),
+        "sg" => Ok("https://api-sg.yunxinapi.com".into()),
+        _ => Err("expected cn or sg (or set TCBOT_NIM_BASE_URL)".into()),
+    }
+}
+
+/// A JSON object's entries in the order written, repeats kept (`serde_json::Map` sorts them and
+/// keeps only the last of a repeated key), so that the first robot listed is the first tried
+/// and a repeated account is reported.
+struct OrderedObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OrderedObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(OrderedObject(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Reads `TCBOT_NIM_ROBOTS`: a JSON object `{"accid": "nickname", …}` (a `null` or empty
+/// nickname for none), or a comma list `accid:nickname,accid2`. Account ids may not be empty,
+/// hold whitespace, `,` or `:`, or repeat; nicknames are trimmed.
+pub fn parse_nim_robots(value: &str) -> Result<Vec<KnownRobot>, String> {
+    let value = value.trim();
+    let pairs: Vec<(String, Option<String>)> = if value.starts_with('{') {
+        let map: OrderedObject = serde_json::from_str(value).map_err(|e| {
+            format!("not a JSON object of account id to nickname ({})", crate::redact::JsonError::from(e))
+        })?;
+        map.0
+            .into_iter()
+            .map(|(accid, nick)| match nick {
+                serde_json::Value::String(n) => Ok((accid, Some(n))),
+                serde_json::Value::Null => Ok((accid, None)),
+                _ => Err(format!("the nickname of {accid:?} is not a string")),
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.split_once(':') {
+                Some((accid, nick)) => (accid.trim().to_owned(), Some(nick.to_owned())),
+                None => (e.to_owned(), None),
+            })
+            .collect()
+    };
+    let mut robots: Vec<KnownRobot> = Vec::with_capacity(pairs.len());
+    for (accid, nick) in pairs {
+        if accid.is_empty() {
+            return Err("an account id is empty".into());
+        }
+        if accid.contains(|c: char| c.is_whitespace() || c == ',' || c == ':') {
+            return Err(format!("account id {accid:?} holds whitespace, ',' or ':'"));
+        }
+        if robots.iter().any(|r| r.accid == accid) {
+            return Err(format!("account id {accid:?} is listed twice"));
+        }
+        let nickname = nick.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        robots.push(KnownRobot { accid, nickname });
+    }
+    if robots.is_empty() {
+        return Err("no robot account is listed".into());
+    }
+    Ok(robots)
+}
+
 /// All settings. Which ones a function needs is checked by the `require_*` accessors in its
 /// `main`, so a missing queue URL fails the cold start of the function that uses it.
 #[derive(Debug, Clone)]
@@ -135,6 +253,7 @@ pub struct Settings {
     pub llm: LlmDefaults,
     pub stream: StreamSettings,
     pub events: EventSettings,
+    pub nim: NimSettings,
 }
 
 /// The commands other than the chatbot's: where the router sends them and how their functions
@@ -248,7 +367,52 @@ impl Settings {
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .collect();
+        let nim = NimSettings {
+            robots: match env.opt("TCBOT_NIM_ROBOTS") {
+                None => Vec::new(),
+                Some(v) => parse_nim_robots(&v).map_err(|why| ConfigError::Invalid {
+                    var: "TCBOT_NIM_ROBOTS",
+                    value: v.clone(),
+                    why,
+                })?,
+            },
+            base_url: match env.opt("TCBOT_NIM_BASE_URL") {
+                Some(url) => {
+                    let parsed = url::Url::parse(&url).map_err(|e| ConfigError::Invalid {
+                        var: "TCBOT_NIM_BASE_URL",
+                        value: url.clone(),
+                        why: e.to_string(),
+                    })?;
+                    parsed.as_str().trim_end_matches('/').to_owned()
+                }
+                None => {
+                    let region = env.opt("TCBOT_NIM_REGION").unwrap_or_else(|| "cn".into());
+                    nim_base_url_for_region(&region).map_err(|why| ConfigError::Invalid {
+                        var: "TCBOT_NIM_REGION",
+                        value: region,
+                        why,
+                    })?
+                }
+            },
+            // NIM's retry interval is UNCONFIRMED and a retry may carry the first CurTime: five
+            // minutes, as long as NIM's own REST checksums stay valid.
+            copy_window: Duration::from_secs(env.bounded("TCBOT_NIM_COPY_WINDOW_SECS", 300, 1..=DAY_SECS)?),
+            direct_mode: match env.parse("TCBOT_NIM_DIRECT_STREAM_MODE", StreamMode::NativeStream)? {
+                m @ (StreamMode::NativeStream | StreamMode::Final) => m,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        var: "TCBOT_NIM_DIRECT_STREAM_MODE",
+                        value: other.name().to_owned(),
+                        why: "expected native_stream or final (NIM has no robot stream and cannot modify a message)"
+                            .into(),
+                    });
+                }
+            },
+            team_streaming: env.parse("TCBOT_NIM_TEAM_STREAMING", false)?,
+            secret_id: env.opt("TCBOT_NIM_SECRET_ID"),
+        };
         Ok(Settings {
+            nim,
             table_name: env.required("TCBOT_TABLE_NAME", "")?,
             secret_id,
             local_secret_file,
@@ -432,7 +596,8 @@ mod tests {
     }
 
     /// Every duration setting, named by its unit.
-    const DURATIONS: [&str; 18] = [
+    const DURATIONS: [&str; 19] = [
+        "TCBOT_NIM_COPY_WINDOW_SECS",
         "TCBOT_ACK_AWS_TIMEOUT_MS",
         "TCBOT_USERSIG_TTL_SECS",
         "TCBOT_REST_TIMEOUT_MS",
@@ -539,6 +704,71 @@ mod tests {
     fn language_is_en_unless_set() {
         assert_eq!(with("TCBOT_GROUP_STREAMING", "true").map(|s| s.llm.language), Ok(Language::En));
         assert_eq!(with("TCBOT_LANGUAGE", "zh").map(|s| s.llm.language), Ok(Language::Zh));
+    }
+
+    #[test]
+    fn nim_robots_are_read_from_json_or_a_comma_list() {
+        let robot = |a: &str, n: Option<&str>| KnownRobot { accid: a.into(), nickname: n.map(str::to_owned) };
+        assert_eq!(
+            parse_nim_robots(r#"{"mybot": "MyBot", "helper": "小助手", "quiet": null, "blank": " "}"#),
+            Ok(vec![
+                robot("mybot", Some("MyBot")),
+                robot("helper", Some("小助手")),
+                robot("quiet", None),
+                robot("blank", None)
+            ])
+        );
+        assert_eq!(
+            parse_nim_robots(" mybot:My Bot , helper ,"),
+            Ok(vec![robot("mybot", Some("My Bot")), robot("helper", None)])
+        );
+        for (bad, why) in [
+            ("", "no robot account is listed"),
+            (",,", "no robot account is listed"),
+            (":Nick", "an account id is empty"),
+            ("a b:x", "account id \"a b\" holds whitespace, ',' or ':'"),
+            ("a,a:x", "account id \"a\" is listed twice"),
+            (r#"{"a": "x", "a": "y"}"#, "account id \"a\" is listed twice"),
+            (r#"{"a": 1}"#, "the nickname of \"a\" is not a string"),
+            (
+                r#"{"a": "x""#,
+                "not a JSON object of account id to nickname (unexpected end of input at line 1, column 9)",
+            ),
+            ("{}", "no robot account is listed"),
+        ] {
+            assert_eq!(parse_nim_robots(bad), Err(why.to_owned()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nim_settings_default_to_no_robots_cn_streams_one_to_one_and_final_teams() {
+        let s = with("TCBOT_GROUP_STREAMING", "true").map(|s| s.nim);
+        let s = s.unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.robots.is_empty());
+        assert!(matches!(s.require_robots(), Err(ConfigError::Missing { var: "TCBOT_NIM_ROBOTS", .. })));
+        assert_eq!(s.base_url, "https://api-cn.yunxinapi.com");
+        assert_eq!(
+            (s.direct_mode, s.team_streaming, s.copy_window),
+            (StreamMode::NativeStream, false, Duration::from_secs(300))
+        );
+        let robots = with("TCBOT_NIM_ROBOTS", "mybot:MyBot").map(|s| s.nim.robots.len());
+        assert_eq!(robots, Ok(1));
+        let err = with("TCBOT_NIM_ROBOTS", "a,a").err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("TCBOT_NIM_ROBOTS=\"a,a\" is not valid: account id \"a\" is listed twice"));
+        assert_eq!(
+            with("TCBOT_NIM_REGION", "sg").map(|s| s.nim.base_url).ok().as_deref(),
+            Some("https://api-sg.yunxinapi.com")
+        );
+        assert!(matches!(with("TCBOT_NIM_REGION", "eu"), Err(ConfigError::Invalid { var: "TCBOT_NIM_REGION", .. })));
+        let url = with("TCBOT_NIM_BASE_URL", "http://127.0.0.1:9/").map(|s| s.nim.base_url);
+        assert_eq!(url.ok().as_deref(), Some("http://127.0.0.1:9"));
+        for mode in ["robot_stream", "modify"] {
+            let err = with("TCBOT_NIM_DIRECT_STREAM_MODE", mode).err();
+            assert!(matches!(err, Some(ConfigError::Invalid { var: "TCBOT_NIM_DIRECT_STREAM_MODE", .. })), "{mode}");
+        }
+        assert_eq!(with("TCBOT_NIM_DIRECT_STREAM_MODE", "final").map(|s| s.nim.direct_mode), Ok(StreamMode::Final));
+        assert_eq!(with("TCBOT_NIM_TEAM_STREAMING", "true").map(|s| s.nim.team_streaming), Ok(true));
+        assert!(matches!(with("TCBOT_NIM_COPY_WINDOW_SECS", "0"), Err(ConfigError::Invalid { .. })));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod moderation;
 pub mod msg;
 pub mod nim;
 pub mod observe;
+pub mod platforms;
 pub mod presence;
 pub mod queue;
 pub mod redact;

@@ -7,7 +7,9 @@
 //! In AWS the fields live in two secrets: the router reads one with `SdkAppId` and
 //! `WebhookToken` only, every other function one with the Tencent and LLM keys, so the public
 //! function cannot read the keys. A local secret file may hold all of them. Apps that serve
-//! NetEase NIM add `"NimAppKey"` and `"NimAppSecret"`; secrets without them still load.
+//! NetEase NIM add `"NimAppKey"` and `"NimAppSecret"`; secrets without them still load. In AWS
+//! those two live in a secret of their own (the NIM router's, read by the workers too through
+//! `TCBOT_NIM_SECRET_ID`, see [`AppSecrets::take_nim_from`]), which need not hold `SdkAppId`.
 //! Every secret value is a [`SecretString`], whose `Debug` and `Display` print no secret.
 
 use serde::Deserialize;
@@ -47,7 +49,8 @@ impl fmt::Display for SecretString {
 /// The contents of the app secret.
 #[derive(Clone, Debug, Deserialize)]
 pub struct AppSecrets {
-    #[serde(rename = "SdkAppId", deserialize_with = "crate::lenient::u64_lenient")]
+    /// 0 when absent (a secret holding only NIM keys): no Tencent webhook matches it.
+    #[serde(rename = "SdkAppId", default, deserialize_with = "crate::lenient::u64_lenient")]
     pub sdk_app_id: u64,
     /// Empty in the router's webhook secret; [`AppSecrets::require_secret_key`] where needed.
     #[serde(rename = "SecretKey", default)]
@@ -140,6 +143,17 @@ impl AppSecrets {
         Ok((key, secret))
     }
 
+    /// Takes the NIM keys of `nim` (the secret named by `TCBOT_NIM_SECRET_ID`), where it has
+    /// them, over any of this secret's own.
+    pub fn take_nim_from(&mut self, nim: AppSecrets) {
+        if let Some(key) = nim.nim_app_key.filter(|k| !k.is_empty()) {
+            self.nim_app_key = Some(key);
+        }
+        if let Some(secret) = nim.nim_app_secret.filter(|s| !s.is_empty()) {
+            self.nim_app_secret = Some(secret);
+        }
+    }
+
     pub fn llm_key(&self, name: Option<&str>) -> Option<&SecretString> {
         match name {
             Some(n) => self.llm_api_keys.get(n),
@@ -175,6 +189,24 @@ mod tests {
         let webhook_only = AppSecrets::parse("t", r#"{"SdkAppId":1,"WebhookToken":"tok"}"#);
         let missing = webhook_only.as_ref().map(|s| s.require_secret_key().map(|_| ()).map_err(|e| e.to_string()));
         assert_eq!(missing.ok(), Some(Err("secret t: SecretKey is empty".to_owned())));
+    }
+
+    #[test]
+    fn a_secret_of_nim_keys_alone_loads_and_lends_them_to_the_app_secret() {
+        let nim = AppSecrets::parse("nim", r#"{"NimAppKey":"appkey-1","NimAppSecret":"nim-very-secret"}"#);
+        let nim = nim.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(nim.sdk_app_id, 0);
+        let mut app = AppSecrets::parse("app", r#"{"SdkAppId":1,"SecretKey":"k","NimAppKey":"old"}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        app.take_nim_from(nim);
+        let pair = app.require_nim().map(|(k, s)| (k.to_owned(), s.expose().to_owned())).ok();
+        assert_eq!(pair, Some(("appkey-1".to_owned(), "nim-very-secret".to_owned())));
+        assert_eq!((app.sdk_app_id, app.secret_key.expose()), (1, "k"));
+        // An empty NIM secret takes nothing away.
+        app.take_nim_from(
+            AppSecrets::parse("nim", r#"{"NimAppKey":"","NimAppSecret":""}"#).unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert!(app.require_nim().is_ok());
     }
 
     #[test]

@@ -7,11 +7,15 @@
 //! local-run                      chat interactively as user1 with @RBT#001
 //! local-run --say "hi" --say "/reset"   a scripted conversation; exit 0 when every line was answered
 //! local-run --mode native_stream         answer in this stream mode (one-to-one and group)
+//! local-run --platform nim               chat with the NetEase NIM robot `mybot` instead: signed
+//!                                        message copies to nim-callback-router, answers through
+//!                                        the NIM emulator
 //! ```
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use devtools::aws::{Stack, create_stack, local_config};
 use devtools::llm_emu::LlmEmulator;
+use devtools::nim_emu::{CopyMessage, NimEmulator};
 use devtools::tencent_emu::{Seen, TencentEmulator};
 use shared::webhook::CallbackQuery;
 use std::io::Write;
@@ -29,7 +33,12 @@ const TOKEN: &str = "local-dev-token";
 const BOT: &str = "@RBT#001";
 const USER: &str = "user1";
 const GROUP: &str = "@TGS#local-group";
-const FUNCTIONS: [&str; 3] = ["callback-router", "bot-c2c-message", "bot-group-message"];
+const FUNCTIONS: [&str; 4] = ["callback-router", "nim-callback-router", "bot-c2c-message", "bot-group-message"];
+const NIM_APP_KEY: &str = "local-nim-appkey";
+const NIM_SECRET: &str = "local-nim-app-secret";
+const NIM_ROBOT: &str = "mybot";
+const NIM_NICK: &str = "MyBot";
+const NIM_TEAM: &str = "10001";
 
 fn say(msg: &str) {
     eprintln!("\x1b[2m[local] {msg}\x1b[0m");
@@ -41,12 +50,22 @@ struct Options {
     /// The stream mode asked for; `None`: the deployment's defaults (robot stream one-to-one,
     /// native stream in groups).
     mode: Option<String>,
+    /// Chat with a NetEase NIM robot instead of a Tencent one.
+    nim: bool,
+    /// NIM: stream team answers live (the app's team streaming, `TCBOT_NIM_TEAM_STREAMING`).
+    team_streaming: bool,
 }
 
 const MODES: [&str; 4] = ["robot_stream", "native_stream", "modify", "final"];
 
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options { script: Vec::new(), answer_timeout: Duration::from_secs(120), mode: None };
+    let mut o = Options {
+        script: Vec::new(),
+        answer_timeout: Duration::from_secs(120),
+        mode: None,
+        nim: false,
+        team_streaming: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -55,18 +74,30 @@ fn parse_args() -> Result<Options, String> {
                 let mode = args.next().filter(|m| MODES.contains(&m.as_str()));
                 o.mode = Some(mode.ok_or_else(|| format!("--mode needs one of {}", MODES.join(", ")))?);
             }
+            "--platform" => match args.next().as_deref() {
+                Some("tencent") => o.nim = false,
+                Some("nim") => o.nim = true,
+                _ => return Err("--platform needs tencent or nim".into()),
+            },
+            "--team-streaming" => o.team_streaming = true,
             "--timeout" => {
                 let secs: u64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout needs seconds")?;
                 o.answer_timeout = Duration::from_secs(secs);
             }
             "-h" | "--help" => {
                 println!(
-                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n  --mode MODE               robot_stream, native_stream, modify or final (default: robot stream\n                            one-to-one, native stream in groups; robot_stream falls back to\n                            modify in groups)\n\nIn the chat: plain text goes to {BOT} one-to-one; '@ TEXT' @-mentions it in a group;\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
+                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n  --mode MODE               robot_stream, native_stream, modify or final (default: robot stream\n                            one-to-one, native stream in groups; robot_stream falls back to\n                            modify in groups); NIM: native_stream or final\n  --platform tencent|nim    chat with the Tencent robot {BOT} (default) or the NIM robot {NIM_ROBOT}\n  --team-streaming          NIM: stream team answers live (else sent once, complete)\n\nIn the chat: plain text goes to the robot one-to-one; '@ TEXT' @-mentions it in a group (team);\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}; see --help")),
         }
+    }
+    if o.nim && o.mode.as_deref().is_some_and(|m| m != "native_stream" && m != "final") {
+        return Err("NIM answers in native_stream or final (it has no robot stream and cannot modify)".into());
+    }
+    if o.team_streaming && !o.nim {
+        return Err("--team-streaming is a NIM setting: add --platform nim".into());
     }
     Ok(o)
 }
@@ -91,6 +122,8 @@ struct Local {
     invoke: String,
     stack: Stack,
     tencent: TencentEmulator,
+    /// Set when chatting with the NIM robot.
+    nim: Option<NimEmulator>,
     seq: AtomicU64,
 }
 
@@ -101,6 +134,31 @@ impl Local {
         let url = format!("{}/lambda-url/callback-router/webhook?{q}", self.invoke);
         let res = self.http.post(url).json(&body).send().await.map_err(|e| e.to_string())?;
         res.text().await.map_err(|e| e.to_string())
+    }
+
+    /// Sends one chat line; `Ok(Err(why))` when the router refused it.
+    async fn send_line(&self, line: &str) -> Result<Result<(), String>, String> {
+        if let Some(nim) = &self.nim {
+            return self.nim_line(nim, line).await;
+        }
+        let ack = self.chat_line(line).await?;
+        Ok(if ack.contains("\"ActionStatus\":\"OK\"") { Ok(()) } else { Err(ack) })
+    }
+
+    /// A line as NIM's message copy: one-to-one to the robot, or a team message mentioning it.
+    async fn nim_line(&self, nim: &NimEmulator, line: &str) -> Result<Result<(), String>, String> {
+        let n = self.seq.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{n:06}", shared::store::now_secs());
+        let msg = match line.strip_prefix('@') {
+            Some(text) => CopyMessage::team(USER, NIM_TEAM, &format!("@{NIM_NICK} {}", text.trim()), &id)
+                .mention(NIM_ROBOT, &format!("@{NIM_NICK}")),
+            None => CopyMessage::person(USER, NIM_ROBOT, line, &id),
+        };
+        let url = format!("{}/lambda-url/nim-callback-router/nim", self.invoke);
+        let res = nim.post_copy(&url, &msg.body()).await.map_err(|e| e.to_string())?;
+        let status = res.status();
+        let text = res.text().await.map_err(|e| e.to_string())?;
+        Ok(if status.is_success() && text.contains("\"queued\"") { Ok(()) } else { Err(format!("{status}: {text}")) })
     }
 
     async fn chat_line(&self, line: &str) -> Result<String, String> {
@@ -185,6 +243,67 @@ async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tok
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Prints what the robot sends through the NIM emulator, live, and reports when an answer is
+/// complete (a stream's finishing chunk, or a message sent whole).
+async fn print_nim_answers(
+    mut rx: tokio::sync::broadcast::Receiver<devtools::nim_emu::Seen>,
+    done: tokio::sync::mpsc::UnboundedSender<()>,
+) {
+    use devtools::nim_emu::Seen as Nim;
+    let mut out = std::io::stdout();
+    let who = |conversation_id: &str| match conversation_id.split('|').collect::<Vec<_>>()[..] {
+        [from, "1", to] => format!("{from} → {to}"),
+        [from, _, team] => format!("{from} in team {team}"),
+        _ => conversation_id.to_owned(),
+    };
+    loop {
+        match rx.recv().await {
+            Ok(Nim::Chunk { conversation_id, index, delta, finish, .. }) => {
+                if index == 0 {
+                    let _ = write!(out, "\x1b[1;36m{}:\x1b[0m ", who(&conversation_id));
+                }
+                let _ = write!(out, "{delta}");
+                let _ = out.flush();
+                if finish {
+                    let _ = writeln!(out);
+                    let _ = done.send(());
+                }
+            }
+            Ok(Nim::Message { conversation_id, text, .. }) => {
+                let _ = writeln!(out, "\x1b[1;36m{}:\x1b[0m {text}", who(&conversation_id));
+                let _ = done.send(());
+            }
+            Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Waits for a complete NIM answer; returns the mode that answered, from the calls NIM saw.
+async fn wait_nim_answer(
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    nim: &NimEmulator,
+    limit: Duration,
+) -> Option<&'static str> {
+    let before = nim.state.calls().len();
+    tokio::time::timeout(limit, done.recv()).await.ok()??;
+    let calls = nim.state.calls();
+    let streamed = calls[before.min(calls.len())..].iter().any(|c| c.endpoint == devtools::nim_emu::Endpoint::Stream);
+    Some(if streamed { "native_stream" } else { "final" })
+}
+
+/// Waits for a complete answer on the platform chatted with.
+async fn wait_any_answer(
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    local: &Local,
+    limit: Duration,
+) -> Option<&'static str> {
+    match &local.nim {
+        Some(nim) => wait_nim_answer(done, nim, limit).await,
+        None => wait_answer(done, &local.tencent, limit).await,
     }
 }
 
@@ -291,6 +410,14 @@ async fn run() -> Result<bool, String> {
     let aws = local_config(&moto.endpoint).await;
     let tencent = TencentEmulator::start(APP_ID, KEY).await.map_err(|e| e.to_string())?;
     say(&format!("Tencent Chat REST emulator on {}", tencent.base_url()));
+    let nim = match opts.nim {
+        true => {
+            let emu = NimEmulator::start(NIM_APP_KEY, NIM_SECRET).await.map_err(|e| e.to_string())?;
+            say(&format!("NetEase NIM REST emulator on {} (robot {NIM_ROBOT}, nickname {NIM_NICK})", emu.base_url()));
+            Some(emu)
+        }
+        false => None,
+    };
     let (llm_base, llm_key, llm_model, _llm) = match (std::env::var("LLM_BASE_URL"), std::env::var("LLM_API_KEY")) {
         (Ok(base), Ok(key)) => {
             let model = std::env::var("LLM_MODEL").unwrap_or_else(|_| "gpt-4o-mini".into());
@@ -308,6 +435,7 @@ async fn run() -> Result<bool, String> {
     let secret = serde_json::json!({
         "SdkAppId": APP_ID, "SecretKey": KEY, "AdminIdentifier": "administrator",
         "WebhookToken": TOKEN, "LlmApiKey": llm_key,
+        "NimAppKey": NIM_APP_KEY, "NimAppSecret": NIM_SECRET,
     })
     .to_string();
     let prefix = format!("local{}", std::process::id());
@@ -338,10 +466,22 @@ async fn run() -> Result<bool, String> {
     .chain(opts.mode.iter().flat_map(|m| {
         [("TCBOT_DIRECT_STREAM_MODE".to_owned(), m.clone()), ("TCBOT_GROUP_STREAM_MODE".to_owned(), m.clone())]
     }))
+    .chain(nim.iter().flat_map(|emu| {
+        [
+            ("TCBOT_NIM_BASE_URL".to_owned(), emu.base_url()),
+            ("TCBOT_NIM_ROBOTS".to_owned(), format!("{NIM_ROBOT}:{NIM_NICK}")),
+            ("TCBOT_NIM_TEAM_STREAMING".to_owned(), opts.team_streaming.to_string()),
+        ]
+    }))
+    .chain(opts.mode.iter().filter(|_| opts.nim).map(|m| ("TCBOT_NIM_DIRECT_STREAM_MODE".to_owned(), m.clone())))
     .collect();
     say(&format!(
         "stream mode: {}",
-        opts.mode.as_deref().unwrap_or("robot_stream one-to-one, native_stream in groups (the defaults)")
+        opts.mode.as_deref().unwrap_or(if opts.nim {
+            "native_stream one-to-one, in teams final unless --team-streaming (NIM's defaults)"
+        } else {
+            "robot_stream one-to-one, native_stream in groups (the defaults)"
+        })
     ));
     let _watch = start_functions(port, &env).await?;
     say(&format!("functions under cargo lambda watch on 127.0.0.1:{port} (log: .local/cargo-lambda-watch.log)"));
@@ -351,10 +491,15 @@ async fn run() -> Result<bool, String> {
         invoke: format!("http://127.0.0.1:{port}"),
         stack,
         tencent,
+        nim,
         seq: AtomicU64::new(1),
     });
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(print_answers(local.tencent.state.subscribe(), done_tx));
+    match &local.nim {
+        Some(nim) => tokio::spawn(print_nim_answers(nim.state.subscribe(), done_tx)),
+        None => tokio::spawn(print_answers(local.tencent.state.subscribe(), done_tx)),
+    };
+    let robot = if local.nim.is_some() { NIM_ROBOT } else { BOT };
     tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.c2c_queue.clone(), "bot-c2c-message"));
     tokio::spawn(poll_forever(local.clone(), sqs.clone(), local.stack.group_queue.clone(), "bot-group-message"));
 
@@ -362,13 +507,12 @@ async fn run() -> Result<bool, String> {
         let mut ok = true;
         for line in &opts.script {
             println!("\x1b[1m{USER}:\x1b[0m {line}");
-            let ack = local.chat_line(line).await?;
-            if !ack.contains("\"ActionStatus\":\"OK\"") {
-                say(&format!("the router refused the message: {ack}"));
+            if let Err(why) = local.send_line(line).await? {
+                say(&format!("the router refused the message: {why}"));
                 ok = false;
                 break;
             }
-            match wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout).await {
+            match wait_any_answer(&mut done_rx, &local, opts.answer_timeout).await {
                 Some(mode) => answered(&local.tencent, mode, line),
                 None => {
                     say("no complete answer in time");
@@ -386,7 +530,7 @@ async fn run() -> Result<bool, String> {
     }
 
     println!(
-        "\nChat with {BOT} as {USER}. Plain text: one-to-one. '@ text': @-mention in a group.\n/reset forgets the conversation, /usage, /help, /quit or Ctrl-C to leave.\n"
+        "\nChat with {robot} as {USER}. Plain text: one-to-one. '@ text': @-mention in a group.\n/reset forgets the conversation, /usage, /help, /quit or Ctrl-C to leave.\n"
     );
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -403,13 +547,12 @@ async fn run() -> Result<bool, String> {
             "/quit" | "/exit" => break,
             _ => {}
         }
-        let ack = local.chat_line(&line).await?;
-        if !ack.contains("\"ActionStatus\":\"OK\"") {
-            say(&format!("the router refused the message: {ack}"));
+        if let Err(why) = local.send_line(&line).await? {
+            say(&format!("the router refused the message: {why}"));
             continue;
         }
         tokio::select! {
-            done = wait_answer(&mut done_rx, &local.tencent, opts.answer_timeout) => match done {
+            done = wait_any_answer(&mut done_rx, &local, opts.answer_timeout) => match done {
                 Some(mode) => answered(&local.tencent, mode, &line),
                 None => say("no complete answer in time; see .local/cargo-lambda-watch.log"),
             },

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod llm;
 mod modes;
 mod nim;
+mod nim_e2e;
 mod own_messages;
 mod rest;
 mod robustness;

@@ -181,3 +181,121 @@ fn every_table_grant_is_limited_to_key_prefixes() {
         }
     }
 }
+
+/// The tag and value of an intrinsic (`!If [...]` → `("If", [...])`).
+fn tagged(v: &Value) -> Option<(String, &Value)> {
+    match v {
+        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), &t.value)),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_nim_router_reads_only_the_nim_secret_and_sends_only_to_the_bot_queues() {
+    let t = template();
+    let f = &t["Resources"]["NimCallbackRouterFunction"];
+    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("nim-callback-router"));
+    let crate_toml = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/nim-callback-router/Cargo.toml");
+    let manifest = std::fs::read_to_string(crate_toml).unwrap_or_else(|e| panic!("{crate_toml}: {e}"));
+    assert!(manifest.contains("name = \"nim-callback-router\""), "the binary is the crate of the same name");
+    let route = &f["Properties"]["Events"]["MessageCopy"]["Properties"];
+    assert_eq!((route["Path"].as_str(), route["Method"].as_str()), (Some("/nim"), Some("POST")));
+    assert_eq!(names(&route["ApiId"]).as_deref(), Some("HttpApi"), "the same HTTP API as /webhook");
+    let env = &f["Properties"]["Environment"]["Variables"];
+    assert_eq!(names(&env["TCBOT_SECRET_ID"]).as_deref(), Some("NimSecret"));
+    assert_eq!(names(&env["TCBOT_NIM_ROBOTS"]).as_deref(), Some("NimRobots"));
+    assert_eq!(names(&env["TCBOT_C2C_QUEUE_URL"]).as_deref(), Some("BotC2cQueue"));
+    assert_eq!(names(&env["TCBOT_GROUP_QUEUE_URL"]).as_deref(), Some("BotGroupQueue"));
+    // Two grants, nothing else: no table, no function, no other secret or queue.
+    let mut grants: Vec<(Vec<String>, Vec<String>)> =
+        statements(f).iter().map(|s| (actions(s), resources(s))).collect();
+    grants.sort();
+    assert_eq!(
+        grants,
+        [
+            (vec!["secretsmanager:GetSecretValue".to_owned()], vec!["NimSecret".to_owned()]),
+            (vec!["sqs:SendMessage".to_owned()], vec!["BotC2cQueue".to_owned(), "BotGroupQueue".to_owned()]),
+        ]
+    );
+    assert_eq!(devtools::iam::leading_keys(&t, "NimCallbackRouterFunction"), None);
+    // Only the NIM router and the workers' NIM policy read the NIM secret.
+    for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "NimCallbackRouterFunction") {
+        let reads: Vec<String> = statements(&f).iter().flat_map(resources).collect();
+        assert!(!reads.contains(&"NimSecret".to_owned()), "{name} reads the NIM secret");
+    }
+}
+
+#[test]
+fn nim_resources_are_created_only_when_the_stack_serves_nim() {
+    let t = template();
+    let p = &t["Parameters"]["Platforms"];
+    assert_eq!(p["Default"].as_str(), Some("tencent"), "existing stacks keep serving Tencent alone");
+    let allowed: Vec<&str> =
+        p["AllowedValues"].as_sequence().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    assert_eq!(allowed, ["tencent", "nim", "both"]);
+    // ServesNim = !Not [!Equals [!Ref Platforms, tencent]]
+    let (not, inner) = tagged(&t["Conditions"]["ServesNim"]).unwrap_or_else(|| panic!("no ServesNim condition"));
+    let (eq, args) =
+        inner.as_sequence().and_then(|s| s.first()).and_then(tagged).unwrap_or_else(|| panic!("{inner:?}"));
+    let args = args.as_sequence().cloned().unwrap_or_default();
+    assert_eq!((not.as_str(), eq.as_str()), ("Not", "Equals"));
+    assert_eq!((names(&args[0]).as_deref(), args[1].as_str()), (Some("Platforms"), Some("tencent")));
+    let nim: Vec<String> = t["Resources"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.as_str().filter(|k| k.starts_with("Nim")).map(str::to_owned))
+        .collect();
+    assert!(nim.len() >= 4, "{nim:?}");
+    for name in &nim {
+        assert_eq!(t["Resources"][name.as_str()]["Condition"].as_str(), Some("ServesNim"), "{name}");
+    }
+    for name in ["NimMessageCopyUrl", "NimSecretArn"] {
+        assert_eq!(t["Outputs"][name]["Condition"].as_str(), Some("ServesNim"), "{name}");
+    }
+}
+
+#[test]
+fn the_workers_read_the_nim_secret_only_when_nim_is_served() {
+    let t = template();
+    let policy = &t["Resources"]["NimWorkerSecretPolicy"]["Properties"];
+    let roles: Vec<String> = policy["Roles"].as_sequence().into_iter().flatten().filter_map(names).collect();
+    assert_eq!(roles, ["BotC2cMessageFunctionRole", "BotGroupMessageFunctionRole"]);
+    let st = policy["PolicyDocument"]["Statement"].as_sequence().cloned().unwrap_or_default();
+    assert_eq!(st.len(), 1);
+    assert_eq!(
+        (actions(&st[0]), resources(&st[0])),
+        (vec!["secretsmanager:GetSecretValue".to_owned()], vec!["NimSecret".to_owned()])
+    );
+    for name in ["BotC2cMessageFunction", "BotGroupMessageFunction"] {
+        let v = &t["Resources"][name]["Properties"]["Environment"]["Variables"]["TCBOT_NIM_SECRET_ID"];
+        let (tag, args) = tagged(v).unwrap_or_else(|| panic!("{name}: TCBOT_NIM_SECRET_ID is not an !If"));
+        let args = args.as_sequence().cloned().unwrap_or_default();
+        assert_eq!((tag.as_str(), args[0].as_str()), ("If", Some("ServesNim")), "{name}");
+        assert_eq!(names(&args[1]).as_deref(), Some("NimSecret"), "{name}");
+        assert_eq!(names(&args[2]).as_deref(), Some("AWS::NoValue"), "{name}");
+    }
+    // The NIM settings every function reads are valid for each value their parameters allow.
+    let allowed = |p: &str| -> Vec<String> {
+        t["Parameters"][p]["AllowedValues"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    };
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    for (var, param) in [("TCBOT_NIM_REGION", "NimRegion"), ("TCBOT_NIM_TEAM_STREAMING", "NimTeamStreaming")] {
+        assert_eq!(names(&globals[var]).as_deref(), Some(param));
+        let values = allowed(param);
+        assert!(!values.is_empty(), "{param}");
+        for value in values {
+            let s = Settings::from_lookup(|k| match k {
+                "TCBOT_SECRET_ID" | "TCBOT_TABLE_NAME" => Some("x".into()),
+                k if k == var => Some(value.clone()),
+                _ => None,
+            });
+            assert!(s.is_ok(), "{var}={value}: {s:?}");
+        }
+    }
+}

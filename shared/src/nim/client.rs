@@ -313,6 +313,11 @@ impl StreamWriter {
         self
     }
 
+    /// Our id of the message (`message_client_id`).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// NIM's id of the message, once the first chunk has been answered.
     pub fn server_id(&self) -> Option<&str> {
         self.server_id.as_deref()
