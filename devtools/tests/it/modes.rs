@@ -156,3 +156,15 @@ async fn an_llm_outage_after_the_placeholder_is_retried_in_the_placeholder_s_mes
     assert_eq!(sent[0].text, answer(&env, reqs.len() - 1), "the redelivery answered in it");
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 0, "nothing dead-lettered");
 }
+
+#[tokio::test]
+async fn a_mode_that_cannot_serve_groups_is_not_remembered_as_refused_for_one_to_one_chats() {
+    // robot_stream everywhere: in a group it cannot serve, and falls back to modify.
+    let env = env_with(StreamMode::RobotStream, StreamMode::RobotStream).await;
+    env.webhook("Bot.OnGroupMessage", &group_body("ivy", "hello group", 11)).await;
+    env.drain().await;
+    assert_eq!(env.tencent.state.group_messages().len(), 1);
+    env.webhook("Bot.OnC2CMessage", &c2c_body("ivy", "hello you", 12)).await;
+    env.drain().await;
+    assert_eq!(env.tencent.state.streams().len(), 1, "the one-to-one answer is still a robot stream");
+}

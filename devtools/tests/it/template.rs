@@ -147,7 +147,7 @@ fn functions(t: &Value) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn the_public_router_reads_only_the_webhook_secret_and_writes_only_stop_flags() {
+fn the_public_router_reads_only_the_webhook_secret_writes_only_stop_flags_and_reads_only_profiles() {
     let t = template();
     let router = &t["Resources"]["CallbackRouterFunction"];
     let st = statements(router);
@@ -158,10 +158,21 @@ fn the_public_router_reads_only_the_webhook_secret_and_writes_only_stop_flags() 
         names(&router["Properties"]["Environment"]["Variables"]["TCBOT_SECRET_ID"]).as_deref(),
         Some("WebhookSecret")
     );
-    let table: Vec<&Value> = st.iter().filter(|s| resources(s).contains(&"Table".to_owned())).collect();
-    assert_eq!(table.len(), 1, "{table:?}");
-    assert_eq!(actions(table[0]), ["dynamodb:PutItem"], "the router only sets stop flags");
-    assert_eq!(devtools::iam::leading_keys(&t, "CallbackRouterFunction"), Some(vec!["stop#".to_owned()]));
+    let grants: Vec<(Vec<String>, Vec<String>)> = st
+        .iter()
+        .filter(|s| resources(s).contains(&"Table".to_owned()))
+        .map(|s| {
+            let keys = &s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+            let keys = keys.as_sequence().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned));
+            (actions(s), keys.collect())
+        })
+        .collect();
+    let grant = |action: &str, key: &str| (vec![action.to_owned()], vec![key.to_owned()]);
+    assert_eq!(
+        grants,
+        [grant("dynamodb:PutItem", "stop#*"), grant("dynamodb:GetItem", "profile#*")],
+        "the router sets stop flags and reads robots' group scopes, nothing else"
+    );
     // No other function reads the webhook secret.
     for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "CallbackRouterFunction") {
         let reads: Vec<String> = statements(&f).iter().flat_map(resources).collect();

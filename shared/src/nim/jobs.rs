@@ -39,6 +39,7 @@ pub fn job(request_id: &str, received_ms: u64, a: &Addressed) -> Job {
         msg_id: a.msg_id_server.clone(),
         text: a.text.clone(),
         parts,
+        per_member: false,
     }
 }
 

@@ -357,6 +357,7 @@ mod tests {
             msg_id: "42".into(),
             text: "hi".into(),
             parts: vec![],
+            per_member: false,
         }
     }
 
