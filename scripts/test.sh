@@ -27,6 +27,7 @@ stage "local run (scripted chat)" scripts/local-run.sh --timeout 90 \
   --say "Hello bot" --say "What did I just say?" --say "@ hello group" --say "/reset" --say "/help"
 stage "request ids and EMF in logs" scripts/check-logs.py .local/cargo-lambda-watch.log
 stage "local run (modify mode)" scripts/local-run.sh --timeout 90 --mode modify --say "Hello again" --say "@ and the group"
+stage "local run (NetEase NIM)" scripts/local-run.sh --timeout 90 --platform nim --say "Hello NIM" --say "@ hello team" --say "/reset"
 if [ "${SKIP_SAM_BUILD:-}" != "1" ]; then
   stage "sam build (x86_64)" sam build --parameter-overrides Architecture=x86_64
   stage "smoke test bootstrap" scripts/smoke-bootstrap.sh

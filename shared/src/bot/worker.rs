@@ -63,8 +63,9 @@ pub struct Worker {
     pub retry_max: Duration,
     /// Time kept before the Lambda deadline to finish the open message and record the outcome.
     pub finish_margin: Duration,
-    /// Stream modes a platform refused, per robot, skipped for a while.
-    refused_modes: moka::future::Cache<(String, StreamMode), ()>,
+    /// Stream modes a platform refused, per robot and kind of conversation (a mode refused in
+    /// groups may serve one-to-one chats), skipped for a while.
+    refused_modes: moka::future::Cache<(String, bool, StreamMode), ()>,
 }
 
 /// How long a refused stream mode is skipped for a robot before it is tried again.
@@ -387,7 +388,7 @@ impl Worker {
         let shown_placeholder = resume.zip(mode);
         let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
         for mode in sink.refused() {
-            self.refused_modes.insert((job.bot.clone(), *mode), ()).await;
+            self.refused_modes.insert((job.bot.clone(), job.in_group(), *mode), ()).await;
         }
         match answered {
             Ok(WorkOutcome::Answered(End::LlmFailed(e))) => {
@@ -446,7 +447,7 @@ impl Worker {
         let mut skip = Vec::new();
         let mut m = Some(mode);
         while let Some(next) = m {
-            if self.refused_modes.contains_key(&(job.bot.clone(), next)) {
+            if self.refused_modes.contains_key(&(job.bot.clone(), job.in_group(), next)) {
                 skip.push(next);
             }
             m = next.fallback();
