@@ -105,6 +105,17 @@ pub fn turns(conv: &str) -> String {
     format!("conv#{conv}")
 }
 
+/// The mark of a group (topic) whose messages are logged for group context.
+pub fn context_mark(group: &str, topic: Option<&str>) -> String {
+    format!("gctx#{group}#{}", topic.unwrap_or(""))
+}
+
+/// The conversation in which a group's (topic's) messages are logged for group context (its
+/// turns are stored under `conv#ctx#…`).
+pub fn context_log(group: &str, topic: Option<&str>) -> String {
+    format!("ctx#{group}#{}", topic.unwrap_or(""))
+}
+
 /// The remembered start of a conversation's window.
 pub fn window_start(conv: &str) -> String {
     format!("winstart#{conv}")

@@ -184,6 +184,13 @@ impl EventHandler for Stats {
             return Ok("duplicate");
         }
         self.count(&m).await?;
+        // Counted once, logged once: for robots that read the group's context.
+        let text = crate::msg::joined_text(&m.msg_body).unwrap_or_default();
+        let topic = m.topic_id.as_deref().filter(|t| !t.is_empty());
+        // MsgTime has seconds only; MsgSeq orders the messages of one second (it grows per group
+        // or topic), so the log keeps the group's order whatever order the queue delivers in.
+        let at_ms = m.msg_time.map_or_else(now_ms, |t| t * 1000 + seq % 1000);
+        crate::bot::context::record(self.store.as_ref(), &m.group_id, topic, &m.from_account, &text, at_ms).await?;
         Ok("counted")
     }
 }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod common;
+mod context;
 mod durability;
 mod e2e;
 mod events;

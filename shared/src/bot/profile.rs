@@ -3,6 +3,7 @@
 //! `profile#<robot>`; every field is optional and falls back to the deployment's defaults
 //! (`TCBOT_*` settings).
 
+use super::context::GroupContext;
 use super::sink::StreamMode;
 use super::texts::{Language, TextOverrides, Texts};
 use crate::config::{LlmDefaults, StreamSettings};
@@ -77,6 +78,10 @@ pub struct BotProfile {
     /// `native_stream`, `modify`, `final`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_mode: Option<StreamModes>,
+    /// Give the LLM the group's recent messages that did not mention the robot:
+    /// `{"messages": N, "seconds": T}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_context: Option<GroupContext>,
 }
 
 /// A profile with every field decided.
@@ -99,6 +104,7 @@ pub struct Resolved {
     pub texts: Texts,
     pub direct_mode: StreamMode,
     pub group_mode: StreamMode,
+    pub group_context: Option<GroupContext>,
 }
 
 impl BotProfile {
@@ -128,6 +134,7 @@ impl BotProfile {
             texts: Texts::of(self.language.unwrap_or(d.language)).overridden(self.texts.unwrap_or_default()),
             direct_mode: modes.direct.unwrap_or(s.direct_mode),
             group_mode: modes.group.unwrap_or(s.group_mode),
+            group_context: self.group_context,
         }
     }
 }

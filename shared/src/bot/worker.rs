@@ -15,6 +15,7 @@
 //! Never late: the whole attempt (every LLM attempt, fallback and the stream) fits inside the
 //! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
+use super::context;
 use super::dead_letter::DeadLetter;
 use super::fallback::FallbackSink;
 use super::job::{Job, Place};
@@ -578,22 +579,44 @@ impl Worker {
         };
         // The policies are read once per answer, beside the window: a group answer is judged by
         // the app's and the group's policies, a one-to-one answer by the app's alone.
-        let (history, engine) = tokio::join!(
+        // Group context: the group's recent messages, for a robot that asks for them.
+        let group_context = async {
+            let (Some(setting), Place::Group { id, .. }) = (profile.group_context, &job.place) else {
+                return Ok(None);
+            };
+            let topic = job.place.topic();
+            context::mark(store, id, topic).await?;
+            context::turn(store, id, topic, setting, &job.sender, &text, now_ms()).await
+        };
+        let (history, engine, group_context) = tokio::join!(
             window::load(store, &conv, limits, now_ms()),
-            answer_engine(store, self.moderate_answers, job.place.group())
+            answer_engine(store, self.moderate_answers, job.place.group()),
+            group_context
         );
         let history = history.map_err(fail(true))?;
         let engine = engine.map_err(|e| Failure::new(&e, e.is_retryable()))?;
+        // Context is a help, not a condition: an answer without it beats no answer.
+        let group_context = group_context.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the group context; answering without it");
+            None
+        });
         let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: text.clone() };
-        let system = match speaker {
+        let mut system = match speaker {
             Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
             None => profile.system_prompt.clone(),
         };
+        if group_context.is_some() {
+            system = format!("{system}\n\n{}", context::CONTEXT_NOTE);
+        }
         let mut messages = vec![ChatMessage::new("system", system)];
-        for t in history.iter().chain(std::iter::once(&user_turn)) {
+        for t in &history {
             let role = if t.role == Role::User { "user" } else { "assistant" };
             messages.push(ChatMessage::new(role, speaker_turn(t)));
         }
+        if let Some(c) = group_context {
+            messages.push(ChatMessage::new("user", c));
+        }
+        messages.push(ChatMessage::new("user", speaker_turn(&user_turn)));
         let req = ChatRequest {
             endpoint: Endpoint {
                 base_url: profile.base_url.clone(),
