@@ -94,8 +94,16 @@ pub struct LlmEmulator {
 
 /// The answer the server gives to a prompt when not scripted otherwise.
 pub fn default_answer(messages: &[Value]) -> String {
-    let last = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("");
-    let last = turn_text(last);
+    let content = messages.iter().rev().find(|m| m["role"] == "user").map(|m| m["content"].clone()).unwrap_or_default();
+    let last = match content.as_array() {
+        // Text and images (a vision request): the text, and how many images came with it.
+        Some(parts) => {
+            let text: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            let images = parts.iter().filter(|p| p["type"] == "image_url").count();
+            format!("{} + {images} image(s)", turn_text(&text))
+        }
+        None => turn_text(content.as_str().unwrap_or("")),
+    };
     let earlier = messages.iter().filter(|m| m["role"] == "user").count().saturating_sub(1);
     format!(
         "You said: \"{last}\". I remember {earlier} earlier message{} of yours in this conversation. \

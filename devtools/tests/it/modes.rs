@@ -168,3 +168,49 @@ async fn a_mode_that_cannot_serve_groups_is_not_remembered_as_refused_for_one_to
     env.drain().await;
     assert_eq!(env.tencent.state.streams().len(), 1, "the one-to-one answer is still a robot stream");
 }
+
+fn image_message(from: &str, seq: u64, text: Option<&str>, url: &str) -> serde_json::Value {
+    let mut body = c2c_body(from, "", seq);
+    let image = serde_json::json!({"MsgType": "TIMImageElem", "MsgContent": {"UUID": "u1", "ImageFormat": 1,
+        "ImageInfoArray": [
+            {"Type": 1, "Size": 30_000_000, "Width": 4000, "Height": 3000, "URL": format!("{url}/orig.jpg")},
+            {"Type": 2, "Size": 200_000, "Width": 720, "Height": 540, "URL": format!("{url}/large.jpg")},
+            {"Type": 3, "Size": 8_000, "Width": 198, "Height": 148, "URL": format!("{url}/thumb.jpg")}]}});
+    let mut elems = vec![image];
+    if let Some(t) = text {
+        elems.push(serde_json::json!({"MsgType": "TIMTextElem", "MsgContent": {"Text": t}}));
+    }
+    body["MsgBody"] = serde_json::Value::Array(elems);
+    body
+}
+
+#[tokio::test]
+async fn images_go_to_robots_with_vision_at_the_largest_size_under_the_limit_and_only_from_tencent() {
+    use shared::store::Store;
+    let env = Env::new().await;
+    let cos = "https://app-1250000000.cos.ap-shanghai.myqcloud.com/img";
+    // Without vision, an image alone gets the text-only reply and no LLM call.
+    env.webhook("Bot.OnC2CMessage", &image_message("jay", 13, None, cos)).await;
+    env.drain().await;
+    assert!(env.llm.state.requests().is_empty());
+    assert_eq!(env.tencent.state.streams().last().map(|s| s.text()), Some(shared::bot::texts::Texts::en().text_only));
+
+    env.store
+        .put_doc(&shared::bot::profile::BotProfile::key(BOT), r#"{"vision": true}"#, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.webhook("Bot.OnC2CMessage", &image_message("kim", 14, Some("What is this?"), cos)).await;
+    // An image from elsewhere is not fetched by the LLM on the sender's say-so.
+    env.webhook("Bot.OnC2CMessage", &image_message("lee", 15, None, "https://attacker.example/x")).await;
+    env.drain().await;
+    let reqs = env.llm.state.requests();
+    assert_eq!(reqs.len(), 1, "the foreign image alone is not an answerable message");
+    let last = reqs[0]["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();
+    assert_eq!(
+        last["content"],
+        serde_json::json!([
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": format!("{cos}/large.jpg")}},
+        ])
+    );
+}

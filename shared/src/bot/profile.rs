@@ -82,6 +82,9 @@ pub struct BotProfile {
     /// `{"messages": N, "seconds": T}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_context: Option<GroupContext>,
+    /// The model reads images: a message's images (from Tencent's own storage) go to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision: Option<bool>,
 }
 
 /// A profile with every field decided.
@@ -105,6 +108,7 @@ pub struct Resolved {
     pub direct_mode: StreamMode,
     pub group_mode: StreamMode,
     pub group_context: Option<GroupContext>,
+    pub vision: bool,
 }
 
 impl BotProfile {
@@ -135,6 +139,7 @@ impl BotProfile {
             direct_mode: modes.direct.unwrap_or(s.direct_mode),
             group_mode: modes.group.unwrap_or(s.group_mode),
             group_context: self.group_context,
+            vision: self.vision.unwrap_or(false),
         }
     }
 }

@@ -18,7 +18,7 @@
 use super::context;
 use super::dead_letter::DeadLetter;
 use super::fallback::FallbackSink;
-use super::job::{Job, Place};
+use super::job::{Job, Part, Place};
 use super::moderated::{ModeratedSink, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
 use super::pump::{Control, End, PumpSettings, pump};
@@ -544,8 +544,21 @@ impl Worker {
             sink.push(text, true).await.map_err(sink_fail)?;
             Ok(WorkOutcome::Replied(kind))
         };
+        // Images go to robots whose model reads them; to the others a message of images alone
+        // is one they cannot read.
+        let images: Vec<String> = match profile.vision {
+            true => job
+                .parts
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Image { url, .. } => Some(url.clone()),
+                    Part::Other { .. } => None,
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         let text = job.text.trim().to_owned();
-        if text.is_empty() {
+        if text.is_empty() && images.is_empty() {
             return reply(sink, &texts.text_only, "text_only").await;
         }
         match text.trim() {
@@ -600,7 +613,9 @@ impl Worker {
             tracing::warn!(error = %e, "could not read the group context; answering without it");
             None
         });
-        let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: text.clone() };
+        // An image without words is remembered as a mark, so later turns know one was sent.
+        let remembered = if text.is_empty() { "[image]".to_owned() } else { text.clone() };
+        let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: remembered };
         let mut system = match speaker {
             Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
             None => profile.system_prompt.clone(),
@@ -616,7 +631,13 @@ impl Worker {
         if let Some(c) = group_context {
             messages.push(ChatMessage::new("user", c));
         }
-        messages.push(ChatMessage::new("user", speaker_turn(&user_turn)));
+        messages.push(match images.is_empty() {
+            true => ChatMessage::new("user", speaker_turn(&user_turn)),
+            false => {
+                let words = if text.is_empty() { String::new() } else { speaker_turn(&user_turn) };
+                ChatMessage::with_images("user", &words, &images)
+            }
+        });
         let req = ChatRequest {
             endpoint: Endpoint {
                 base_url: profile.base_url.clone(),

@@ -19,12 +19,41 @@ pub use openai::OpenAiClient;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
-    pub content: String,
+    pub content: Content,
+}
+
+/// A message's content: text, or (for vision models) text and images, in the Chat Completions
+/// shapes (`"content": "…"` or `"content": [{"type": "text", …}, {"type": "image_url", …}]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a message with images.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
 }
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.to_owned(), content: content.into() }
+        ChatMessage { role: role.to_owned(), content: Content::Text(content.into()) }
+    }
+
+    /// A message of `text` (left out when empty) and images at `urls`.
+    pub fn with_images(role: &str, text: &str, urls: &[String]) -> Self {
+        let text = (!text.is_empty()).then(|| ContentPart::Text { text: text.to_owned() });
+        let images = urls.iter().map(|u| ContentPart::ImageUrl { image_url: ImageUrl { url: u.clone() } });
+        ChatMessage { role: role.to_owned(), content: Content::Parts(text.into_iter().chain(images).collect()) }
     }
 }
 
