@@ -195,6 +195,10 @@ impl Env {
     pub async fn drain(&self) -> usize {
         let started = std::time::Instant::now();
         let mut total = 0;
+        // A failed message comes back after the worker's backoff (at most `retry_max`): until
+        // then the queue is not taken as empty, whatever its approximate depth says (moto's,
+        // under load, can miss a message whose visibility was just changed).
+        let mut retry_due: Option<std::time::Instant> = None;
         loop {
             let mut n = 0;
             for q in [&self.stack.c2c_queue, &self.stack.group_queue] {
@@ -204,13 +208,17 @@ impl Env {
                 .await
                 .unwrap_or_else(|e| panic!("poll: {e}"));
                 n += stats.received;
+                if stats.failed > 0 {
+                    retry_due = Some(std::time::Instant::now() + self.worker.retry_max + Duration::from_secs(1));
+                }
             }
             total += n;
             if n > 0 {
                 continue;
             }
             let waiting = self.depth(&self.stack.c2c_queue).await + self.depth(&self.stack.group_queue).await;
-            if waiting == 0 || started.elapsed() > Duration::from_secs(60) {
+            let retry_pending = retry_due.is_some_and(|t| std::time::Instant::now() < t);
+            if (waiting == 0 && !retry_pending) || started.elapsed() > Duration::from_secs(60) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
