@@ -327,3 +327,25 @@ async fn when_a_job_has_wrong_type_should_dead_letter_without_the_value() {
     assert!(reason.starts_with("malformed job: ") && !reason.contains("hunter2"), "{reason}");
     assert_eq!(env.depth(&env.stack.c2c_dlq).await, 1);
 }
+
+#[tokio::test]
+async fn a_group_mention_that_waited_past_the_robot_s_limit_gets_the_overloaded_reply_not_a_late_answer() {
+    use shared::store::Store;
+    let env = Env::new().await;
+    env.store
+        .put_doc(&shared::bot::profile::BotProfile::key(BOT), r#"{"max_wait_secs": 1}"#, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    env.webhook("Bot.OnGroupMessage", &group_body("max", "anyone there?", 1)).await;
+    // A live room's backlog: the mention waits longer than the robot allows.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    env.drain().await;
+    assert!(env.llm.state.requests().is_empty(), "no LLM call for an answer nobody waits for");
+    let sent = env.tencent.state.group_messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, format!("@max {}", Texts::en().overloaded));
+    // In time, the next one is answered.
+    env.webhook("Bot.OnGroupMessage", &group_body("max", "and now?", 2)).await;
+    env.drain().await;
+    assert_eq!(env.llm.state.requests().len(), 1);
+}

@@ -20,6 +20,10 @@ pub enum GroupScope {
     Member,
 }
 
+/// How long a group mention may wait for its turn, by default, before it is answered with the
+/// `overloaded` text: five minutes.
+pub const DEFAULT_MAX_WAIT_SECS: u64 = 300;
+
 /// How a robot's answers are shown, per kind of conversation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +89,10 @@ pub struct BotProfile {
     /// The model reads images: a message's images (from Tencent's own storage) go to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vision: Option<bool>,
+    /// A group mention that waited longer than this for its turn (a busy live room) gets the
+    /// short `overloaded` reply instead of a late answer; 0 for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_secs: Option<u64>,
 }
 
 /// A profile with every field decided.
@@ -109,6 +117,7 @@ pub struct Resolved {
     pub group_mode: StreamMode,
     pub group_context: Option<GroupContext>,
     pub vision: bool,
+    pub max_wait_secs: u64,
 }
 
 impl BotProfile {
@@ -140,6 +149,7 @@ impl BotProfile {
             group_mode: modes.group.unwrap_or(s.group_mode),
             group_context: self.group_context,
             vision: self.vision.unwrap_or(false),
+            max_wait_secs: self.max_wait_secs.unwrap_or(DEFAULT_MAX_WAIT_SECS),
         }
     }
 }

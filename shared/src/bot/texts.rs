@@ -52,6 +52,8 @@ pub struct Texts {
     pub thinking: String,
     /// Shown when a message has to wait for the answer in progress (not sent yet).
     pub busy: String,
+    /// The reply to a group mention that waited longer than the robot's `max_wait_secs`.
+    pub overloaded: String,
 }
 
 impl Texts {
@@ -82,6 +84,7 @@ impl Texts {
             answer_refused: "I can't answer that.".into(),
             thinking: "thinking…".into(),
             busy: "I'll answer this next".into(),
+            overloaded: "Too many questions at once, sorry. Please ask me again in a moment.".into(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Texts {
             answer_refused: "这个问题我无法回答。".into(),
             thinking: "思考中…".into(),
             busy: "这条我接下来就回答。".into(),
+            overloaded: "同时提问的人太多了，抱歉。请稍后再问我一次。".into(),
         }
     }
 
@@ -120,6 +124,7 @@ impl Texts {
             answer_refused: o.answer_refused.unwrap_or(self.answer_refused),
             thinking: o.thinking.unwrap_or(self.thinking),
             busy: o.busy.unwrap_or(self.busy),
+            overloaded: o.overloaded.unwrap_or(self.overloaded),
         }
     }
 
@@ -167,6 +172,8 @@ pub struct TextOverrides {
     pub thinking: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overloaded: Option<String>,
 }
 
 #[cfg(test)]

@@ -575,6 +575,13 @@ impl Worker {
             }
             _ => {}
         }
+        // A mention that waited too long for its turn (a busy live room) gets a short reply now
+        // rather than an answer nobody waits for any more; it is not counted against the quota.
+        let waited_ms = now_ms().saturating_sub(job.received_ms);
+        if job.in_group() && profile.max_wait_secs > 0 && waited_ms > profile.max_wait_secs.saturating_mul(1000) {
+            tracing::info!(waited_ms, "the mention waited too long; answered with the overloaded text");
+            return reply(sink, &texts.overloaded, "overloaded").await;
+        }
         if profile.daily_quota > 0 {
             // The day the message was received, so a redelivery after midnight counts where the
             // first delivery did; counted once per message, in one write, and judged by the
