@@ -121,5 +121,30 @@ fn main() {
         println!("LLM first token sent -> first send_stream_msg received: median {:.2?}, p99 {:.2?}", pct(&mut first.clone(), 50), pct(&mut first, 99));
         println!("LLM last token sent  -> final send_stream_msg received: median {:.2?}, p99 {:.2?}", pct(&mut last.clone(), 50), pct(&mut last, 99));
         println!("REST calls per answer: {:.1}", calls.len() as f64 / runs as f64);
+
+        // The placeholder: `modify` mode, a model that thinks 2 s before its first token.
+        let mut worker = worker;
+        worker.stream.direct_mode = shared::bot::sink::StreamMode::Modify;
+        llm.state.set_first_token_delay(Duration::from_secs(2));
+        let mut waits = Vec::new();
+        for i in 0..10u64 {
+            let ev = serde_json::json!({"From_Account": format!("p{i}"), "To_Account": "@RBT#001", "MsgSeq": i, "MsgRandom": i,
+                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "hello"}}]});
+            let m = serde_json::from_value(ev).unwrap_or_else(|e| panic!("{e}"));
+            let job = intake::c2c_job("bench", shared::store::now_ms(), &m);
+            let before = tencent.state.calls_to("openim/sendmsg").len();
+            let started = std::time::Instant::now();
+            let out = worker.process(&serde_json::to_string(&job).unwrap_or_default(), 1).await;
+            assert!(matches!(out, Ok(ref o) if o.kind() == "answered"), "{out:?}");
+            let sends = tencent.state.calls_to("openim/sendmsg");
+            let placeholder = sends.get(before).and_then(|c| c.arrived).unwrap_or_else(std::time::Instant::now);
+            waits.push(placeholder.saturating_duration_since(started));
+        }
+        println!(
+            "worker start -> placeholder received (TCBOT_PLACEHOLDER_AFTER_MS {} ms): median {:.1} ms, p99 {:.1} ms",
+            worker.stream.placeholder_after.as_millis(),
+            pct(&mut waits.clone(), 50).as_secs_f64() * 1000.0,
+            pct(&mut waits, 99).as_secs_f64() * 1000.0
+        );
     });
 }

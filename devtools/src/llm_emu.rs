@@ -54,6 +54,7 @@ pub struct LlmState {
     script: Mutex<VecDeque<Script>>,
     requests: Mutex<Vec<Value>>,
     token_delay: Mutex<Duration>,
+    first_token_delay: Mutex<Duration>,
     api_key: Option<String>,
     done_ms: Mutex<Vec<u64>>,
     token_instants: Mutex<Vec<(std::time::Instant, std::time::Instant)>>,
@@ -77,6 +78,12 @@ impl LlmState {
     pub fn token_instants(&self) -> Vec<(std::time::Instant, std::time::Instant)> {
         self.token_instants.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+    /// Every answer waits this long before its first token (a model thinking), unless its
+    /// script says otherwise.
+    pub fn set_first_token_delay(&self, d: Duration) {
+        *self.first_token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
     pub fn set_token_delay(&self, d: Duration) {
         *self.token_delay.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
@@ -141,6 +148,7 @@ impl LlmEmulator {
             script: Mutex::default(),
             requests: Mutex::default(),
             token_delay: Mutex::new(token_delay),
+            first_token_delay: Mutex::new(Duration::ZERO),
             api_key,
             done_ms: Mutex::default(),
             token_instants: Mutex::default(),
@@ -204,6 +212,7 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
         return (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     }
     let delay = *s.token_delay.lock().unwrap_or_else(|p| p.into_inner());
+    let first_token_delay = *s.first_token_delay.lock().unwrap_or_else(|p| p.into_inner());
     let toks = match &script {
         Some(Script::Deltas { deltas }) => deltas.clone(),
         _ => tokens(&text),
@@ -211,8 +220,9 @@ async fn complete(State(s): State<Arc<LlmState>>, headers: HeaderMap, Json(req):
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     let state = s.clone();
     tokio::spawn(async move {
-        if let Some(Script::StallFirst { ms }) = script {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+        match script {
+            Some(Script::StallFirst { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            _ => tokio::time::sleep(first_token_delay).await,
         }
         let _ = tx.send(Ok(sse(&json!({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}).to_string()))).await;
         if let Some(Script::ReasoningOnly { deltas }) = script {

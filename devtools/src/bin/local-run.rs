@@ -210,7 +210,7 @@ async fn poll_forever(local: Arc<Local>, sqs: aws_sdk_sqs::Client, queue: String
 /// Prints what the bot sends, live, and reports when an answer is complete.
 async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tokio::sync::mpsc::UnboundedSender<()>) {
     let mut open_streams = std::collections::HashSet::<String>::new();
-    let mut group_shown = std::collections::HashMap::<u64, usize>::new();
+    let mut group_shown = std::collections::HashMap::<u64, String>::new();
     let mut out = std::io::stdout();
     loop {
         match rx.recv().await {
@@ -234,11 +234,20 @@ async fn print_answers(mut rx: tokio::sync::broadcast::Receiver<Seen>, done: tok
             Ok(Seen::GroupMessage { group_id, msg_seq, text, .. }) => {
                 let shown = group_shown.entry(msg_seq).or_insert_with(|| {
                     let _ = write!(out, "\x1b[1;35m{BOT} in {group_id}:\x1b[0m ");
-                    0
+                    String::new()
                 });
-                let _ = write!(out, "{}", text.get(*shown..).unwrap_or(""));
+                match text.strip_prefix(shown.as_str()) {
+                    // The message grew: print what is new.
+                    Some(new) => {
+                        let _ = write!(out, "{new}");
+                    }
+                    // The message was replaced (the placeholder by the answer): print it again.
+                    None => {
+                        let _ = write!(out, "\n\x1b[1;35m{BOT} in {group_id} (replaced):\x1b[0m {text}");
+                    }
+                }
                 let _ = out.flush();
-                *shown = text.len();
+                *shown = text;
             }
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
@@ -428,6 +437,9 @@ async fn run() -> Result<bool, String> {
             let emu = LlmEmulator::start(Some("local-llm-key".into()), Duration::from_millis(40))
                 .await
                 .map_err(|e| e.to_string())?;
+            // A model thinks before its first token: long enough for the placeholder to show in
+            // the modes that can replace it.
+            emu.state.set_first_token_delay(Duration::from_millis(1_200));
             say(&format!("LLM emulator on {} (set LLM_BASE_URL and LLM_API_KEY for a real one)", emu.base_url()));
             (emu.base_url(), "local-llm-key".to_owned(), "emulated".to_owned(), Some(emu))
         }
