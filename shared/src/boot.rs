@@ -182,6 +182,18 @@ impl Boot {
         ))
     }
 
+    /// UserSigs for the app's users (`usersig`).
+    pub fn usersigs(&self) -> Result<crate::usersigs::UserSigs, BootError> {
+        let s = &self.settings;
+        Ok(crate::usersigs::UserSigs {
+            sdk_app_id: self.secrets.sdk_app_id,
+            key: self.secrets.require_secret_key()?.clone(),
+            admin: self.secrets.admin_identifier.clone(),
+            claim: s.app_usersig_claim.clone(),
+            ttl: s.app_usersig_ttl,
+        })
+    }
+
     /// The statistics service (`group-after-send-msg`).
     pub fn stats(&self) -> Stats {
         Stats { store: self.store(), kind_field: self.settings.events.stats_kind_field.clone(), ttl_secs: 7 * 86_400 }

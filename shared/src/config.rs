@@ -230,6 +230,9 @@ pub struct Settings {
     pub local_secret_file: Option<String>,
     pub tencent_endpoint: TencentEndpoint,
     pub usersig_ttl: Duration,
+    /// `usersig`: the JWT claim that names the caller, and how long their UserSigs last.
+    pub app_usersig_claim: String,
+    pub app_usersig_ttl: Duration,
     pub rest_timeout: Duration,
     pub rest_max_attempts: u32,
     pub sign_window_secs: i64,
@@ -418,6 +421,12 @@ impl Settings {
             local_secret_file,
             tencent_endpoint,
             usersig_ttl: Duration::from_secs(env.bounded("TCBOT_USERSIG_TTL_SECS", DAY_SECS, TTL_SECS)?),
+            app_usersig_claim: env.opt("TCBOT_APP_USERSIG_CLAIM").unwrap_or_else(|| "sub".to_owned()),
+            app_usersig_ttl: Duration::from_secs(env.bounded(
+                "TCBOT_APP_USERSIG_TTL_SECS",
+                7 * DAY_SECS,
+                1..=crate::usersigs::MAX_TTL.as_secs(),
+            )?),
             rest_timeout: ms("TCBOT_REST_TIMEOUT_MS", 3_000, TIMEOUT_MS)?,
             rest_max_attempts: env.parse("TCBOT_REST_MAX_ATTEMPTS", 4)?,
             // RequestTime has a resolution of a second, so 0 would refuse good webhooks. Years
@@ -596,7 +605,8 @@ mod tests {
     }
 
     /// Every duration setting, named by its unit.
-    const DURATIONS: [&str; 19] = [
+    const DURATIONS: [&str; 20] = [
+        "TCBOT_APP_USERSIG_TTL_SECS",
         "TCBOT_NIM_COPY_WINDOW_SECS",
         "TCBOT_ACK_AWS_TIMEOUT_MS",
         "TCBOT_USERSIG_TTL_SECS",
