@@ -347,9 +347,6 @@ async fn every_message_on_both_platforms_is_answered_once_and_in_order() {
 
     // In order within each conversation: every prompt's user turns are that conversation's
     // messages in increasing order, ending with the message being answered.
-    if let Ok(path) = std::env::var("SOAK_DUMP") {
-        std::fs::write(path, serde_json::to_string_pretty(&env.llm.state.requests()).unwrap_or_default()).ok();
-    }
     for req in env.llm.state.requests() {
         let msgs = req["messages"].as_array().cloned().unwrap_or_default();
         let nums: Vec<u64> = msgs
