@@ -46,7 +46,8 @@ USAGE
 PLATFORMS
   --platform tencent|nim (default tencent) chooses the chat platform of a robot profile, a
   conversation or a signed test callback: BOT is a Tencent robot (@RBT#...) or a NIM robot's
-  accid, GROUP a Tencent group or a NIM team id (super teams: super:TEAMID). For NIM, `send`
+  accid, GROUP a Tencent group or a NIM team id (super teams: super:TEAMID). NIM account ids
+  are lowercase (NIM lowercases them when it creates them), so they are taken in lowercase. For NIM, `send`
   POSTs a message copy with AppKey, CurTime, MD5 and CheckSum headers made with the secret's
   NimAppKey and NimAppSecret. The other commands are Tencent's only.
 
@@ -128,6 +129,14 @@ impl Args {
             None => Ok(()),
         }
     }
+    /// An account id as `platform` keys it: NIM lowercases account ids when it creates them, so
+    /// a NIM robot or user is named by its lowercase id (as the NIM router names them in jobs).
+    fn account(&self, platform: Platform, id: &str) -> String {
+        match platform {
+            Platform::Tencent => id.to_owned(),
+            Platform::Nim => id.to_ascii_lowercase(),
+        }
+    }
     /// The chat platform `--platform` names (Tencent when absent).
     fn platform(&self) -> Res<Platform> {
         match self.opt("platform") {
@@ -199,9 +208,12 @@ fn conversation_id(a: &Args) -> Res<String> {
     if platform == Platform::Nim && topic.is_some() {
         return usage("--topic is for Tencent Community topics; NIM teams have none");
     }
-    match (a.opt("bot"), a.opt("user"), a.opt("group")) {
-        (Some(bot), Some(user), None) if topic.is_none() => Ok(keys::direct_scope(platform, bot, user)),
-        (Some(bot), member, Some(group)) => Ok(keys::group_conversation(platform, group, topic, bot, member)),
+    let account = |id: Option<&str>| id.map(|id| a.account(platform, id));
+    match (account(a.opt("bot")), account(a.opt("user")), a.opt("group")) {
+        (Some(bot), Some(user), None) if topic.is_none() => Ok(keys::direct_scope(platform, &bot, &user)),
+        (Some(bot), member, Some(group)) => {
+            Ok(keys::group_conversation(platform, group, topic, &bot, member.as_deref()))
+        }
         _ => usage("name the conversation: --bot and --user, --bot and --group (--topic, --user), or --id"),
     }
 }
@@ -268,7 +280,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
         ["profile", "set"] => {
             a.check(&["file", "json", "platform"])?;
             let platform = a.platform()?;
-            let bot = a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?;
+            let bot = a.account(platform, a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?);
             let json = match (a.opt("file"), a.opt("json")) {
                 (Some(f), None) => read_file(f)?,
                 (None, Some(j)) => j.to_owned(),
@@ -277,15 +289,15 @@ async fn run(raw: Vec<String>) -> Res<()> {
             let profile: BotProfile =
                 serde_json::from_str(&json).map_err(|e| Fail::Usage(format!("invalid profile: {e}")))?;
             let doc = serde_json::to_string(&profile).map_err(op)?;
-            store(&aws().await).await?.put_doc(&keys::profile(platform, bot), &doc, None).await.map_err(op)?;
+            store(&aws().await).await?.put_doc(&keys::profile(platform, &bot), &doc, None).await.map_err(op)?;
             println!("profile of {} robot {bot} saved", platform.name());
             Ok(())
         }
         ["profile", "show"] => {
             a.check(&["platform"])?;
             let platform = a.platform()?;
-            let bot = a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?;
-            match store(&aws().await).await?.get_doc(&keys::profile(platform, bot)).await.map_err(op)? {
+            let bot = a.account(platform, a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?);
+            match store(&aws().await).await?.get_doc(&keys::profile(platform, &bot)).await.map_err(op)? {
                 Some(doc) => println!("{doc}"),
                 None => println!("{bot} has no profile; the deployment's defaults apply"),
             }
