@@ -1,8 +1,10 @@
 //! `tcbot`: the admin CLI. Exit codes: 0 done, 1 the operation failed (Tencent or AWS said no,
 //! a webhook was refused), 2 bad usage or configuration.
 
+use shared::bot::job::Platform;
 use shared::bot::profile::BotProfile;
 use shared::config::TencentEndpoint;
+use shared::keys;
 use shared::secrets::AppSecrets;
 use shared::store::{DynamoStore, Store};
 use shared::tencent::client::RestOptions;
@@ -19,12 +21,15 @@ USAGE
   tcbot robot create ID [--nick NAME] [--face-url URL] [--signature TEXT]
   tcbot robot list
   tcbot robot delete ID
-  tcbot profile set BOT (--file PATH | --json JSON)   a bot's system prompt, model, window, quota, group scope
-  tcbot profile show BOT
-  tcbot send URL (--event FILE | --body FILE) [--command CMD]
-                                                       sign a webhook as Tencent does and POST it to URL
-  tcbot conversation show (--bot BOT --user USER | --group GROUP --bot BOT [--topic T] | --id CONV)
-  tcbot conversation clear (same selectors)
+  tcbot profile set BOT (--file PATH | --json JSON) [--platform P]
+                                                       a bot's system prompt, model, window, quota, group scope
+  tcbot profile show BOT [--platform P]
+  tcbot send URL (--event FILE | --body FILE) [--command CMD] [--platform P]
+                                                       sign a webhook (Tencent) or a message copy (NIM) as
+                                                       the platform does and POST it to URL
+  tcbot conversation show (--bot BOT --user USER | --group GROUP --bot BOT [--topic T] [--user MEMBER] | --id CONV)
+                        [--platform P]
+  tcbot conversation clear (same selectors)            also `conversation reset`
   tcbot moderation set (--app | --group GROUP) (--file PATH | --json JSON)
   tcbot moderation show (--app | --group GROUP)
   tcbot moderation test TEXT [--group GROUP]            the verdict the stored policies give TEXT
@@ -38,6 +43,14 @@ USAGE
   tcbot dlq list DLQ_URL [--max N]                     up to N (10) dead letters: job key and reason
   tcbot dlq redrive DLQ_URL QUEUE_URL [--park FILE]    send dead-lettered jobs back to be answered again
 
+PLATFORMS
+  --platform tencent|nim (default tencent) chooses the chat platform of a robot profile, a
+  conversation or a signed test callback: BOT is a Tencent robot (@RBT#...) or a NIM robot's
+  accid, GROUP a Tencent group or a NIM team id (super teams: super:TEAMID). NIM account ids
+  are lowercase (NIM lowercases them when it creates them), so they are taken in lowercase. For NIM, `send`
+  POSTs a message copy with AppKey, CurTime, MD5 and CheckSum headers made with the secret's
+  NimAppKey and NimAppSecret. The other commands are Tencent's only.
+
 DEAD LETTERS
   redrive reads the DLQ until it is empty and sends each job back in its conversation's FIFO
   group, deleting it from the DLQ only once sent. An unreadable record has no job to send back
@@ -48,8 +61,10 @@ DEAD LETTERS
 
 CONFIGURATION (environment)
   TCBOT_SECRET_ID or TCBOT_LOCAL_SECRET_FILE   the app secret (SdkAppId, SecretKey, …)
-  TCBOT_WEBHOOK_SECRET_ID                      the router's webhook secret, for `webhook send`
+  TCBOT_WEBHOOK_SECRET_ID                      the router's webhook secret, for `send`
                                                (default: the WebhookToken of the app secret)
+  TCBOT_NIM_SECRET_ID                          the NIM secret (NimAppKey, NimAppSecret), for
+                                               `send --platform nim` (default: the app secret's)
   TCBOT_TABLE_NAME                             the DynamoDB table (profile, conversation, dlq redrive)
   TCBOT_TENCENT_REGION or TCBOT_TENCENT_BASE_URL   Tencent's REST endpoint (default: singapore)
   AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, …  the standard AWS SDK settings
@@ -107,8 +122,27 @@ impl Args {
     }
     fn check(&self, allowed: &[&str]) -> Res<()> {
         match self.opts.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((k, _)) if k == "platform" => {
+                usage("--platform applies to `profile`, `conversation` and `send` only; this command is Tencent's")
+            }
             Some((k, _)) => usage(format!("unknown option --{k}")),
             None => Ok(()),
+        }
+    }
+    /// An account id as `platform` keys it: NIM lowercases account ids when it creates them, so
+    /// a NIM robot or user is named by its lowercase id (as the NIM router names them in jobs).
+    fn account(&self, platform: Platform, id: &str) -> String {
+        match platform {
+            Platform::Tencent => id.to_owned(),
+            Platform::Nim => id.to_ascii_lowercase(),
+        }
+    }
+    /// The chat platform `--platform` names (Tencent when absent).
+    fn platform(&self) -> Res<Platform> {
+        match self.opt("platform") {
+            None | Some("tencent") => Ok(Platform::Tencent),
+            Some("nim") => Ok(Platform::Nim),
+            Some(other) => usage(format!("unknown platform {other:?}: --platform takes tencent or nim")),
         }
     }
 }
@@ -158,17 +192,29 @@ async fn rest(cfg: &aws_config::SdkConfig) -> Res<RestClient> {
     ))
 }
 
+/// The conversation the selectors name, as the workers key it (`shared::keys`): a robot's
+/// one-to-one conversation with a user, a group's (topic's) with the robot, or with `--user`
+/// too a member's own in a group (robots with `group_scope` member); or `--id` as given.
 fn conversation_id(a: &Args) -> Res<String> {
+    a.check(&["bot", "user", "group", "topic", "id", "platform"])?;
+    let platform = a.platform()?;
     if let Some(id) = a.opt("id") {
+        if a.opts.iter().any(|(k, _)| !["id", "platform"].contains(&k.as_str())) {
+            return usage("--id names the conversation alone; leave out --bot, --user, --group and --topic");
+        }
         return Ok(id.to_owned());
     }
-    match (a.opt("bot"), a.opt("user"), a.opt("group")) {
-        (Some(bot), Some(user), None) => Ok(format!("c2c#{bot}#{user}")),
-        (Some(bot), None, Some(group)) => Ok(format!("grp#{group}#{}#{bot}", a.opt("topic").unwrap_or(""))),
-        (Some(bot), Some(user), Some(group)) => {
-            Ok(format!("grp#{group}#{}#{bot}#{user}", a.opt("topic").unwrap_or("")))
+    let topic = a.opt("topic").filter(|t| !t.is_empty());
+    if platform == Platform::Nim && topic.is_some() {
+        return usage("--topic is for Tencent Community topics; NIM teams have none");
+    }
+    let account = |id: Option<&str>| id.map(|id| a.account(platform, id));
+    match (account(a.opt("bot")), account(a.opt("user")), a.opt("group")) {
+        (Some(bot), Some(user), None) if topic.is_none() => Ok(keys::direct_scope(platform, &bot, &user)),
+        (Some(bot), member, Some(group)) => {
+            Ok(keys::group_conversation(platform, group, topic, &bot, member.as_deref()))
         }
-        _ => usage("name the conversation: --bot and --user, --bot and --group, or --id"),
+        _ => usage("name the conversation: --bot and --user, --bot and --group (--topic, --user), or --id"),
     }
 }
 
@@ -232,8 +278,9 @@ async fn run(raw: Vec<String>) -> Res<()> {
             Ok(())
         }
         ["profile", "set"] => {
-            a.check(&["file", "json"])?;
-            let bot = a.pos(2, "the robot's UserID")?;
+            a.check(&["file", "json", "platform"])?;
+            let platform = a.platform()?;
+            let bot = a.account(platform, a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?);
             let json = match (a.opt("file"), a.opt("json")) {
                 (Some(f), None) => read_file(f)?,
                 (None, Some(j)) => j.to_owned(),
@@ -242,23 +289,32 @@ async fn run(raw: Vec<String>) -> Res<()> {
             let profile: BotProfile =
                 serde_json::from_str(&json).map_err(|e| Fail::Usage(format!("invalid profile: {e}")))?;
             let doc = serde_json::to_string(&profile).map_err(op)?;
-            store(&aws().await).await?.put_doc(&BotProfile::key(bot), &doc, None).await.map_err(op)?;
-            println!("profile of {bot} saved");
+            store(&aws().await).await?.put_doc(&keys::profile(platform, &bot), &doc, None).await.map_err(op)?;
+            println!("profile of {} robot {bot} saved", platform.name());
             Ok(())
         }
         ["profile", "show"] => {
-            a.check(&[])?;
-            let bot = a.pos(2, "the robot's UserID")?;
-            match store(&aws().await).await?.get_doc(&BotProfile::key(bot)).await.map_err(op)? {
+            a.check(&["platform"])?;
+            let platform = a.platform()?;
+            let bot = a.account(platform, a.pos(2, "the robot's UserID (Tencent) or accid (NIM)")?);
+            match store(&aws().await).await?.get_doc(&keys::profile(platform, &bot)).await.map_err(op)? {
                 Some(doc) => println!("{doc}"),
                 None => println!("{bot} has no profile; the deployment's defaults apply"),
             }
             Ok(())
         }
         ["send", ..] => {
-            a.check(&["event", "body", "command"])?;
             let url = a.pos(1, "the webhook URL")?;
-            send(url, &a).await
+            match a.platform()? {
+                Platform::Tencent => {
+                    a.check(&["event", "body", "command", "platform"])?;
+                    send(url, &a).await
+                }
+                Platform::Nim => {
+                    a.check(&["event", "body", "platform"])?;
+                    send_nim(url, &a).await
+                }
+            }
         }
         ["conversation", "show"] => {
             let conv = conversation_id(&a)?;
@@ -272,7 +328,7 @@ async fn run(raw: Vec<String>) -> Res<()> {
             }
             Ok(())
         }
-        ["conversation", "clear"] => {
+        ["conversation", "clear" | "reset"] => {
             let conv = conversation_id(&a)?;
             shared::bot::window::reset(&store(&aws().await).await?, &conv).await.map_err(op)?;
             println!("{conv}: cleared");
@@ -459,20 +515,70 @@ fn fastrand_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7)
 }
 
-async fn send(url: &str, a: &Args) -> Res<()> {
-    let (body, event_command) = match (a.opt("event"), a.opt("body")) {
+/// The body to send: `--body FILE` as it is, or `--event FILE`'s `body` when the file is an
+/// API Gateway envelope from `events/` (with its query string), else the file's JSON.
+fn event_or_body(a: &Args) -> Res<(String, Option<String>)> {
+    match (a.opt("event"), a.opt("body")) {
         (Some(f), None) => {
             let v: serde_json::Value =
                 serde_json::from_str(&read_file(f)?).map_err(|e| Fail::Usage(format!("{f}: {e}")))?;
-            // An API Gateway envelope from events/, or a bare Tencent body.
-            match (v.get("body").and_then(|b| b.as_str()), v.get("rawQueryString").and_then(|q| q.as_str())) {
-                (Some(b), Some(q)) => (b.to_owned(), CallbackQuery::parse(q).command),
-                _ => (v.to_string(), None),
+            // A NIM copy has a `body` field of its own (the text): an envelope is known by its
+            // request context.
+            let envelope = v.get("requestContext").is_some() || v.get("rawQueryString").is_some();
+            match v.get("body").and_then(|b| b.as_str()).filter(|_| envelope) {
+                Some(b) => Ok((b.to_owned(), v.get("rawQueryString").and_then(|q| q.as_str()).map(str::to_owned))),
+                None => Ok((v.to_string(), None)),
             }
         }
-        (None, Some(f)) => (read_file(f)?, None),
-        _ => return usage("give the webhook with --event FILE or --body FILE"),
+        (None, Some(f)) => Ok((read_file(f)?, None)),
+        _ => usage("give the webhook with --event FILE or --body FILE"),
+    }
+}
+
+/// The NIM AppKey and AppSecret: from `TCBOT_NIM_SECRET_ID` (the NIM secret, which the NIM
+/// router reads) when set, else from the app secret (or local secret file), as the workers do.
+async fn nim_keys(cfg: &aws_config::SdkConfig) -> Res<(String, shared::secrets::SecretString)> {
+    let s = match env("TCBOT_NIM_SECRET_ID") {
+        Some(id) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(cfg), &id).await.map_err(op)?,
+        None => secrets(cfg).await?,
     };
+    let (key, secret) = s.require_nim().map_err(|e| {
+        Fail::Usage(format!("{e}: put NimAppKey and NimAppSecret in the secret, or set TCBOT_NIM_SECRET_ID"))
+    })?;
+    Ok((key.to_owned(), secret.clone()))
+}
+
+/// `send --platform nim`: POSTs a message copy to `url` as NIM does, with `AppKey`, `CurTime`
+/// (now, in milliseconds), `MD5` of the body and `CheckSum = sha1(AppSecret + MD5 + CurTime)`.
+/// Accepted when the URL answers 200 (the NIM router answers 200 to every authentic copy,
+/// queued or ignored; the outcome is in its JSON).
+async fn send_nim(url: &str, a: &Args) -> Res<()> {
+    use shared::nim::checksum::{body_md5, copy_checksum};
+    let (body, _) = event_or_body(a)?;
+    let (app_key, secret) = nim_keys(&aws().await).await?;
+    let md5 = body_md5(body.as_bytes());
+    let cur_time = shared::store::now_ms().to_string();
+    let checksum = copy_checksum(secret.expose(), &md5, &cur_time);
+    let res = reqwest::Client::new()
+        .post(url)
+        .header("AppKey", app_key)
+        .header("CurTime", cur_time)
+        .header("MD5", md5)
+        .header("CheckSum", checksum)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| op(e.without_url()))?;
+    let status = res.status();
+    let text = res.text().await.map_err(op)?;
+    println!("HTTP {status}: {text}");
+    if status.as_u16() == 200 { Ok(()) } else { Err(Fail::Op("the message copy was not accepted".into())) }
+}
+
+async fn send(url: &str, a: &Args) -> Res<()> {
+    let (body, query) = event_or_body(a)?;
+    let event_command = query.and_then(|q| CallbackQuery::parse(&q).command);
     let body_command = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("CallbackCommand").and_then(|c| c.as_str()).map(str::to_owned));

@@ -14,6 +14,8 @@ use std::sync::Arc;
 const APP: u64 = 1_400_000_077;
 const KEY: &str = "cli-test-key";
 const TOKEN: &str = "cli-test-token";
+const NIM_KEY: &str = "cli-nim-appkey";
+const NIM_SECRET: &str = "cli-nim-app-secret";
 
 struct Setup {
     stack: Stack,
@@ -27,7 +29,9 @@ struct Setup {
 async fn setup(name: &str) -> Setup {
     let moto = devtools::moto::moto().unwrap_or_else(|e| panic!("{e}")).endpoint.clone();
     let cfg = local_config(&moto).await;
-    let secret = serde_json::json!({"SdkAppId": APP, "SecretKey": KEY, "WebhookToken": TOKEN}).to_string();
+    let secret = serde_json::json!({"SdkAppId": APP, "SecretKey": KEY, "WebhookToken": TOKEN,
+        "NimAppKey": NIM_KEY, "NimAppSecret": NIM_SECRET})
+    .to_string();
     let prefix = format!("cli{}{name}", std::process::id());
     let stack = create_stack(&cfg, &prefix, &secret).await.unwrap_or_else(|e| panic!("{e}"));
     let secret_file = std::env::temp_dir().join(format!("{prefix}.json"));
@@ -44,10 +48,15 @@ impl Setup {
 
     /// Runs `tcbot` in the directory `dir`.
     async fn tcbot_in(&self, dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+        self.tcbot_with(dir, &[("TCBOT_LOCAL_SECRET_FILE", self.secret_file.to_string_lossy().as_ref())], args).await
+    }
+
+    /// Runs `tcbot` in the directory `dir` with the test's environment and `vars`.
+    async fn tcbot_with(&self, dir: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
             .args(args)
             .current_dir(dir)
-            .env("TCBOT_LOCAL_SECRET_FILE", &self.secret_file)
+            .envs(vars.iter().copied())
             .env("TCBOT_TABLE_NAME", &self.stack.table)
             .env("TCBOT_TENCENT_BASE_URL", self.tencent.base_url())
             .env("AWS_ENDPOINT_URL", &self.moto)
@@ -401,4 +410,190 @@ async fn draw_close_keeps_the_list_it_drew_from_and_show_rechecks_it() {
     let (_, out, _) = s.tcbot(&["draw", "show", "@TGS#h"]).await;
     assert!(out.contains("entrants (3): ann, bob, cat"), "{out}");
     assert!(out.contains("generator: ") && out.contains("re-check: same winners"), "{out}");
+}
+
+#[tokio::test]
+async fn profiles_are_kept_per_platform() {
+    use shared::bot::job::Platform;
+    use shared::keys;
+    let s = setup("nimprofile").await;
+    let (code, out, err) =
+        s.tcbot(&["profile", "set", "mybot", "--platform", "nim", "--json", r#"{"system_prompt":"NIM bot."}"#]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nim robot mybot"), "{out}");
+    let stored = s.store.get_doc(&keys::profile(Platform::Nim, "mybot")).await.ok().flatten().unwrap_or_default();
+    assert!(stored.contains("NIM bot."), "stored under the NIM profile key: {stored:?}");
+    assert_eq!(s.store.get_doc(&keys::profile(Platform::Tencent, "mybot")).await, Ok(None), "not Tencent's");
+    let (_, out, _) = s.tcbot(&["profile", "show", "mybot", "--platform", "nim"]).await;
+    assert!(out.contains("NIM bot."), "{out}");
+    let (_, out, _) = s.tcbot(&["profile", "show", "mybot"]).await;
+    assert!(out.contains("has no profile"), "Tencent is the default platform: {out}");
+    let (code, _, err) =
+        s.tcbot(&["profile", "set", "mybot", "--platform", "nim", "--json", r#"{"max_turn":6}"#]).await;
+    assert_eq!(code, 2, "a misspelt field is refused on NIM too");
+    assert!(err.contains("invalid profile"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unknown_platform_is_refused_clearly() {
+    let s = setup("badplatform").await;
+    for args in [
+        &["profile", "show", "mybot", "--platform", "wechat"][..],
+        &["profile", "set", "mybot", "--platform", "Nim", "--json", "{}"],
+        &["conversation", "show", "--bot", "b", "--user", "u", "--platform", "slack"],
+        &["send", "http://127.0.0.1:9/x", "--body", "/dev/null", "--platform", ""],
+    ] {
+        let (code, out, err) = s.tcbot(args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("unknown platform") && err.contains("tencent or nim"), "{args:?}: {err}");
+    }
+    assert_eq!(s.store.get_doc(&shared::keys::profile(shared::bot::job::Platform::Nim, "mybot")).await, Ok(None));
+    // Commands that are Tencent's alone say so.
+    let (code, _, err) = s.tcbot(&["robot", "list", "--platform", "nim"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--platform applies to"), "{err}");
+}
+
+#[tokio::test]
+async fn nim_conversations_are_shown_and_reset_apart_from_tencent_s() {
+    use shared::bot::job::Platform;
+    use shared::keys;
+    let s = setup("nimconv").await;
+    let turn = |text: &str| Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: text.into() };
+    let nim_direct = keys::direct_scope(Platform::Nim, "mybot", "alice");
+    let tencent_direct = keys::direct_scope(Platform::Tencent, "mybot", "alice");
+    let nim_team = keys::group_conversation(Platform::Nim, "2837465", None, "mybot", None);
+    let nim_member = keys::group_conversation(Platform::Nim, "2837465", None, "mybot", Some("bob"));
+    for (conv, text) in
+        [(&nim_direct, "nim hello"), (&tencent_direct, "tencent hello"), (&nim_team, "team"), (&nim_member, "bob's")]
+    {
+        s.store.append_turn(conv, &turn(text), 3600).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let direct = ["--bot", "mybot", "--user", "alice"];
+    let (code, out, _) = s.tcbot(&[&["conversation", "show", "--platform", "nim"][..], &direct].concat()).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("user: nim hello") && !out.contains("tencent hello"), "{out}");
+    let (_, out, _) = s.tcbot(&[&["conversation", "show"][..], &direct].concat()).await;
+    assert!(out.contains("user: tencent hello") && !out.contains("nim hello"), "{out}");
+    let (_, out, _) =
+        s.tcbot(&["conversation", "show", "--platform", "nim", "--bot", "mybot", "--group", "2837465"]).await;
+    assert!(out.contains("user: team") && !out.contains("bob's"), "{out}");
+    let member = ["--platform", "nim", "--bot", "mybot", "--group", "2837465", "--user", "bob"];
+    let (_, out, _) = s.tcbot(&[&["conversation", "show"][..], &member].concat()).await;
+    assert!(out.contains("user: bob's"), "{out}");
+
+    let (code, out, _) = s.tcbot(&[&["conversation", "reset", "--platform", "nim"][..], &direct].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.store.recent_turns(&nim_direct, 0, 10).await.map(|t| t.len()), Ok(0), "the NIM conversation is reset");
+    assert_eq!(s.store.recent_turns(&tencent_direct, 0, 10).await.map(|t| t.len()), Ok(1), "Tencent's is kept");
+    assert_eq!(s.tcbot(&[&["conversation", "clear"][..], &member].concat()).await.0, 0);
+    assert_eq!(s.store.recent_turns(&nim_member, 0, 10).await.map(|t| t.len()), Ok(0));
+    assert_eq!(s.store.recent_turns(&nim_team, 0, 10).await.map(|t| t.len()), Ok(1), "the team's own is kept");
+
+    let (code, _, err) =
+        s.tcbot(&["conversation", "show", "--platform", "nim", "--bot", "mybot", "--group", "1", "--topic", "t"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("NIM teams have none"), "{err}");
+    let (code, _, err) = s.tcbot(&["conversation", "show", "--id", "c2c#a#b", "--bot", "a"]).await;
+    assert_eq!(code, 2, "{err}");
+}
+
+async fn nim_route(
+    State(r): State<Arc<shared::nim::NimRouter>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> (axum::http::StatusCode, String) {
+    let h =
+        shared::nim::CopyHeaders::from_pairs(headers.iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))));
+    match r.handle(&h, &body, shared::store::now_ms(), "cli-send-nim").await {
+        Ok((status, outcome)) => (
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            format!(r#"{{"outcome":"{}"}}"#, outcome.kind()),
+        ),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn send_signs_a_nim_message_copy_that_the_nim_router_accepts() {
+    use shared::nim::intake::{IntakeLimits, KnownRobot};
+    let s = setup("sendnim").await;
+    let cfg = local_config(&s.moto).await;
+    let router = Arc::new(shared::nim::NimRouter {
+        app_key: NIM_KEY.into(),
+        secret: SecretString::new(NIM_SECRET),
+        limits: IntakeLimits::default(),
+        robots: vec![KnownRobot { accid: "mybot".into(), nickname: Some("MyBot".into()) }],
+        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&cfg))),
+        c2c_queue_url: s.stack.c2c_queue.clone(),
+        group_queue_url: s.stack.group_queue.clone(),
+    });
+    let app = axum::Router::new().route("/nim", axum::routing::post(nim_route)).with_state(router);
+    let listener = devtools::loopback_listener().await.unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}/nim", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let events = format!("{}/../events", env!("CARGO_MANIFEST_DIR"));
+
+    // The sample events, re-signed now with the secret file's NIM keys.
+    let person = format!("{events}/nim-callback-router.person.json");
+    let (code, out, err) = s.tcbot(&["send", &url, "--platform", "nim", "--event", &person]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("HTTP 200") && out.contains(r#""outcome":"queued""#), "{out}");
+    let team = format!("{events}/nim-callback-router.team-mention.json");
+    assert_eq!(s.tcbot(&["send", &url, "--platform", "nim", "--event", &team]).await.0, 0);
+    let depth = |q: String| {
+        let sqs = s.sqs.clone();
+        async move { devtools::esm::depth(&sqs, &q).await.map(|d| d.0).unwrap_or_default() }
+    };
+    assert_eq!((depth(s.stack.c2c_queue.clone()).await, depth(s.stack.group_queue.clone()).await), (1, 1));
+
+    // A bare copy body, with the keys from TCBOT_NIM_SECRET_ID (the NIM secret) over the app
+    // secret's.
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    let nim_secret = format!("cli-nim-{}", std::process::id());
+    let keys = serde_json::json!({"NimAppKey": NIM_KEY, "NimAppSecret": NIM_SECRET}).to_string();
+    sm.create_secret().name(&nim_secret).secret_string(keys).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let body_file = std::env::temp_dir().join(format!("cli-nim-body-{}.json", std::process::id()));
+    let copy = devtools::nim_emu::CopyMessage::person("carol", "mybot", "hi", "777").body();
+    std::fs::write(&body_file, copy).unwrap_or_else(|e| panic!("{e}"));
+    let body_path = body_file.to_string_lossy().into_owned();
+    let wrong = std::env::temp_dir().join(format!("cli-nim-wrong-{}.json", std::process::id()));
+    std::fs::write(&wrong, r#"{"NimAppKey":"cli-nim-appkey","NimAppSecret":"not-the-secret"}"#).unwrap_or_default();
+    let wrong_path = wrong.to_string_lossy().into_owned();
+    let dir = std::path::Path::new(".");
+    let with_nim_secret = [("TCBOT_LOCAL_SECRET_FILE", wrong_path.as_str()), ("TCBOT_NIM_SECRET_ID", &nim_secret)];
+    let (code, out, err) =
+        s.tcbot_with(dir, &with_nim_secret, &["send", &url, "--platform", "nim", "--body", &body_path]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(depth(s.stack.c2c_queue.clone()).await, 2);
+
+    // Signed with the wrong secret: refused by the router (401), exit code 1, nothing queued.
+    let wrong_only = [("TCBOT_LOCAL_SECRET_FILE", wrong_path.as_str())];
+    let (code, out, err) =
+        s.tcbot_with(dir, &wrong_only, &["send", &url, "--platform", "nim", "--body", &body_path]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("HTTP 401") && err.contains("not accepted"), "{out}{err}");
+    assert!(!format!("{out}{err}").contains("not-the-secret"), "the secret is not shown");
+    // A secret without NIM keys is a configuration error that names the fields.
+    let tencent_only = std::env::temp_dir().join(format!("cli-tencent-only-{}.json", std::process::id()));
+    std::fs::write(&tencent_only, format!(r#"{{"SdkAppId":{APP},"SecretKey":"k"}}"#)).unwrap_or_default();
+    let tencent_only_path = tencent_only.to_string_lossy().into_owned();
+    let (code, _, err) = s
+        .tcbot_with(
+            dir,
+            &[("TCBOT_LOCAL_SECRET_FILE", &tencent_only_path)],
+            &["send", &url, "--platform", "nim", "--body", &body_path],
+        )
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NimAppKey") && err.contains("TCBOT_NIM_SECRET_ID"), "{err}");
+    // Tencent's --command means nothing to NIM.
+    let (code, _, err) =
+        s.tcbot(&["send", &url, "--platform", "nim", "--body", &body_path, "--command", "Bot.OnC2CMessage"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown option --command"), "{err}");
+    assert_eq!(depth(s.stack.c2c_queue.clone()).await, 2);
+    for f in [body_file, wrong, tencent_only] {
+        std::fs::remove_file(f).ok();
+    }
 }

@@ -38,6 +38,10 @@ pub enum BootError {
     NoWebhookToken,
     #[error("could not build the HTTP client: {0}")]
     Http(String),
+    #[error(
+        "no chat platform's keys: Tencent's SecretKey is empty in secret {app}, and NIM's NimAppKey and NimAppSecret are empty in secret {nim}; fill in the keys of the platform(s) this stack serves (README \"Secrets\", \"NetEase NIM\")"
+    )]
+    NoPlatform { app: String, nim: String },
 }
 
 /// What every function shares after its cold start.
@@ -256,14 +260,25 @@ impl Boot {
 
     /// A chatbot worker (C2C and group alike), answering each job through its platform:
     /// Tencent as before, NIM when the secret has the NIM keys. A secret with NIM keys and no
-    /// Tencent `SecretKey` serves NIM alone; one with neither fails as before, on the missing
-    /// `SecretKey`.
+    /// Tencent `SecretKey` serves NIM alone; one with neither fails, naming both platforms'
+    /// fields and the secrets they belong in.
     pub fn worker(&self) -> Result<Worker, BootError> {
         let s = &self.settings;
         let nim: Option<Arc<dyn Outbound>> = self.nim_client()?.map(|client| {
             Arc::new(NimOutbound::new(client, s.stream.max_message_bytes, s.nim.team_streaming)) as Arc<dyn Outbound>
         });
-        let tencent: Option<Arc<dyn Outbound>> = if nim.is_none() || !self.secrets.secret_key.is_empty() {
+        if nim.is_none() && self.secrets.secret_key.is_empty() {
+            // Neither platform can be served: name both platforms' fields, not only Tencent's
+            // (a NIM-only stack whose NIM secret is still empty would otherwise read as a
+            // missing Tencent key).
+            let app = self.secrets.source.clone();
+            let nim = match (&s.local_secret_file, &s.nim.secret_id) {
+                (None, Some(id)) => id.clone(),
+                _ => app.clone(),
+            };
+            return Err(BootError::NoPlatform { app, nim });
+        }
+        let tencent: Option<Arc<dyn Outbound>> = if !self.secrets.secret_key.is_empty() {
             let outbound =
                 TencentOutbound::new(self.rest()?, s.stream.max_message_bytes, s.stream.group_modify_interval);
             Some(Arc::new(outbound))
@@ -292,4 +307,49 @@ pub fn ack_path_config(aws: &aws_config::SdkConfig, timeout: Duration) -> aws_co
         .operation_attempt_timeout(timeout / 2)
         .build();
     aws.to_builder().timeout_config(timeouts).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's cold start with `app` as its app secret and the NIM secret `nim-secret`
+    /// lending its keys, as `Boot::load` reads them.
+    fn boot(app: &str, nim: &str) -> Boot {
+        let settings = Settings::from_lookup(|k| match k {
+            "TCBOT_TABLE_NAME" => Some("t".into()),
+            "TCBOT_SECRET_ID" => Some("app-secret".into()),
+            "TCBOT_NIM_SECRET_ID" => Some("nim-secret".into()),
+            "TCBOT_DLQ_URL" => Some("https://sqs.us-east-1.amazonaws.com/1/dlq.fifo".into()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut secrets = AppSecrets::parse("app-secret", app).unwrap_or_else(|e| panic!("{e}"));
+        secrets.take_nim_from(AppSecrets::parse("nim-secret", nim).unwrap_or_else(|e| panic!("{e}")));
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Boot { settings, secrets: Arc::new(secrets), aws }
+    }
+
+    const EMPTY_NIM: &str = r#"{"NimAppKey":"","NimAppSecret":""}"#;
+
+    #[test]
+    fn a_worker_with_neither_platform_s_keys_names_both_platforms_fields_and_secrets() {
+        // A NIM-only stack whose NIM secret is still as created: no Tencent key either.
+        let b = boot(r#"{"SdkAppId":0,"SecretKey":"","LlmApiKey":"sk"}"#, EMPTY_NIM);
+        let err = b.worker().err().map(|e| e.to_string()).unwrap_or_default();
+        for part in ["SecretKey", "app-secret", "NimAppKey", "NimAppSecret", "nim-secret"] {
+            assert!(err.contains(part), "{part} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn a_worker_starts_with_either_platform_s_keys() {
+        let nim = r#"{"NimAppKey":"k","NimAppSecret":"s"}"#;
+        assert!(boot(r#"{"SdkAppId":0,"SecretKey":""}"#, nim).worker().is_ok(), "NIM alone");
+        assert!(boot(r#"{"SdkAppId":1,"SecretKey":"k"}"#, EMPTY_NIM).worker().is_ok(), "Tencent alone");
+        assert!(boot(r#"{"SdkAppId":1,"SecretKey":"k"}"#, nim).worker().is_ok(), "both");
+    }
 }

@@ -13,6 +13,7 @@ mod llm;
 mod modes;
 mod nim;
 mod nim_e2e;
+mod nim_events;
 mod own_messages;
 mod rest;
 mod robustness;

@@ -310,3 +310,258 @@ fn the_workers_read_the_nim_secret_only_when_nim_is_served() {
         }
     }
 }
+
+/// The values of the parameters a stack is created with: `overrides` over the defaults.
+fn parameters<'a>(t: &'a Value, overrides: &[(&'a str, &'a str)]) -> HashMap<String, String> {
+    let mut values: HashMap<String, String> = t["Parameters"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, p)| {
+            let default =
+                p["Default"].as_str().map(str::to_owned).or_else(|| number(&p["Default"]).map(|n| n.to_string()));
+            Some((k.as_str()?.to_owned(), default.unwrap_or_default()))
+        })
+        .collect();
+    for (k, v) in overrides {
+        assert!(values.contains_key(*k), "no parameter {k}");
+        values.insert((*k).to_owned(), (*v).to_owned());
+    }
+    values
+}
+
+/// A literal or a parameter's value, as `!Equals` compares them.
+fn scalar(v: &Value, params: &HashMap<String, String>) -> String {
+    match tagged(v) {
+        Some((tag, name)) if tag == "Ref" => {
+            let name = name.as_str().unwrap_or_default();
+            params.get(name).cloned().unwrap_or_else(|| panic!("!Ref {name} in a condition is not a parameter"))
+        }
+        Some((tag, _)) => panic!("!{tag} is not allowed in a condition"),
+        None => v.as_str().map(str::to_owned).or_else(|| number(v).map(|n| n.to_string())).unwrap_or_default(),
+    }
+}
+
+/// Evaluates a condition expression, as CloudFormation does.
+fn condition(t: &Value, v: &Value, params: &HashMap<String, String>) -> bool {
+    let (tag, args) = tagged(v).unwrap_or_else(|| panic!("not a condition function: {v:?}"));
+    let list = || args.as_sequence().cloned().unwrap_or_default();
+    match tag.as_str() {
+        "Equals" => {
+            let l = list();
+            assert_eq!(l.len(), 2, "!Equals takes two values");
+            scalar(&l[0], params) == scalar(&l[1], params)
+        }
+        "Not" => !condition(t, &list()[0], params),
+        "And" => list().iter().all(|c| condition(t, c, params)),
+        "Or" => list().iter().any(|c| condition(t, c, params)),
+        "Condition" => named_condition(t, args.as_str().unwrap_or_default(), params),
+        other => panic!("unknown condition function !{other}"),
+    }
+}
+
+fn named_condition(t: &Value, name: &str, params: &HashMap<String, String>) -> bool {
+    let v = &t["Conditions"][name];
+    assert!(!v.is_null(), "no condition {name}");
+    condition(t, v, params)
+}
+
+/// The logical ids of the resources the stack creates, with the roles SAM makes for its
+/// functions (`<Function>Role`), and the outputs it has.
+fn created(t: &Value, params: &HashMap<String, String>) -> (std::collections::BTreeSet<String>, Vec<String>) {
+    let on = |r: &Value| r["Condition"].as_str().is_none_or(|c| named_condition(t, c, params));
+    let mut resources = std::collections::BTreeSet::new();
+    for (k, r) in t["Resources"].as_mapping().into_iter().flatten() {
+        let Some(name) = k.as_str().filter(|_| on(r)) else { continue };
+        resources.insert(name.to_owned());
+        if r["Type"].as_str() == Some("AWS::Serverless::Function") && r["Properties"]["Role"].is_null() {
+            resources.insert(format!("{name}Role"));
+        }
+    }
+    let outputs = t["Outputs"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(_, o)| on(o))
+        .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+        .collect();
+    (resources, outputs)
+}
+
+/// The `${Name}` and `${Name.Attribute}` a `!Sub` string names, except `locals`.
+fn sub_targets(s: &str, locals: &[String]) -> Vec<String> {
+    s.split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .filter(|name| !name.starts_with('!'))
+        .map(|name| name.split('.').next().unwrap_or(name).to_owned())
+        .filter(|name| !locals.contains(name))
+        .collect()
+}
+
+/// Every logical id or parameter `v` refers to (`!Ref`, `!GetAtt`, `!Sub`, and their long
+/// forms), following only the branch of each `!If` that `params` choose.
+fn refs(t: &Value, v: &Value, params: &HashMap<String, String>, out: &mut Vec<String>) {
+    let intrinsic = |name: &str, arg: &Value, out: &mut Vec<String>| match name {
+        "Ref" => out.extend(arg.as_str().map(str::to_owned)),
+        "GetAtt" | "Fn::GetAtt" => match arg {
+            Value::String(s) => out.push(s.split('.').next().unwrap_or(s).to_owned()),
+            Value::Sequence(parts) => out.extend(parts.first().and_then(|p| p.as_str()).map(str::to_owned)),
+            _ => panic!("a !GetAtt of nothing: {arg:?}"),
+        },
+        "Sub" | "Fn::Sub" => match arg {
+            Value::String(s) => out.extend(sub_targets(s, &[])),
+            Value::Sequence(parts) => {
+                let locals: Vec<String> = parts
+                    .get(1)
+                    .and_then(|m| m.as_mapping())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                    .collect();
+                out.extend(sub_targets(parts.first().and_then(|p| p.as_str()).unwrap_or_default(), &locals));
+                if let Some(m) = parts.get(1) {
+                    refs(t, m, params, out);
+                }
+            }
+            _ => panic!("a !Sub of nothing: {arg:?}"),
+        },
+        "If" | "Fn::If" => {
+            let parts = arg.as_sequence().cloned().unwrap_or_default();
+            assert_eq!(parts.len(), 3, "!If takes a condition and two values: {arg:?}");
+            let name = parts[0].as_str().unwrap_or_default();
+            let branch = if named_condition(t, name, params) { &parts[1] } else { &parts[2] };
+            refs(t, branch, params, out);
+        }
+        _ => refs(t, arg, params, out),
+    };
+    match v {
+        Value::Tagged(tv) => intrinsic(tv.tag.to_string().trim_start_matches('!'), &tv.value, out),
+        Value::Sequence(items) => items.iter().for_each(|i| refs(t, i, params, out)),
+        Value::Mapping(m) => {
+            for (k, val) in m {
+                match k.as_str() {
+                    Some(name @ ("Ref" | "Fn::GetAtt" | "Fn::Sub" | "Fn::If")) if m.len() == 1 => {
+                        intrinsic(name, val, out)
+                    }
+                    _ => refs(t, val, params, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Under every value of `Platforms` (and with and without an alarm topic), everything a
+/// created resource or output refers to is created too (or is a parameter): a stack that
+/// serves NIM alone must not refer to the Tencent router, its secret or its queues.
+#[test]
+fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
+    let t = template();
+    let platforms: Vec<String> = t["Parameters"]["Platforms"]["AllowedValues"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(platforms, ["tencent", "nim", "both"]);
+    let all: Vec<String> =
+        t["Resources"].as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str().map(str::to_owned)).collect();
+    for platform in &platforms {
+        for topic in ["", "arn:aws:sns:us-east-1:123456789012:alarms"] {
+            let params = parameters(&t, &[("Platforms", platform), ("AlarmTopicArn", topic)]);
+            let (resources, outputs) = created(&t, &params);
+            let known = |name: &str| resources.contains(name) || params.contains_key(name) || name.starts_with("AWS::");
+            let globals = &t["Globals"]["Function"];
+            for name in &resources {
+                let r = &t["Resources"][name.as_str()];
+                if r.is_null() {
+                    continue; // a role SAM makes
+                }
+                let mut targets = Vec::new();
+                refs(&t, r, &params, &mut targets);
+                match &r["DependsOn"] {
+                    Value::String(d) => targets.push(d.clone()),
+                    Value::Sequence(ds) => targets.extend(ds.iter().filter_map(|d| d.as_str().map(str::to_owned))),
+                    _ => {}
+                }
+                if r["Type"].as_str() == Some("AWS::Serverless::Function") {
+                    refs(&t, globals, &params, &mut targets);
+                }
+                for target in targets {
+                    assert!(known(&target), "Platforms={platform}: {name} refers to {target}, which is not created");
+                }
+            }
+            for name in &outputs {
+                let mut targets = Vec::new();
+                refs(&t, &t["Outputs"][name.as_str()], &params, &mut targets);
+                for target in targets {
+                    assert!(
+                        known(&target),
+                        "Platforms={platform}: output {name} refers to {target}, which is not created"
+                    );
+                }
+            }
+
+            let functions: Vec<&str> = resources
+                .iter()
+                .filter(|n| t["Resources"][n.as_str()]["Type"].as_str() == Some("AWS::Serverless::Function"))
+                .map(String::as_str)
+                .collect();
+            let tencent_only = [
+                "CallbackRouterFunction",
+                "WebhookSecret",
+                "RouterErrorAlarm",
+                "GroupBeforeSendMsgFunction",
+                "C2cBeforeSendMsgFunction",
+                "GroupAfterSendMsgFunction",
+                "StateChangeFunction",
+                "GroupAfterCreateGroupFunction",
+                "GroupAfterNewMemberJoinFunction",
+                "StatsQueue",
+                "PresenceQueue",
+                "GroupCreatedQueue",
+                "MemberJoinedQueue",
+                "StatsDeadLetterQueue",
+                "PresenceDeadLetterQueue",
+                "GroupCreatedDeadLetterQueue",
+                "MemberJoinedDeadLetterQueue",
+                "StatsDeadLetterAlarm",
+                "PresenceDeadLetterAlarm",
+                "GroupCreatedDeadLetterAlarm",
+                "MemberJoinedDeadLetterAlarm",
+            ];
+            let has_output = |o: &str| outputs.iter().any(|x| x == o);
+            match platform.as_str() {
+                "nim" => {
+                    assert_eq!(
+                        functions,
+                        ["BotC2cMessageFunction", "BotGroupMessageFunction", "NimCallbackRouterFunction"],
+                        "a NIM-only stack creates only what NIM uses"
+                    );
+                    for name in tencent_only {
+                        assert!(!resources.contains(name), "Platforms=nim creates {name}");
+                    }
+                    assert!(!has_output("WebhookUrl") && !has_output("WebhookSecretArn"), "{outputs:?}");
+                    assert!(has_output("NimMessageCopyUrl") && has_output("NimSecretArn"), "{outputs:?}");
+                }
+                "tencent" => {
+                    assert!(resources.iter().all(|r| !r.starts_with("Nim")), "{resources:?}");
+                    for name in tencent_only {
+                        assert!(resources.contains(name), "Platforms=tencent lacks {name}");
+                    }
+                    assert!(has_output("WebhookUrl") && !has_output("NimMessageCopyUrl"), "{outputs:?}");
+                }
+                _ => {
+                    assert!(all.iter().all(|r| resources.contains(r)), "Platforms=both creates everything");
+                    assert_eq!(outputs.len(), t["Outputs"].as_mapping().map_or(0, |m| m.len()));
+                }
+            }
+            // Shared by both platforms, whatever the value: the queues, the workers, the table
+            // and the app secret (the LLM key).
+            for name in ["Table", "AppSecret", "HttpApi", "BotC2cQueue", "BotGroupQueue", "BotC2cDeadLetterAlarm"] {
+                assert!(resources.contains(name), "Platforms={platform} lacks {name}");
+            }
+        }
+    }
+}

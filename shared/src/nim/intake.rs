@@ -561,10 +561,12 @@ pub enum Ignored {
 /// - `PERSON` to a robot: always addressed. `TEAM`/`SUPER_TEAM`: when `ext.yxAitMsg` names a
 ///   robot (the first of `robots` named), else when the text holds `@<nickname>` of a robot.
 ///   The mention is removed from the text.
+/// - Account ids are compared without regard to ASCII case ([`same_accid`]), and the robot of
+///   the result is its lowercase accid, the one NIM knows.
 /// - Notifications and tips are ignored; other non-text messages are addressed with
 ///   [`Content::NonText`] so the bot can say it reads text only.
 pub fn classify(copy: &MessageCopy, robots: &[KnownRobot]) -> Result<Addressed, Ignored> {
-    let is_robot = |accid: &str| robots.iter().any(|r| r.accid == accid);
+    let is_robot = |accid: &str| robots.iter().any(|r| same_accid(&r.accid, accid));
     if is_robot(&copy.from_account) {
         return Err(match copy.from_client_type {
             Some(ClientType::Rest) => Ignored::OwnReply,
@@ -583,14 +585,14 @@ pub fn classify(copy: &MessageCopy, robots: &[KnownRobot]) -> Result<Addressed, 
     };
     let (robot, text, by, place) = match team_kind {
         None => {
-            let robot = robots.iter().find(|r| r.accid == copy.to).ok_or(Ignored::NotToRobot)?;
+            let robot = robots.iter().find(|r| same_accid(&r.accid, &copy.to)).ok_or(Ignored::NotToRobot)?;
             (robot, raw_text.trim().to_owned(), AddressedBy::Direct, Place::OneToOne)
         }
         Some(kind) => {
             let place = Place::Team { team_id: copy.to.clone(), kind };
             let mentions = copy.mentions();
             let by_ext = robots.iter().find_map(|r| {
-                let m = mentions.iter().find(|m| m.accid == r.accid && is_live(m))?;
+                let m = mentions.iter().find(|m| same_accid(&m.accid, &r.accid) && is_live(m))?;
                 Some((r, m))
             });
             match by_ext {
@@ -617,7 +619,7 @@ pub fn classify(copy: &MessageCopy, robots: &[KnownRobot]) -> Result<Addressed, 
     };
     let msg_id_server = copy.msgid_server.clone().filter(|s| !s.trim().is_empty()).ok_or(Ignored::NoServerId)?;
     Ok(Addressed {
-        robot: robot.accid.clone(),
+        robot: robot.accid.to_ascii_lowercase(),
         sender: copy.from_account.clone(),
         sender_nick: copy.from_nick.clone(),
         place,
@@ -629,6 +631,14 @@ pub fn classify(copy: &MessageCopy, robots: &[KnownRobot]) -> Result<Addressed, 
         sent_ms: copy.msg_timestamp,
         resent: copy.is_resend(),
     })
+}
+
+/// Whether two account ids name the same NIM account. NIM lowercases an `account_id` when it
+/// creates the account (CONFIRMED: doc.yunxin.163.com/messaging2/server-apis/TQyNjgyMzc, "会对
+/// account_id 参数做小写转换"), so ids that differ only in ASCII case are one account: a robot
+/// listed as `MyBot` is the `mybot` that copies name.
+fn same_accid(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
 }
 
 /// A mention counts unless every one of its segments is marked broken (the user edited the
@@ -967,6 +977,25 @@ mod tests {
         assert_eq!(classify(&person("mybot", "bob", "TEXT", "REST"), &robots()), Err(Ignored::OwnReply));
         assert_eq!(classify(&person("helper", "mybot", "TEXT", "WEB"), &robots()), Err(Ignored::FromRobot));
         assert_eq!(classify(&team("@MyBot hi", None), &[]), Err(Ignored::NoMention));
+    }
+
+    /// NIM lowercases account ids when it creates them (doc "注册 IM 账号": the server converts
+    /// `account_id` to lowercase), so copies name `mybot` even where the robot was listed as
+    /// `MyBot`; the robot answers as the accid NIM knows.
+    #[test]
+    fn robots_are_matched_without_regard_to_ascii_case_and_answer_as_the_lowercase_accid() {
+        let listed = [KnownRobot { accid: "MyBot".into(), nickname: Some("Helper Bot".into()) }];
+        let a = classify(&person("bob", "mybot", "TEXT", "AOS"), &listed);
+        assert_eq!(a.map(|a| (a.robot, a.by)), Ok(("mybot".into(), AddressedBy::Direct)));
+        let a = classify(&message(TEAM_COPY), &listed);
+        assert_eq!(
+            a.map(|a| (a.robot, a.text, a.by)),
+            Ok(("mybot".into(), "what is X?".into(), AddressedBy::ExtMention))
+        );
+        assert_eq!(classify(&person("mybot", "bob", "TEXT", "REST"), &listed), Err(Ignored::OwnReply));
+        let lower = [KnownRobot { accid: "mybot".into(), nickname: None }];
+        let a = classify(&person("bob", "MYBOT", "TEXT", "AOS"), &lower);
+        assert_eq!(a.map(|a| a.robot), Ok("mybot".into()));
     }
 
     #[test]
