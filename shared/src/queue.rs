@@ -61,7 +61,8 @@ impl Queue for SqsQueue {
 
     async fn retry_after(&self, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
         // SQS takes whole seconds, at most 12 hours.
-        let secs = i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200);
+        // SQS takes whole seconds: rounded up, so a sub-second backoff is not no backoff.
+        let secs = i32::try_from(delay.as_secs_f64().ceil().min(43_200.0) as u64).unwrap_or(43_200);
         self.client
             .change_message_visibility()
             .queue_url(queue_url)

@@ -202,7 +202,9 @@ impl Env {
         loop {
             let mut n = 0;
             for q in [&self.stack.c2c_queue, &self.stack.group_queue] {
-                let stats = devtools::esm::poll_once(&self.sqs, q, 10, 0, |ev| async {
+                // One message per invocation, as the template's BatchSize: 1 (moto may hand out a
+                // FIFO group's retried messages out of order within a larger batch).
+                let stats = devtools::esm::poll_once(&self.sqs, q, 1, 0, |ev| async {
                     Ok::<_, String>(self.worker.sqs_handler(ev, shared::store::now_ms() + 60_000).await)
                 })
                 .await
