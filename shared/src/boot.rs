@@ -255,6 +255,7 @@ impl Boot {
             queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&ack_path))),
             c2c_queue_url: s.require_c2c_queue()?.to_owned(),
             group_queue_url: s.require_group_queue()?.to_owned(),
+            store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&ack_path), &s.table_name)),
         })
     }
 

@@ -67,6 +67,7 @@ impl NimEnv {
             queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
             c2c_queue_url: env.stack.c2c_queue.clone(),
             group_queue_url: env.stack.group_queue.clone(),
+            store: crate::common::guarded("NimCallbackRouterFunction", &env.store),
         };
         NimEnv { env, nim, router }
     }
@@ -264,4 +265,24 @@ async fn a_forged_or_stale_copy_is_refused_and_nothing_is_queued() {
     assert_eq!(t.env.depth(&t.env.stack.c2c_queue).await, 0);
     assert_eq!(t.env.drain().await, 0);
     assert!(t.nim.state.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_one_to_one_stop_ends_the_answer_in_progress() {
+    let t = NimEnv::new().await;
+    t.env.llm.state.push(devtools::llm_emu::Script::StallAfter { after: 4, ms: 1_200 });
+    assert_eq!(t.copy(&to_robot("bob", "Tell me everything", "1101")).await, (200, Outcome::Queued { jobs: 1 }));
+    let stop = async {
+        // While the answer waits on the LLM, the user sends /stop: a stop flag, not a question.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        t.copy(&to_robot("bob", "/stop", "1102")).await
+    };
+    let (drained, stopped) = tokio::join!(t.env.drain(), stop);
+    assert_eq!(stopped, (200, Outcome::StopRequested));
+    assert_eq!(drained, 1, "the stop was not queued as a question");
+    let s = t.only_stream();
+    let full = expected_answer(&t.env.llm.state.requests()[0]);
+    assert!(s.finished, "{s:?}");
+    assert!(s.text().len() < full.len() && full.starts_with(&s.text()), "stopped early: {:?}", s.text());
+    assert_eq!(t.env.llm.state.requests().len(), 1);
 }

@@ -59,6 +59,7 @@ pub async fn env_with_nim(
         queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
         c2c_queue_url: env.stack.c2c_queue.clone(),
         group_queue_url: env.stack.group_queue.clone(),
+        store: crate::common::guarded("NimCallbackRouterFunction", &env.store),
     };
     (env, nim, router)
 }

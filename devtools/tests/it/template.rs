@@ -202,7 +202,7 @@ fn tagged(v: &Value) -> Option<(String, &Value)> {
 }
 
 #[test]
-fn the_nim_router_reads_only_the_nim_secret_and_sends_only_to_the_bot_queues() {
+fn the_nim_router_reads_only_the_nim_secret_sends_only_to_the_bot_queues_and_writes_only_stop_flags() {
     let t = template();
     let f = &t["Resources"]["NimCallbackRouterFunction"];
     assert_eq!(f["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("nim-callback-router"));
@@ -217,18 +217,20 @@ fn the_nim_router_reads_only_the_nim_secret_and_sends_only_to_the_bot_queues() {
     assert_eq!(names(&env["TCBOT_NIM_ROBOTS"]).as_deref(), Some("NimRobots"));
     assert_eq!(names(&env["TCBOT_C2C_QUEUE_URL"]).as_deref(), Some("BotC2cQueue"));
     assert_eq!(names(&env["TCBOT_GROUP_QUEUE_URL"]).as_deref(), Some("BotGroupQueue"));
-    // Two grants, nothing else: no table, no function, no other secret or queue.
+    // Three grants, nothing else: stop flags only in the table, no function, no other secret
+    // or queue.
     let mut grants: Vec<(Vec<String>, Vec<String>)> =
         statements(f).iter().map(|s| (actions(s), resources(s))).collect();
     grants.sort();
     assert_eq!(
         grants,
         [
+            (vec!["dynamodb:PutItem".to_owned()], vec!["Table".to_owned()]),
             (vec!["secretsmanager:GetSecretValue".to_owned()], vec!["NimSecret".to_owned()]),
             (vec!["sqs:SendMessage".to_owned()], vec!["BotC2cQueue".to_owned(), "BotGroupQueue".to_owned()]),
         ]
     );
-    assert_eq!(devtools::iam::leading_keys(&t, "NimCallbackRouterFunction"), None);
+    assert_eq!(devtools::iam::leading_keys(&t, "NimCallbackRouterFunction"), Some(vec!["stop#".to_owned()]));
     // Only the NIM router and the workers' NIM policy read the NIM secret.
     for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "NimCallbackRouterFunction") {
         let reads: Vec<String> = statements(&f).iter().flat_map(resources).collect();

@@ -12,10 +12,12 @@
 
 use super::intake::{self, CopyEvent, CopyHeaders, IntakeLimits, KnownRobot, Rejection, Verified};
 use super::jobs;
-use crate::bot::job::Job;
+use crate::bot::job::{Job, Platform};
+use crate::keys;
 use crate::queue::{Queue, QueueMessage, fifo_id};
 use crate::router::{Outcome, RouterError};
 use crate::secrets::SecretString;
+use crate::store::Store;
 use std::sync::Arc;
 
 /// Everything the NIM router needs, built once per cold start.
@@ -30,7 +32,16 @@ pub struct NimRouter {
     pub queue: Arc<dyn Queue>,
     pub c2c_queue_url: String,
     pub group_queue_url: String,
+    /// Where stop requests are kept (`stop#…` only).
+    pub store: Arc<dyn Store>,
 }
+
+/// A one-to-one message that stops the robot's answer in progress. NIM's own clients stop only
+/// NetEase's model calls (protocol doc), so our robots take a word.
+pub const STOP_WORD: &str = "/stop";
+
+/// How long a stop request is kept: longer than any answer streams.
+const STOP_TTL_SECS: u64 = 600;
 
 /// The HTTP status of a refused copy: 413 when too large, 401 when it is not authentic (or
 /// not this app's), so that a misconfigured console shows up as failed deliveries.
@@ -119,6 +130,12 @@ impl NimRouter {
             "message copy addressed to a robot"
         );
         let job = jobs::job(request_id, now_ms, &addressed);
+        if !job.in_group() && job.text.trim().eq_ignore_ascii_case(STOP_WORD) {
+            let scope = keys::direct_scope(Platform::Nim, &job.bot, &job.sender);
+            let doc = serde_json::json!({ "at_ms": now_ms }).to_string();
+            self.store.put_doc(&keys::stop(&scope, None), &doc, Some(STOP_TTL_SECS)).await?;
+            return Ok((200, Outcome::StopRequested));
+        }
         let queue_url = if job.in_group() { &self.group_queue_url } else { &self.c2c_queue_url };
         enqueue(self.queue.as_ref(), queue_url, &job).await?;
         Ok((200, Outcome::Queued { jobs: 1 }))
@@ -207,6 +224,7 @@ mod tests {
             queue,
             c2c_queue_url: "c2c".into(),
             group_queue_url: "group".into(),
+            store: Arc::new(crate::store::MemoryStore::new()),
         }
     }
 
