@@ -575,3 +575,71 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
         }
     }
 }
+
+/// Every metric name the code emits: `.value("Name", …)` calls in `shared/src`.
+fn emitted_metrics() -> std::collections::BTreeSet<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    walk(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/src")), &mut sources);
+    let mut names = std::collections::BTreeSet::new();
+    for src in sources {
+        for (i, _) in src.match_indices(".value(") {
+            let rest = src[i + ".value(".len()..].trim_start();
+            if let Some(name) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_names_only_metrics_the_code_emits_and_shows_what_the_operator_needs() {
+    let t = template();
+    let dashboard = &t["Resources"]["Dashboard"];
+    assert_eq!(dashboard["Type"].as_str(), Some("AWS::CloudWatch::Dashboard"));
+    let (tag, body) = tagged(&dashboard["Properties"]["DashboardBody"]).unwrap_or_else(|| panic!("no !Sub body"));
+    assert_eq!(tag, "Sub");
+    let body: serde_json::Value =
+        serde_json::from_str(body.as_str().unwrap_or_default()).unwrap_or_else(|e| panic!("the body is not JSON: {e}"));
+    let text = body.to_string();
+    let emitted = emitted_metrics();
+    assert!(emitted.contains("AckMs") && emitted.contains("WebhookToFirstChunkMs"), "{emitted:?}");
+    let mut named = Vec::new();
+    for part in text.split("{TencentChatBot").skip(1) {
+        let name = part.split("MetricName=\\\"").nth(1).and_then(|r| r.split('\\').next()).unwrap_or_default();
+        assert!(emitted.contains(name), "the dashboard graphs {name:?}, which no code emits ({emitted:?})");
+        named.push(name.to_owned());
+    }
+    for needed in [
+        "Webhooks",
+        "AckMs",
+        "Messages",
+        "LlmFirstTokenMs",
+        "LlmTotalMs",
+        "WebhookToFirstChunkMs",
+        "RestCallsPerAnswer",
+        "PromptTokens",
+        "CompletionTokens",
+        "QueueAgeMs",
+    ] {
+        assert!(named.iter().any(|n| n == needed), "the dashboard lacks {needed}");
+    }
+    for aws in ["ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesVisible", "Errors", "Throttles"] {
+        assert!(text.contains(aws), "the dashboard lacks {aws}");
+    }
+    // It names only resources every value of Platforms creates.
+    for r in ["BotC2cQueue", "BotGroupQueue", "BotC2cDeadLetterQueue", "BotGroupDeadLetterQueue"] {
+        assert!(text.contains(&format!("${{{r}.QueueName}}")), "{r}");
+    }
+    assert!(dashboard["Condition"].is_null());
+}
