@@ -63,3 +63,9 @@ run_one C2cBeforeSendMsgFunction events/c2c-before-send-msg.text.json '"ActionSt
 for f in GroupAfterSendMsgFunction StateChangeFunction GroupAfterCreateGroupFunction GroupAfterNewMemberJoinFunction; do
   run_one "$f" "$WORK/empty-sqs.json" 'batchItemFailures'
 done
+# A conditional function (ServesUserSigs) is smoked when sam build has built it.
+if [ -x "$BUILD/UsersigFunction/bootstrap" ]; then
+  run_one UsersigFunction events/usersig.request.json '"UserSig"'
+else
+  echo "skip UsersigFunction: not built"
+fi
