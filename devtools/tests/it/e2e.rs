@@ -258,7 +258,9 @@ async fn non_text_and_help_get_fixed_replies_without_the_llm() {
     env.webhook("Bot.OnC2CMessage", &c2c_body("ola", "/help", 2)).await;
     env.drain().await;
     let texts: Vec<String> = env.tencent.state.streams().iter().map(Stream::text).collect();
-    assert_eq!(texts, [Texts::en().text_only, Texts::en().help]);
+    let image = shared::bot::job::Part::Other { what: "image".into() };
+    assert_eq!(texts, [Texts::en().text_only_reply(&[image]), Texts::en().help]);
+    assert!(texts[0].contains("not images"), "{texts:?}");
     assert!(env.llm.state.requests().is_empty());
 }
 

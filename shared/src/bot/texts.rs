@@ -3,6 +3,7 @@
 //! (`TCBOT_LANGUAGE`), and a robot's profile may choose another and override any text
 //! ([`TextOverrides`]).
 
+use super::job::Part;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -40,7 +41,8 @@ pub struct Texts {
     pub usage: String,
     /// The reply to `/usage` when the robot has no daily quota.
     pub usage_unlimited: String,
-    /// The reply to a message without text.
+    /// The reply to a message without text; `{what}` names what it held
+    /// ([`Texts::text_only_reply`]).
     pub text_only: String,
     /// Shown when an answer could not be produced or was cut.
     pub apology: String,
@@ -54,6 +56,8 @@ pub struct Texts {
     pub busy: String,
     /// The reply to a group mention that waited longer than the robot's `max_wait_secs`.
     pub overloaded: String,
+    /// The language of the built-in set these texts came from (names of message kinds).
+    pub language: Language,
 }
 
 impl Texts {
@@ -78,13 +82,14 @@ impl Texts {
                 .into(),
             usage: "Messages today: {used} used, {left} left.".into(),
             usage_unlimited: "There is no daily limit on messages with me.".into(),
-            text_only: "I can only read text messages for now. Please write your question in words.".into(),
+            text_only: "I can only read text for now, not {what}. Please write your question in words.".into(),
             apology: "Sorry, something went wrong on my side. Please try again in a moment.".into(),
             truncated_notice: "(The answer was too long and has been cut here.)".into(),
             answer_refused: "I can't answer that.".into(),
             thinking: "thinking…".into(),
             busy: "I'll answer this next".into(),
             overloaded: "Too many questions at once, sorry. Please ask me again in a moment.".into(),
+            language: Language::En,
         }
     }
 
@@ -100,13 +105,14 @@ impl Texts {
             quota_reached: "今天和我的对话已达上限（{limit} 条），请明天再来。".into(),
             usage: "今天已用 {used} 条消息，还剩 {left} 条。".into(),
             usage_unlimited: "和我聊天没有每日条数限制。".into(),
-            text_only: "我暂时只能看懂文字消息，请用文字写下你的问题。".into(),
+            text_only: "我暂时只能看懂文字，看不懂{what}。请用文字写下你的问题。".into(),
             apology: "抱歉，我这边出了点问题，请稍后再试。".into(),
             truncated_notice: "（回答太长，到这里就截断了。）".into(),
             answer_refused: "这个问题我无法回答。".into(),
             thinking: "思考中…".into(),
             busy: "这条我接下来就回答。".into(),
             overloaded: "同时提问的人太多了，抱歉。请稍后再问我一次。".into(),
+            language: Language::Zh,
         }
     }
 
@@ -125,7 +131,31 @@ impl Texts {
             thinking: o.thinking.unwrap_or(self.thinking),
             busy: o.busy.unwrap_or(self.busy),
             overloaded: o.overloaded.unwrap_or(self.overloaded),
+            language: self.language,
         }
+    }
+
+    /// The reply to a message without text that held `parts`: the kinds received, named in
+    /// the texts' language.
+    pub fn text_only_reply(&self, parts: &[Part]) -> String {
+        let mut kinds: Vec<&str> = Vec::new();
+        for p in parts {
+            let what = match p {
+                Part::Image { .. } => "image",
+                Part::Other { what } => what.as_str(),
+            };
+            let name = kind_name(self.language, what);
+            if !kinds.contains(&name) {
+                kinds.push(name);
+            }
+        }
+        let joined = match (self.language, kinds.is_empty()) {
+            (Language::En, true) => "that message".to_owned(),
+            (Language::Zh, true) => "这条消息".to_owned(),
+            (Language::En, false) => kinds.join(" or "),
+            (Language::Zh, false) => kinds.join("或"),
+        };
+        self.text_only.replace("{what}", &joined)
     }
 
     /// The reply to a message over a daily quota of `limit`.
@@ -176,6 +206,26 @@ pub struct TextOverrides {
     pub overloaded: Option<String>,
 }
 
+/// A message kind's name in `language` (the intake's neutral names: `tencent::intake`,
+/// `nim::jobs`).
+fn kind_name(language: Language, what: &str) -> &'static str {
+    let (en, zh) = match what {
+        "image" => ("images", "图片"),
+        "voice" => ("voice messages", "语音"),
+        "file" => ("files", "文件"),
+        "video" => ("videos", "视频"),
+        "location" => ("locations", "位置"),
+        "sticker" => ("stickers", "表情"),
+        "forwarded messages" => ("forwarded messages", "合并转发的消息"),
+        "custom" => ("custom messages", "自定义消息"),
+        _ => ("that kind of message", "这类消息"),
+    };
+    match language {
+        Language::En => en,
+        Language::Zh => zh,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +251,20 @@ mod tests {
         let t = Texts::zh().overridden(o);
         assert_eq!(t.help, "Ask away.");
         assert_eq!(t.apology, Texts::zh().apology);
+    }
+
+    #[test]
+    fn the_text_only_reply_names_what_was_received_in_the_robot_s_language() {
+        let parts = [Part::Other { what: "voice".into() }, Part::Image { url: "u".into(), bytes: None }];
+        assert_eq!(
+            Texts::en().text_only_reply(&parts),
+            "I can only read text for now, not voice messages or images. Please write your question in words."
+        );
+        assert_eq!(Texts::zh().text_only_reply(&parts), "我暂时只能看懂文字，看不懂语音或图片。请用文字写下你的问题。");
+        assert!(Texts::en().text_only_reply(&[]).contains("not that message"));
+        // A robot's own wording without {what} is kept as written.
+        let o = TextOverrides { text_only: Some("Words only, please.".into()), ..TextOverrides::default() };
+        assert_eq!(Texts::zh().overridden(o).text_only_reply(&parts), "Words only, please.");
     }
 
     #[test]

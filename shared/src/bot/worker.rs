@@ -559,7 +559,7 @@ impl Worker {
         };
         let text = job.text.trim().to_owned();
         if text.is_empty() && images.is_empty() {
-            return reply(sink, &texts.text_only, "text_only").await;
+            return reply(sink, &texts.text_only_reply(&job.parts), "text_only").await;
         }
         match text.trim() {
             "/reset" => {
