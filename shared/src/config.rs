@@ -261,8 +261,9 @@ pub struct Settings {
 }
 
 /// Game teams (`group-team-events`): what the team is told when it is complete and when
-/// players leave. `{members}` is replaced by the IDs of those who left, `{how}` by `quit` or
-/// `were kicked`, `{group}` by the group's ID.
+/// players leave. `{members}` is replaced by the IDs of those who left, `{how}` by `quit`,
+/// `was kicked` or `were kicked` (in the message to a player: `left` or `were removed from`),
+/// `{group}` by the group's ID.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeamSettings {
     /// The group system notification when the team is full.

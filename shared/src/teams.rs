@@ -45,6 +45,14 @@ impl ExitHow {
             (ExitHow::Other, _) => "left",
         }
     }
+
+    /// The words for `{how}` in the message to a player who left: "You {how} team {group}".
+    pub fn words_to_player(self) -> &'static str {
+        match self {
+            ExitHow::Kicked => "were removed from",
+            ExitHow::Quit | ExitHow::Other => "left",
+        }
+    }
 }
 
 /// The claim key of one send: `team#<kind>#<hash of what identifies it>`.
@@ -79,7 +87,7 @@ pub struct Teams {
     pub exit_text: String,
     /// Who sends each player who left a one-to-one message; `None`: no message.
     pub exit_dm_from: Option<String>,
-    /// That message (`{how}`, `{group}`).
+    /// That message (`{group}`, and `{how}`: `left` or `were removed from`).
     pub exit_dm_text: String,
     pub ttl_secs: u64,
 }
@@ -130,7 +138,7 @@ impl Teams {
             .replace("{group}", &x.group_id);
         let mut sent = self.notify_once(&key, &x.group_id, text).await?;
         if let Some(from) = &self.exit_dm_from {
-            let text = self.exit_dm_text.replace("{how}", how.words(1)).replace("{group}", &x.group_id);
+            let text = self.exit_dm_text.replace("{how}", how.words_to_player()).replace("{group}", &x.group_id);
             for player in &left {
                 let (key, h) = claim("dm", &format!("{seed}#{player}"));
                 if self.store.get_doc(&key).await?.is_some() {
@@ -182,6 +190,8 @@ mod tests {
         assert_eq!(ExitHow::parse(Some("Kicked")).words(3), "were kicked");
         assert_eq!(ExitHow::parse(Some("Banned")).words(1), "left");
         assert_eq!(ExitHow::parse(None), ExitHow::Other);
+        assert_eq!(ExitHow::Kicked.words_to_player(), "were removed from");
+        assert_eq!(ExitHow::Quit.words_to_player(), "left");
     }
 
     #[test]
