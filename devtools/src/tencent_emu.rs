@@ -229,6 +229,16 @@ pub struct GroupMessage {
     pub modifications: u32,
 }
 
+/// A group system notification sent with `send_group_system_notification`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SystemNotification {
+    pub group_id: String,
+    pub content: String,
+    /// The recipients; empty: every member.
+    pub to_members: Vec<String>,
+    pub topic_id: Option<String>,
+}
+
 /// What the bot did, as it happened, for live display. A native stream's chunks are reported
 /// as [`Seen::StreamChunk`] too, with its `StreamMsgID` as `msg_key` and, for a group, the group
 /// ID as `to`.
@@ -253,6 +263,7 @@ struct Inner {
     robots: BTreeSet<String>,
     group_seq: HashMap<String, u64>,
     topics: BTreeSet<String>,
+    notifications: Vec<SystemNotification>,
     seen_randoms: HashMap<(String, u64), u64>,
 }
 
@@ -272,6 +283,7 @@ impl Default for Inner {
             robots: BTreeSet::new(),
             group_seq: HashMap::new(),
             topics: BTreeSet::new(),
+            notifications: Vec::new(),
             seen_randoms: HashMap::new(),
         }
     }
@@ -387,6 +399,11 @@ impl EmuState {
 
     pub fn topics(&self) -> Vec<String> {
         self.lock().topics.iter().cloned().collect()
+    }
+
+    /// Group system notifications, in the order they were sent.
+    pub fn system_notifications(&self) -> Vec<SystemNotification> {
+        self.lock().notifications.clone()
     }
 
     /// Live events of what the bot sends.
@@ -725,6 +742,25 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
                 return fail(10021, "topic already exists");
             }
             ok(json!({ "TopicId": id }))
+        }
+        "group_open_http_svc/send_group_system_notification" => {
+            let (Some(group), Some(content)) = (str_field(b, "GroupId"), str_field(b, "Content")) else {
+                return fail(10004, "GroupId and Content are required");
+            };
+            let to_members: Vec<String> = match b.get("ToMembers_Account") {
+                None => vec![],
+                Some(Value::Array(a)) if a.len() <= 500 && a.iter().all(Value::is_string) => {
+                    a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+                }
+                Some(_) => return fail(10004, "ToMembers_Account must list at most 500 UserIDs"),
+            };
+            g.notifications.push(SystemNotification {
+                group_id: group.into(),
+                content: content.into(),
+                to_members,
+                topic_id: str_field(b, "TopicId").map(str::to_owned),
+            });
+            ok(json!({}))
         }
         "openim/admin_getroammsg" => ok(json!({ "Complete": 1, "MsgCnt": 0, "MsgList": [] })),
         "group_open_http_svc/group_msg_get_simple" => {

@@ -17,6 +17,7 @@ use crate::router::{Router, Routes};
 use crate::secrets::{AppSecrets, SecretsError};
 use crate::stats::Stats;
 use crate::store::DynamoStore;
+use crate::teams::Teams;
 use crate::tencent::RestClient;
 use crate::tencent::client::RestOptions;
 use crate::tencent::sinks::TencentOutbound;
@@ -161,6 +162,8 @@ impl Boot {
                 ("State.StateChange", &e.presence_queue_url),
                 ("Group.CallbackAfterCreateGroup", &e.group_created_queue_url),
                 ("Group.CallbackAfterNewMemberJoin", &e.member_joined_queue_url),
+                ("Group.CallbackAfterGroupFull", &e.team_events_queue_url),
+                ("Group.CallbackAfterMemberExit", &e.team_events_queue_url),
             ]),
         }
     }
@@ -218,6 +221,20 @@ impl Boot {
             welcome_from: e.welcome_from.clone(),
             welcome_text: e.welcome_text.clone(),
             welcome_topic: e.welcome_topic.clone(),
+            ttl_secs: 7 * 86_400,
+        })
+    }
+
+    /// The game-team service (`group-team-events`).
+    pub fn teams(&self) -> Result<Teams, BootError> {
+        let t = &self.settings.teams;
+        Ok(Teams {
+            store: self.store(),
+            chat: self.rest()?,
+            full_text: t.full_text.clone(),
+            exit_text: t.exit_text.clone(),
+            exit_dm_from: t.exit_dm_from.clone(),
+            exit_dm_text: t.exit_dm_text.clone(),
             ttl_secs: 7 * 86_400,
         })
     }

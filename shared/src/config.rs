@@ -257,6 +257,22 @@ pub struct Settings {
     pub stream: StreamSettings,
     pub events: EventSettings,
     pub nim: NimSettings,
+    pub teams: TeamSettings,
+}
+
+/// Game teams (`group-team-events`): what the team is told when it is complete and when
+/// players leave. `{members}` is replaced by the IDs of those who left, `{how}` by `quit`,
+/// `was kicked` or `were kicked` (in the message to a player: `left` or `were removed from`),
+/// `{group}` by the group's ID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamSettings {
+    /// The group system notification when the team is full.
+    pub full_text: String,
+    /// The group system notification when players leave.
+    pub exit_text: String,
+    /// Who sends each player who left a one-to-one message; unset: no message.
+    pub exit_dm_from: Option<String>,
+    pub exit_dm_text: String,
 }
 
 /// The commands other than the chatbot's: where the router sends them and how their functions
@@ -274,6 +290,9 @@ pub struct EventSettings {
     pub presence_queue_url: Option<String>,
     pub group_created_queue_url: Option<String>,
     pub member_joined_queue_url: Option<String>,
+    /// The game-team function's queue (`Group.CallbackAfterGroupFull`,
+    /// `Group.CallbackAfterMemberExit`).
+    pub team_events_queue_url: Option<String>,
     /// The field of a custom message's `Data` JSON that names its kind (`like`, `gift`).
     pub stats_kind_field: String,
     /// Topics created in every new Community group.
@@ -498,6 +517,7 @@ impl Settings {
                 presence_queue_url: env.opt("TCBOT_PRESENCE_QUEUE_URL"),
                 group_created_queue_url: env.opt("TCBOT_GROUP_CREATED_QUEUE_URL"),
                 member_joined_queue_url: env.opt("TCBOT_MEMBER_JOINED_QUEUE_URL"),
+                team_events_queue_url: env.opt("TCBOT_TEAM_EVENTS_QUEUE_URL"),
                 stats_kind_field: env.opt("TCBOT_STATS_KIND_FIELD").unwrap_or_else(|| "type".into()),
                 welcome_from: env.opt("TCBOT_WELCOME_FROM"),
                 welcome_text: env
@@ -516,6 +536,18 @@ impl Settings {
                     }
                 },
                 default_topics,
+            },
+            teams: TeamSettings {
+                full_text: env
+                    .opt("TCBOT_TEAM_FULL_TEXT")
+                    .unwrap_or_else(|| "The team is complete. Good luck, have fun!".into()),
+                exit_text: env
+                    .opt("TCBOT_TEAM_EXIT_TEXT")
+                    .unwrap_or_else(|| "{members} {how}. The team has room for new players.".into()),
+                exit_dm_from: env.opt("TCBOT_TEAM_EXIT_DM_FROM"),
+                exit_dm_text: env
+                    .opt("TCBOT_TEAM_EXIT_DM_TEXT")
+                    .unwrap_or_else(|| "You are no longer in team {group}. Find a new team any time!".into()),
             },
         })
     }

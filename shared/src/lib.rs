@@ -27,6 +27,7 @@ pub mod router;
 pub mod secrets;
 pub mod stats;
 pub mod store;
+pub mod teams;
 pub mod tencent;
 pub mod usersigs;
 pub mod webhook;

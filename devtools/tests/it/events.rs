@@ -125,3 +125,29 @@ async fn other_command_events_are_handled_by_their_functions() {
     let forbid = serde_json::json!(["ForbidBeforeSendMsgCallback", "ForbidAfterSendMsgCallback"]);
     assert!(welcome.iter().all(|c| c.body["ForbidCallbackControl"] == forbid), "{welcome:?}");
 }
+
+#[tokio::test]
+async fn team_events_are_handled_by_their_function() {
+    use shared::event_worker::sqs_handler;
+    let env = Env::new().await;
+    let teams = shared::teams::Teams {
+        store: guarded("GroupTeamEventsFunction", &env.store),
+        chat: env.chat.clone(),
+        full_text: "Team {group} is complete".into(),
+        exit_text: "{members} {how}".into(),
+        exit_dm_from: Some("administrator".into()),
+        exit_dm_text: "You {how} {group}".into(),
+        ttl_secs: 60,
+    };
+    for name in ["group-team-events.group-full.json", "group-team-events.member-exit.json"] {
+        let ev: SqsEvent = serde_json::from_value(event(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(sqs_handler(&teams, ev).await.batch_item_failures.is_empty(), "{name}");
+    }
+    let notes: Vec<String> = env.tencent.state.system_notifications().into_iter().map(|n| n.content).collect();
+    assert_eq!(notes, ["Team @TGS#2TEAMFULL1 is complete", "player4 was kicked"]);
+    let dms = env.tencent.state.c2c_messages();
+    assert_eq!(
+        dms,
+        [("administrator".to_owned(), "player4".to_owned(), "You were removed from @TGS#2TEAMFULL1".to_owned())]
+    );
+}

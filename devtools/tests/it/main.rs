@@ -21,6 +21,7 @@ mod router;
 mod secrets;
 mod soak;
 mod store_contract;
+mod teams;
 mod template;
 mod texts;
 mod usersig_interop;

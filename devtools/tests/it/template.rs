@@ -532,6 +532,10 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
                 "PresenceDeadLetterAlarm",
                 "GroupCreatedDeadLetterAlarm",
                 "MemberJoinedDeadLetterAlarm",
+                "GroupTeamEventsFunction",
+                "TeamEventsQueue",
+                "TeamEventsDeadLetterQueue",
+                "TeamEventsDeadLetterAlarm",
             ];
             let has_output = |o: &str| outputs.iter().any(|x| x == o);
             match platform.as_str() {

@@ -376,6 +376,25 @@ pub struct CreateTopicReply {
     pub topic_id: Option<String>,
 }
 
+/// `v4/group_open_http_svc/send_group_system_notification`: a system notification shown in
+/// the group, not a message from anyone [doc:https://trtc.io/document/34958 (field names seen in
+/// several Tencent SDKs: `GroupId`, `ToMembers_Account`, `Content`, `TopicId`)]. Without
+/// `ToMembers_Account` every member gets it (up to 500 recipients when listed). Tencent
+/// documents no `Random` for it, so a repeated call shows twice: callers record what they sent.
+/// Whether it triggers the app's send callbacks is UNCONFIRMED (no `ForbidCallbackControl` is
+/// documented for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendGroupSystemNotification {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "ToMembers_Account", skip_serializing_if = "Vec::is_empty", default)]
+    pub to_members_account: Vec<String>,
+    #[serde(rename = "Content")]
+    pub content: String,
+    #[serde(rename = "TopicId", skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

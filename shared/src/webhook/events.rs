@@ -19,11 +19,13 @@ pub enum Command {
     StateChange,
     GroupAfterCreateGroup,
     GroupAfterNewMemberJoin,
+    GroupAfterGroupFull,
+    GroupAfterMemberExit,
     Unknown(String),
 }
 
 impl Command {
-    const NAMES: [(&'static str, Command); 9] = [
+    const NAMES: [(&'static str, Command); 11] = [
         ("Bot.OnC2CMessage", Command::BotC2cMessage),
         ("Bot.OnGroupMessage", Command::BotGroupMessage),
         ("C2C.CallbackBeforeSendMsg", Command::C2cBeforeSendMsg),
@@ -33,6 +35,8 @@ impl Command {
         ("State.StateChange", Command::StateChange),
         ("Group.CallbackAfterCreateGroup", Command::GroupAfterCreateGroup),
         ("Group.CallbackAfterNewMemberJoin", Command::GroupAfterNewMemberJoin),
+        ("Group.CallbackAfterGroupFull", Command::GroupAfterGroupFull),
+        ("Group.CallbackAfterMemberExit", Command::GroupAfterMemberExit),
     ];
 
     pub fn parse(name: &str) -> Self {
@@ -255,6 +259,35 @@ pub struct GroupAfterNewMemberJoin {
     pub event_time: Option<u64>,
 }
 
+/// `Group.CallbackAfterGroupFull`: the group reached its member limit (a game team is
+/// complete). The reply is ignored (protocol doc §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupAfterGroupFull {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "EventTime", default, deserialize_with = "opt_u64_lenient")]
+    pub event_time: Option<u64>,
+}
+
+/// `Group.CallbackAfterMemberExit`: members quit or were kicked. The reply is ignored
+/// (protocol doc §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupAfterMemberExit {
+    #[serde(rename = "GroupId")]
+    pub group_id: String,
+    #[serde(rename = "Type", default)]
+    pub group_type: Option<String>,
+    /// `Kicked` or `Quit`; other values are kept as they came.
+    #[serde(rename = "ExitType", default)]
+    pub exit_type: Option<String>,
+    #[serde(rename = "Operator_Account", default)]
+    pub operator_account: Option<String>,
+    #[serde(rename = "ExitMemberList", default)]
+    pub exit_member_list: Vec<Member>,
+    #[serde(rename = "EventTime", default, deserialize_with = "opt_u64_lenient")]
+    pub event_time: Option<u64>,
+}
+
 /// A parsed webhook body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookEvent {
@@ -267,6 +300,8 @@ pub enum WebhookEvent {
     StateChange(StateChange),
     GroupAfterCreateGroup(GroupAfterCreateGroup),
     GroupAfterNewMemberJoin(GroupAfterNewMemberJoin),
+    GroupAfterGroupFull(GroupAfterGroupFull),
+    GroupAfterMemberExit(GroupAfterMemberExit),
     /// A command this product does not know, kept as it came.
     Unknown {
         command: String,
@@ -297,6 +332,8 @@ impl WebhookEvent {
             Command::StateChange => Self::StateChange(typed(command, body)?),
             Command::GroupAfterCreateGroup => Self::GroupAfterCreateGroup(typed(command, body)?),
             Command::GroupAfterNewMemberJoin => Self::GroupAfterNewMemberJoin(typed(command, body)?),
+            Command::GroupAfterGroupFull => Self::GroupAfterGroupFull(typed(command, body)?),
+            Command::GroupAfterMemberExit => Self::GroupAfterMemberExit(typed(command, body)?),
             Command::Unknown(name) => {
                 let value: serde_json::Value = serde_json::from_slice(body).map_err(json_error(command))?;
                 check_command(command, value.get("CallbackCommand").and_then(|v| v.as_str()))?;

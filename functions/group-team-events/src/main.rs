@@ -1,0 +1,16 @@
+//! `group-team-events`: triggered by its SQS queue. Wiring only; the logic is `shared::teams`.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::boot::Boot;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::observe::init_tracing();
+    let service = Boot::load().await?.teams()?;
+    let service = &service;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(shared::event_worker::sqs_handler(service, ev.payload).await)
+    }))
+    .await
+}
