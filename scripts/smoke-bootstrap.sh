@@ -60,7 +60,7 @@ run_one BotGroupMessageFunction "$WORK/empty-sqs.json" 'batchItemFailures'
 # The store is unreachable here: moderation reads no policy and allows.
 run_one GroupBeforeSendMsgFunction events/group-before-send-msg.text.json '"ActionStatus":"OK"'
 run_one C2cBeforeSendMsgFunction events/c2c-before-send-msg.text.json '"ActionStatus":"OK"'
-for f in GroupAfterSendMsgFunction StateChangeFunction GroupAfterCreateGroupFunction GroupAfterNewMemberJoinFunction; do
+for f in GroupAfterSendMsgFunction StateChangeFunction GroupAfterCreateGroupFunction GroupAfterNewMemberJoinFunction GroupTeamEventsFunction; do
   run_one "$f" "$WORK/empty-sqs.json" 'batchItemFailures'
 done
 # A conditional function (ServesUserSigs) is smoked when sam build has built it.
