@@ -12,8 +12,10 @@ use devtools::nim_emu::{CopyMessage, NimEmulator, copy_headers};
 use shared::bot::dead_letter::DeadLetter;
 use shared::bot::job::Platform;
 use shared::bot::texts::Texts;
+use shared::keys;
 use shared::nim::NimRouter;
 use shared::nim::intake::{CopyHeaders, KnownRobot};
+use shared::store::Store;
 use shared::webhook::CallbackQuery;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -122,6 +124,12 @@ async fn setup() -> (Env, NimEmulator, NimRouter) {
     })
     .await;
     env.llm.state.set_token_delay(Duration::ZERO);
+    // The soak queues everything at once and measures that each message is answered: no
+    // waiting bound (`max_wait_secs` would tell the last of a long backlog the room is busy).
+    let unbounded = r#"{"max_wait_secs": 0}"#;
+    for key in [keys::profile(Platform::Tencent, crate::common::BOT), keys::profile(Platform::Nim, NIM_ROBOT)] {
+        env.store.put_doc(&key, unbounded, None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
     (env, nim, router)
 }
 
