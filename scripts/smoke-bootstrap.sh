@@ -65,7 +65,7 @@ for f in GroupAfterSendMsgFunction StateChangeFunction GroupAfterCreateGroupFunc
 done
 # A conditional function (ServesUserSigs) is smoked when sam build has built it.
 if [ -x "$BUILD/UsersigFunction/bootstrap" ]; then
-  run_one UsersigFunction events/usersig.request.json '"UserSig"'
+  run_one UsersigFunction events/usersig.request.json 'UserID\\":\\"alice_01'
 else
   echo "skip UsersigFunction: not built"
 fi

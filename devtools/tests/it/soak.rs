@@ -186,15 +186,18 @@ fn body(c: u64, k: u64) -> String {
 
 /// Runs the worker over both queues until they are empty, one message per invocation as the
 /// template's event source mappings do (`BatchSize: 1`), waiting for messages that a failure
-/// made invisible for a while (at most a minute in all). Returns how many messages were
-/// handled.
+/// made invisible for a while (until a minute passes with nothing to handle). Returns how many
+/// messages were handled.
 ///
 /// One at a time matters here: with several messages of one FIFO group in flight (a batch that
 /// failed after its first message, each retried after its own jittered delay), moto's group
 /// lock can let a later message of the group through before an earlier one that is visible
 /// again, which SQS never does.
 async fn drain(env: &Env) -> usize {
-    let started = Instant::now();
+    // Idle time, not total time, bounds the wait: a 1,000-message soak runs for minutes, and a
+    // moment when every waiting message is in its retry backoff is not the end.
+    let mut idle_since = Instant::now();
+    let mut retry_due: Option<Instant> = None;
     let mut total = 0;
     loop {
         let mut n = 0;
@@ -205,13 +208,18 @@ async fn drain(env: &Env) -> usize {
             .await
             .unwrap_or_else(|e| panic!("poll: {e}"));
             n += stats.received;
+            if stats.failed > 0 {
+                retry_due = Some(Instant::now() + env.worker.retry_max + Duration::from_secs(1));
+            }
         }
         total += n;
         if n > 0 {
+            idle_since = Instant::now();
             continue;
         }
         let waiting = env.depth(&env.stack.c2c_queue).await + env.depth(&env.stack.group_queue).await;
-        if waiting == 0 || started.elapsed() > Duration::from_secs(60) {
+        let retry_pending = retry_due.is_some_and(|t| Instant::now() < t);
+        if (waiting == 0 && !retry_pending) || idle_since.elapsed() > Duration::from_secs(60) {
             return total;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
