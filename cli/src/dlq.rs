@@ -166,7 +166,7 @@ impl Redrive<'_> {
         let key = d.job.key();
         // Forget that it was answered (with the apology), so the worker answers it again. Before
         // the send: after it, the worker could read the old record first and skip the job.
-        let reply = format!("reply#{key}");
+        let reply = shared::keys::reply_of_key(&key);
         self.store.delete_doc(&reply).await.map_err(|source| RedriveError::Forget { key: key.clone(), source })?;
         self.queue
             .send(self.to, &d.redrive_message(dlq_message_id))

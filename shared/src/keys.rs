@@ -74,7 +74,7 @@ pub fn conversation(j: &Job, per_member: bool) -> String {
 
 /// The answer's reply record (`sending`, `open`, `done`).
 pub fn reply(j: &Job) -> String {
-    format!("reply#{}", job(j))
+    reply_of_key(&job(j))
 }
 
 /// A reply record by job key (the dead-letter redrive has the key, not the job).

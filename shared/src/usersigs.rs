@@ -79,7 +79,9 @@ impl UserSigs {
         let identity = claims.get(&self.claim).filter(|v| !v.trim().is_empty());
         let identity = identity.ok_or_else(|| Refused::NoIdentity(self.claim.clone()))?;
         let user_id = user_id(identity);
-        if user_id.starts_with('@') || user_id.eq_ignore_ascii_case(&self.admin) {
+        // `user_id` never starts with `@` (not a plain UserID, so hashed): no robot or other
+        // `@` account can be claimed; the admin is the one plain name refused.
+        if user_id.eq_ignore_ascii_case(&self.admin) {
             return Err(Refused::Reserved);
         }
         let ttl = self.ttl.min(MAX_TTL).as_secs().max(1);

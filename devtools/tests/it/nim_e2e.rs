@@ -6,16 +6,12 @@ use crate::common::{Env, user_messages};
 use devtools::llm_emu::{default_answer, turn_text};
 use devtools::nim_emu::{CopyMessage, EmuStream, Endpoint, NimEmulator, copy_headers};
 use shared::bot::job::Platform;
-use shared::bot::sink::{Outbound, StreamMode};
 use shared::bot::texts::Texts;
 use shared::keys;
-use shared::nim::intake::{CopyHeaders, IntakeLimits, KnownRobot};
-use shared::nim::{NimClient, NimOptions, NimOutbound, NimRouter};
-use shared::platforms::PlatformOutbound;
+use shared::nim::NimRouter;
+use shared::nim::intake::{CopyHeaders, KnownRobot};
 use shared::router::Outcome;
-use shared::secrets::SecretString;
 use shared::store::Store;
-use std::sync::Arc;
 use std::time::Duration;
 
 const APP_KEY: &str = "nim-e2e-appkey";
@@ -38,37 +34,9 @@ impl NimEnv {
     }
 
     async fn with(team_streaming: bool) -> NimEnv {
-        let nim = NimEmulator::start(APP_KEY, APP_SECRET).await.unwrap_or_else(|e| panic!("nim: {e}"));
-        let opts = NimOptions {
-            base_url: nim.base_url(),
-            timeout: Duration::from_millis(500),
-            max_attempts: 4,
-            backoff_base: Duration::from_millis(10),
-            backoff_max: Duration::from_millis(50),
-        };
-        let client = NimClient::new(reqwest::Client::new(), opts, APP_KEY.into(), SecretString::new(APP_SECRET));
-        let nim_out: Arc<dyn Outbound> = Arc::new(NimOutbound::new(Arc::new(client), 12_000, team_streaming));
-        let env = Env::with(|w| {
-            w.outbound = Arc::new(PlatformOutbound {
-                tencent: Some(w.outbound.clone()),
-                nim: Some(nim_out),
-                nim_direct_mode: StreamMode::NativeStream,
-            });
-            if team_streaming {
-                w.stream.group_mode = StreamMode::NativeStream;
-            }
-        })
-        .await;
-        let router = NimRouter {
-            app_key: APP_KEY.into(),
-            secret: SecretString::new(APP_SECRET),
-            limits: IntakeLimits::default(),
-            robots: vec![KnownRobot { accid: ROBOT.into(), nickname: Some(NICK.into()) }],
-            queue: Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
-            c2c_queue_url: env.stack.c2c_queue.clone(),
-            group_queue_url: env.stack.group_queue.clone(),
-            store: crate::common::guarded("NimCallbackRouterFunction", &env.store),
-        };
+        let robot = KnownRobot { accid: ROBOT.into(), nickname: Some(NICK.into()) };
+        let (env, nim, router) =
+            crate::nim_events::env_with_nim(APP_KEY, APP_SECRET, robot, team_streaming, |_| {}).await;
         NimEnv { env, nim, router }
     }
 

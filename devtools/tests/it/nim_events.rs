@@ -25,11 +25,12 @@ const SIGNED_AT_MS: &str = "1700000000000";
 
 /// The Tencent test environment with NIM beside it: a NIM emulator for `app_key`/`secret`, the
 /// worker's outbound serving both platforms (adjusted by `tweak` first), and a NIM router for
-/// `robot` on the same queues as Tencent's.
+/// `robot` on the same queues as Tencent's. With `team_streaming` team answers stream too.
 pub async fn env_with_nim(
     app_key: &str,
     secret: &str,
     robot: KnownRobot,
+    team_streaming: bool,
     tweak: impl FnOnce(&mut Worker),
 ) -> (Env, NimEmulator, NimRouter) {
     let nim = NimEmulator::start(app_key, secret).await.unwrap_or_else(|e| panic!("nim: {e}"));
@@ -41,7 +42,7 @@ pub async fn env_with_nim(
         backoff_max: Duration::from_millis(50),
     };
     let client = NimClient::new(reqwest::Client::new(), opts, app_key.into(), SecretString::new(secret));
-    let nim_out: Arc<dyn Outbound> = Arc::new(NimOutbound::new(Arc::new(client), 12_000, false));
+    let nim_out: Arc<dyn Outbound> = Arc::new(NimOutbound::new(Arc::new(client), 12_000, team_streaming));
     let env = Env::with(|w| {
         tweak(w);
         w.outbound = Arc::new(PlatformOutbound {
@@ -49,6 +50,9 @@ pub async fn env_with_nim(
             nim: Some(nim_out),
             nim_direct_mode: StreamMode::NativeStream,
         });
+        if team_streaming {
+            w.stream.group_mode = StreamMode::NativeStream;
+        }
     })
     .await;
     let router = NimRouter {
@@ -110,7 +114,7 @@ fn the_sample_copies_are_signed_like_nim_with_the_local_keys() {
 #[tokio::test]
 async fn nim_router_events_are_routed_and_answered_through_nim() {
     let robot = KnownRobot { accid: "mybot".into(), nickname: Some("MyBot".into()) };
-    let (env, nim, router) = env_with_nim(APP_KEY, APP_SECRET, robot, |_| {}).await;
+    let (env, nim, router) = env_with_nim(APP_KEY, APP_SECRET, robot, false, |_| {}).await;
     // As committed, the copies are long stale: refused, nothing queued.
     for name in EVENTS {
         let (status, reply) = invoke(&router, name, &event(name)).await;

@@ -117,7 +117,7 @@ fn nim_conversation(c: u64) -> String {
 /// and a NIM router on the same queues as Tencent's.
 async fn setup() -> (Env, NimEmulator, NimRouter) {
     let robot = KnownRobot { accid: NIM_ROBOT.into(), nickname: Some(NIM_NICK.into()) };
-    let (env, nim, router) = crate::nim_events::env_with_nim(NIM_APP_KEY, NIM_SECRET, robot, |w| {
+    let (env, nim, router) = crate::nim_events::env_with_nim(NIM_APP_KEY, NIM_SECRET, robot, false, |w| {
         w.stream.interval = Duration::from_millis(5);
         w.defaults.first_token_timeout = Duration::from_millis(500);
         w.stream.max_chunk_bytes = 120;
