@@ -29,8 +29,7 @@ async fn busy_env(note_after: Duration, burst: Duration) -> (Env, String) {
         .unwrap_or_default();
     env.worker.busy.queue_url = Some(busy_queue.clone());
     env.worker.busy.note_after = note_after;
-    env.router.arrivals =
-        Arrivals { busy_queue_url: Some(busy_queue.clone()), note_after, inbox: !burst.is_zero() };
+    env.router.arrivals = Arrivals { busy_queue_url: Some(busy_queue.clone()), note_after, inbox: !burst.is_zero() };
     (env, busy_queue)
 }
 
@@ -63,7 +62,12 @@ async fn work_checks(env: &Env, queue: &str, secs: i32) -> Vec<String> {
 
 fn notes(env: &Env) -> usize {
     let busy = Texts::en().busy;
-    env.tencent.state.c2c_messages().iter().filter(|(from, to, text)| from == BOT && to == "alice" && *text == busy).count()
+    env.tencent
+        .state
+        .c2c_messages()
+        .iter()
+        .filter(|(from, to, text)| from == BOT && to == "alice" && *text == busy)
+        .count()
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ pub struct Texts {
     pub truncated_notice: String,
     /// Shown in place of an answer a moderation policy refuses.
     pub answer_refused: String,
-    /// Shown while an answer is being prepared (not sent yet).
+    /// The placeholder shown while an answer is being prepared (`modify` and `final` modes).
     pub thinking: String,
     /// Told to a message that waits behind the answer in progress (a busy check); empty: never.
     pub busy: String,

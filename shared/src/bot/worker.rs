@@ -187,7 +187,8 @@ impl Control for JobControl<'_> {
     }
 
     async fn opened(&self, stream_id: &str, mode: StreamMode) {
-        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode), into: None };
+        let doc =
+            ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode), into: None };
         // `sending` is already recorded, so a crash from here on is recovered without a second
         // answer even when this write fails; the stream id only lets recovery finish the stream.
         if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
@@ -526,7 +527,12 @@ impl Worker {
                 let cleared = match f.placeholder {
                     None => self.store.delete_doc(&reply_key).await,
                     Some((id, mode)) => {
-                        let doc = ReplyState { state: "placeholder".into(), stream_id: Some(id), mode: Some(mode), into: None };
+                        let doc = ReplyState {
+                            state: "placeholder".into(),
+                            stream_id: Some(id),
+                            mode: Some(mode),
+                            into: None,
+                        };
                         self.store.put_doc(&reply_key, &json(&doc), Some(self.history_ttl_secs)).await
                     }
                 };
@@ -908,8 +914,8 @@ impl Worker {
                 tracing::info!(messages = burst.jobs.len(), "more of the burst arrived; asking again with all of it");
                 continue;
             }
-            let (first, rest, model) =
-                started.map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
+            let (first, rest, model) = started
+                .map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
             break (first, rest, model, user_turn);
         };
         if burst.jobs.len() > 1 {
