@@ -494,7 +494,7 @@ impl Worker {
             "placeholder" => (state.mode, state.stream_id),
             _ => (None, None),
         };
-        let mut sink = self.open_sink(job, &profile, mode, resume.clone()).await.map_err(|e| Retry(e.to_string()))?;
+        let mut sink = self.open_sink(job, profile, mode, resume.clone()).await.map_err(|e| Retry(e.to_string()))?;
         let ctl = JobControl {
             store: self.store.as_ref(),
             reply_key: reply_key.clone(),
@@ -505,7 +505,7 @@ impl Worker {
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
         let shown_placeholder = resume.zip(mode);
-        let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
+        let answered = self.answer(job, profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
         for mode in sink.refused() {
             self.refused_modes.insert((job.bot.clone(), job.in_group(), *mode), ()).await;
         }
