@@ -56,8 +56,7 @@ async fn work_checks(env: &Env, queue: &str, secs: i32) -> Vec<String> {
     })
     .await
     .unwrap_or_else(|e| panic!("poll: {e}"));
-    let out = bodies.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    out
+    bodies.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 fn notes(env: &Env) -> usize {
