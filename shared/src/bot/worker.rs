@@ -830,7 +830,7 @@ impl Worker {
         let mut placeholder_at = None;
         let mut placeholder = shown_placeholder;
         let llm_started = tokio::time::Instant::now();
-        let (first, rest, model, mut user_turn) = loop {
+        let (first, rest, model, mut user_turn, first_token_ms) = loop {
             // Messages already waiting are joined before the LLM is asked.
             if burst.close_ms().is_some() {
                 self.take_followers(&mut burst).await.map_err(fail(true))?;
@@ -880,6 +880,7 @@ impl Worker {
             };
             let hold = burst.open_until();
             let started = async {
+                let asked = Instant::now();
                 let started = start_with_fallback(
                     self.llm.as_ref(),
                     &req,
@@ -889,11 +890,12 @@ impl Worker {
                     deadline,
                 )
                 .await;
+                let first_token_ms = asked.elapsed().as_millis() as u64;
                 // The first token waits for the burst window to close.
                 if let Some(until) = hold {
                     tokio::time::sleep_until(until).await;
                 }
-                started
+                (started, first_token_ms)
             };
             tokio::pin!(started);
             // A slow first token: the user sees the placeholder (where the mode can replace it)
@@ -914,14 +916,14 @@ impl Worker {
                 tracing::info!(messages = burst.jobs.len(), "more of the burst arrived; asking again with all of it");
                 continue;
             }
+            let (started, first_token_ms) = started;
             let (first, rest, model) = started
                 .map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
-            break (first, rest, model, user_turn);
+            break (first, rest, model, user_turn, first_token_ms);
         };
         if burst.jobs.len() > 1 {
             tracing::info!(messages = burst.jobs.len(), "a burst answered as one turn");
         }
-        let first_token_ms = llm_started.elapsed().as_millis() as u64;
         ctl.sending().await.map_err(fail(true))?;
         let mut cfg = PumpSettings::from_stream(&self.stream, texts);
         cfg.last_call = placeholder_at;
@@ -974,6 +976,41 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::job::testing::job;
+
+    fn at(msg: &str, text: &str, received_ms: u64) -> Job {
+        Job { received_ms, ..job("@RBT#a", "ann", None, msg, text) }
+    }
+
+    #[test]
+    fn a_burst_closes_a_window_after_its_last_message_within_a_cap() {
+        let mut b = Burst::new(&at("1", "Tell me", 1_000), Duration::from_millis(1_500));
+        assert_eq!(b.close_ms(), Some(2_500));
+        b.jobs.push(at("2", " about Rust ", 2_000));
+        assert_eq!(b.close_ms(), Some(3_500), "each message opens the window again");
+        for i in 0..7 {
+            b.jobs.push(at(&format!("x{i}"), "", 2_000 + 1_400 * (i + 1)));
+        }
+        assert_eq!(b.close_ms(), Some(11_000), "no later than 10 s after the first");
+        b.jobs.push(at("last", "", 11_000));
+        assert_eq!(b.jobs.len(), MAX_BURST);
+        assert_eq!(b.close_ms(), None, "full");
+        assert_eq!(Burst::new(&at("1", "hi", 1_000), Duration::ZERO).close_ms(), None, "no window");
+        assert!(Burst::new(&at("1", "hi", 1_000), Duration::from_millis(1_500)).open_until().is_none(), "long past");
+    }
+
+    #[test]
+    fn a_burst_s_words_are_one_line_per_message_and_its_images_only_for_vision() {
+        let image = Part::Image { url: "https://cos.example/a.png".into(), bytes: Some(10) };
+        let mut second = at("2", "", 1_200);
+        second.parts = vec![image];
+        let b = Burst {
+            jobs: vec![at("1", " What is this? ", 1_000), second, at("3", "and why", 1_300)],
+            window_ms: 1_500,
+        };
+        assert_eq!(b.content(false), ("What is this?\nand why".to_owned(), vec![]));
+        assert_eq!(b.content(true).1, vec!["https://cos.example/a.png".to_owned()]);
+    }
 
     #[test]
     fn deadlines_are_unix_times_or_the_local_runtime_s_durations() {
