@@ -204,3 +204,29 @@ async fn in_a_group_another_member_s_message_ends_a_burst_and_commands_are_never
         env.tencent.state.streams()
     );
 }
+
+#[tokio::test]
+async fn a_mention_with_more_than_max_pending_waiting_behind_it_gets_the_overloaded_reply() {
+    // No bursts here, but the routers note arrivals as a deployment with bursts does.
+    let (mut env, _) = busy_env(Duration::from_secs(5), Duration::ZERO).await;
+    env.router.arrivals.inbox = true;
+    use shared::store::Store;
+    let profile = serde_json::json!({ "max_pending": 1 }).to_string();
+    env.store
+        .put_doc(&shared::keys::profile(shared::bot::job::Platform::Tencent, BOT), &profile, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (seq, from) in [(1, "ann"), (2, "bob"), (3, "cat")] {
+        env.webhook("Bot.OnGroupMessage", &group_body(from, "a question", seq)).await;
+    }
+    assert_eq!(env.drain().await, 3);
+    let overloaded = Texts::en().overloaded;
+    let sent = env.tencent.state.group_messages();
+    let told: Vec<&str> = sent
+        .iter()
+        .filter(|m| m.text.ends_with(&overloaded))
+        .flat_map(|m| m.at_accounts.iter().map(String::as_str))
+        .collect();
+    assert_eq!(told, ["ann"], "two waited behind ann's mention, one behind bob's: {sent:?}");
+    assert_eq!(env.llm.state.requests().len(), 2, "bob and cat are answered");
+}

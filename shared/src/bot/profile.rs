@@ -98,6 +98,11 @@ pub struct BotProfile {
     /// turn; 0 answers each on its own. The deployment's `TCBOT_BURST_WINDOW_MS` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst_window_ms: Option<u64>,
+    /// With `group_scope: group`: a mention with more than this many mentions of the robot
+    /// waiting behind it in the group (topic) gets the short `overloaded` reply, so the backlog
+    /// of a live room stays bounded; 0 (the default) for no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<u32>,
 }
 
 /// A profile with every field decided.
@@ -125,6 +130,7 @@ pub struct Resolved {
     pub max_wait_secs: u64,
     /// `None`: the deployment's burst window.
     pub burst_window: Option<Duration>,
+    pub max_pending: u32,
 }
 
 impl BotProfile {
@@ -158,6 +164,7 @@ impl BotProfile {
             vision: self.vision.unwrap_or(false),
             max_wait_secs: self.max_wait_secs.unwrap_or(DEFAULT_MAX_WAIT_SECS),
             burst_window: self.burst_window_ms.map(Duration::from_millis),
+            max_pending: self.max_pending.unwrap_or(0),
         }
     }
 }

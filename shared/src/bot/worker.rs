@@ -691,6 +691,25 @@ impl Worker {
         Ok(added)
     }
 
+    /// How many messages of the job's conversation arrived after it (at most `limit`), from
+    /// the inbox: in a FIFO group they all wait behind it. 0 when it cannot be read (an answer
+    /// beats a busy reply) or the routers note no inbox (`TCBOT_BURST_WINDOW_MS=0`).
+    async fn waiting_behind(&self, job: &Job, limit: usize) -> usize {
+        let inbox = keys::inbox(&keys::ordering(job));
+        match self.store.recent_turns(&inbox, job.received_ms, limit + 1).await {
+            Ok(noted) => noted
+                .iter()
+                .filter_map(|t| Job::decode(&t.text).ok())
+                .filter(|j| j.msg_id != job.msg_id && j.received_ms >= job.received_ms)
+                .take(limit)
+                .count(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the mentions waiting; answering");
+                0
+            }
+        }
+    }
+
     async fn mark_done(&self, reply_key: &str) {
         let doc = ReplyState { state: "done".into(), ..Default::default() };
         if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
@@ -778,6 +797,13 @@ impl Worker {
         if job.in_group() && profile.max_wait_secs > 0 && waited_ms > profile.max_wait_secs.saturating_mul(1000) {
             tracing::info!(waited_ms, "the mention waited too long; answered with the overloaded text");
             return reply(sink, &texts.overloaded, "overloaded").await;
+        }
+        if job.in_group() && !per_member && profile.max_pending > 0 {
+            let behind = self.waiting_behind(job, profile.max_pending as usize + 1).await;
+            if behind > profile.max_pending as usize {
+                tracing::info!(behind, "too many mentions wait behind this one; answered with the overloaded text");
+                return reply(sink, &texts.overloaded, "overloaded").await;
+            }
         }
         if profile.daily_quota > 0 {
             // The day the message was received, so a redelivery after midnight counts where the
