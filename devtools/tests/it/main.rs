@@ -22,6 +22,7 @@ mod secrets;
 mod soak;
 mod store_contract;
 mod teams;
+mod threads;
 mod template;
 mod texts;
 mod usersig_interop;
