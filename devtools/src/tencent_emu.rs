@@ -1069,7 +1069,8 @@ fn apply_membership(g: &mut Inner, path: &str, b: &Value) -> Option<Value> {
             };
             let start = start.min(all.len());
             let end = (start + limit as usize).min(all.len());
-            let list: Vec<Value> = all[start..end].iter().map(|m| json!({"Member_Account": m, "Role": "Member"})).collect();
+            let list: Vec<Value> =
+                all[start..end].iter().map(|m| json!({"Member_Account": m, "Role": "Member"})).collect();
             let mut extra = json!({ "MemberNum": all.len(), "MemberList": list });
             if community {
                 extra["Next"] = json!(if end < all.len() { format!("n:{end}") } else { String::new() });
@@ -1077,7 +1078,8 @@ fn apply_membership(g: &mut Inner, path: &str, b: &Value) -> Option<Value> {
             ok(extra)
         }
         "group_open_http_svc/add_group_member" => {
-            let (Some(group), Some(list)) = (str_field(b, "GroupId"), string_list(b.get("MemberList"), Some("Member_Account")))
+            let (Some(group), Some(list)) =
+                (str_field(b, "GroupId"), string_list(b.get("MemberList"), Some("Member_Account")))
             else {
                 return Some(fail(BAD_PARAMETER, "GroupId and MemberList of Member_Account are required"));
             };

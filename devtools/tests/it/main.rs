@@ -22,7 +22,7 @@ mod secrets;
 mod soak;
 mod store_contract;
 mod teams;
-mod threads;
 mod template;
 mod texts;
+mod threads;
 mod usersig_interop;

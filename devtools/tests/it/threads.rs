@@ -67,7 +67,11 @@ fn teams(env: &Env) -> shared::teams::Teams {
 }
 
 fn stats(env: &Env) -> shared::stats::Stats {
-    shared::stats::Stats { store: guarded("GroupAfterSendMsgFunction", &env.store), kind_field: "kind".into(), ttl_secs: 60 }
+    shared::stats::Stats {
+        store: guarded("GroupAfterSendMsgFunction", &env.store),
+        kind_field: "kind".into(),
+        ttl_secs: 60,
+    }
 }
 
 /// The four group event functions as deployed, and the queues the router feeds them.
@@ -84,8 +88,12 @@ async fn queue(env: &Env, name: &str) -> String {
 }
 
 async fn functions(env: &Env) -> Functions {
-    let (created, joined, exited, sent) =
-        (queue(env, "created").await, queue(env, "joined").await, queue(env, "exited").await, queue(env, "stats").await);
+    let (created, joined, exited, sent) = (
+        queue(env, "created").await,
+        queue(env, "joined").await,
+        queue(env, "exited").await,
+        queue(env, "stats").await,
+    );
     let routes = Routes {
         event_queues: HashMap::from([
             (CREATED.to_owned(), created.clone()),
@@ -231,11 +239,15 @@ async fn a_thread_gets_its_server_s_members_follows_joins_and_exits_and_digests_
         webhook(&f.router, SENT, &body).await;
     }
     assert_eq!(drain(&env, &f.sent.0, &f.sent.1).await, 0);
-    let digest: Option<Digest> = read_json(env.store.as_ref(), &keys::digest(t)).await.unwrap_or_else(|e| panic!("{e}"));
+    let digest: Option<Digest> =
+        read_json(env.store.as_ref(), &keys::digest(t)).await.unwrap_or_else(|e| panic!("{e}"));
     let digest = digest.unwrap_or_else(|| panic!("no digest"));
     assert_eq!(digest.count, 50);
     let last = digest.last.clone().unwrap_or_else(|| panic!("no last message"));
-    assert_eq!((last.seq, last.from.as_str(), last.text.as_str(), last.time), (50, "u0001", "message number 50", 1_700_000_050));
+    assert_eq!(
+        (last.seq, last.from.as_str(), last.text.as_str(), last.time),
+        (50, "u0001", "message number 50", 1_700_000_050)
+    );
     // The delayed edit brings the root message up to date after the window.
     let deadline = Instant::now() + Duration::from_secs(30);
     while root_data(&env, roots[0]).is_none_or(|d| d["thread"]["count"] != 50) {
@@ -245,7 +257,10 @@ async fn a_thread_gets_its_server_s_members_follows_joins_and_exits_and_digests_
     }
     let data = root_data(&env, roots[0]).unwrap_or_default();
     assert_eq!(data["thread"]["id"], t);
-    assert_eq!(data["thread"]["last"], serde_json::json!({"from": "u0001", "text": "message number 50", "time": 1_700_000_050u64, "seq": 50}));
+    assert_eq!(
+        data["thread"]["last"],
+        serde_json::json!({"from": "u0001", "text": "message number 50", "time": 1_700_000_050u64, "seq": 50})
+    );
     // At most one edit per window: edits are a window apart, and few.
     let edits: Vec<u64> = emu
         .calls_to("openim/modify_group_msg")
@@ -280,9 +295,8 @@ async fn read_api(api: &ThreadsApi, query: &[(&str, &str)], sub: &str) -> (u16, 
     let params: serde_json::Map<String, serde_json::Value> =
         query.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect();
     ev["queryStringParameters"] = serde_json::Value::Object(params);
-    ev["rawQueryString"] = serde_json::json!(
-        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query.iter()).finish()
-    );
+    ev["rawQueryString"] =
+        serde_json::json!(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query.iter()).finish());
     ev["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = serde_json::json!(sub);
     call_api(api, &ev).await
 }
@@ -307,8 +321,10 @@ async fn the_sample_thread_events_drive_their_functions_and_the_read_api() {
     emu.seed_group("@TGS#3voiceDEMO2", &["user9".to_owned()]);
     // The root message the sample thread names (MsgSeq 101 is the emulator's first).
     assert_eq!(root_message(&env, "root").await, 101);
-    let created = WithThreads { inner: community(&env), threads: threads(&env, &["GroupAfterCreateGroupFunction"], None) };
-    let joined = WithThreads { inner: community(&env), threads: threads(&env, &["GroupAfterNewMemberJoinFunction"], None) };
+    let created =
+        WithThreads { inner: community(&env), threads: threads(&env, &["GroupAfterCreateGroupFunction"], None) };
+    let joined =
+        WithThreads { inner: community(&env), threads: threads(&env, &["GroupAfterNewMemberJoinFunction"], None) };
     let exited = WithThreads { inner: teams(&env), threads: threads(&env, &["GroupTeamEventsFunction"], None) };
     let sent = WithThreads { inner: stats(&env), threads: threads(&env, &["GroupAfterSendMsgFunction"], None) };
     // user9 was in another voice channel before the sample join.
@@ -362,7 +378,10 @@ async fn the_emulator_refuses_member_calls_past_tencent_s_limits() {
         ..add.clone()
     };
     assert_eq!(env.chat.add_group_member(&missing).await.err().and_then(|e| e.code()), Some(10010));
-    let page = shared::tencent::groups::GetGroupMemberInfo { limit: 201, ..shared::tencent::groups::GetGroupMemberInfo::page("@TGS#g", false, None, 1) };
+    let page = shared::tencent::groups::GetGroupMemberInfo {
+        limit: 201,
+        ..shared::tencent::groups::GetGroupMemberInfo::page("@TGS#g", false, None, 1)
+    };
     assert_eq!(env.chat.get_group_member_info(&page).await.err().and_then(|e| e.code()), Some(10004));
     env.tencent.state.set_group_capacity(2);
     let three = shared::tencent::groups::AddGroupMember {

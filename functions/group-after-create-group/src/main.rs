@@ -9,7 +9,8 @@ use shared::boot::Boot;
 async fn main() -> Result<(), Error> {
     shared::observe::init_tracing();
     let boot = Boot::load().await?;
-    let service = shared::threads::WithThreads { inner: boot.community()?, threads: shared::threads::Threads::from_boot(&boot)? };
+    let service =
+        shared::threads::WithThreads { inner: boot.community()?, threads: shared::threads::Threads::from_boot(&boot)? };
     let service = &service;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(shared::event_worker::sqs_handler(service, ev.payload).await)

@@ -111,12 +111,8 @@ impl ThreadsApi {
         let server = group_param("server", query.get("server"), true)?.unwrap_or_default();
         let channel = group_param("channel", query.get("channel"), false)?;
         let index: ServerIndex = parse(self.store.get_doc(&keys::server(&server)).await?).unwrap_or_default();
-        let wanted: Vec<&IndexEntry> = index
-            .threads
-            .iter()
-            .filter(|t| channel.is_none() || t.channel == channel)
-            .take(MAX_THREADS)
-            .collect();
+        let wanted: Vec<&IndexEntry> =
+            index.threads.iter().filter(|t| channel.is_none() || t.channel == channel).take(MAX_THREADS).collect();
         let mut threads = Vec::with_capacity(wanted.len());
         for entry in wanted {
             let info: Option<ThreadInfo> = parse(self.store.get_doc(&keys::thread(&entry.thread)).await?);
@@ -160,10 +156,8 @@ pub async fn http_handler(
         _ => HashMap::new(),
     };
     let params = req.query_string_parameters();
-    let query: HashMap<String, String> = ["server", "channel"]
-        .iter()
-        .filter_map(|k| params.first(k).map(|v| ((*k).to_owned(), v.to_owned())))
-        .collect();
+    let query: HashMap<String, String> =
+        ["server", "channel"].iter().filter_map(|k| params.first(k).map(|v| ((*k).to_owned(), v.to_owned()))).collect();
     let (status, body) = match service.list(&claims, &query).await {
         Ok(listing) => (200, serde_json::to_string(&listing).unwrap_or_default()),
         Err(e) => {

@@ -337,6 +337,9 @@ mod tests {
         assert_eq!(v["thread"]["v"], 1);
         assert_eq!(v["thread"]["id"], "@TGS#t");
         assert_eq!(v["thread"]["count"], 1);
-        assert_eq!(v["thread"]["last"], serde_json::json!({"from": "a", "text": "t", "time": 1_700_000_000u64, "seq": 7}));
+        assert_eq!(
+            v["thread"]["last"],
+            serde_json::json!({"from": "a", "text": "t", "time": 1_700_000_000u64, "seq": 7})
+        );
     }
 }

@@ -144,16 +144,19 @@ impl ThreadSettings {
     /// Reads the settings with `get` (the environment in functions), defaults for the unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ThreadSettingsError> {
         let d = ThreadSettings::default();
-        let text = |name: &str, default: String| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).unwrap_or(default);
-        let number = |name: &'static str, what: &'static str, min: u64, max: u64, default: u64| {
-            match get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or(ThreadSettingsError::Invalid { name, what, value: v }),
-            }
+        let text = |name: &str, default: String| {
+            get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).unwrap_or(default)
+        };
+        let number = |name: &'static str, what: &'static str, min: u64, max: u64, default: u64| match get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or(ThreadSettingsError::Invalid {
+                name,
+                what,
+                value: v,
+            }),
         };
         Ok(ThreadSettings {
             server_field: text("TCBOT_THREAD_SERVER_FIELD", d.server_field),
@@ -306,9 +309,10 @@ impl Threads {
     /// and the SQS scheduler when a flush queue is set.
     pub fn from_boot(boot: &crate::boot::Boot) -> Result<Self, ThreadBootError> {
         let settings = ThreadSettings::from_lookup(|k| std::env::var(k).ok())?;
-        let scheduler = settings.flush_queue_url.clone().map(|url| {
-            Arc::new(SqsScheduler::new(aws_sdk_sqs::Client::new(&boot.aws), url)) as Arc<dyn Scheduler>
-        });
+        let scheduler = settings
+            .flush_queue_url
+            .clone()
+            .map(|url| Arc::new(SqsScheduler::new(aws_sdk_sqs::Client::new(&boot.aws), url)) as Arc<dyn Scheduler>);
         Ok(Threads { store: boot.store(), groups: boot.rest()?, scheduler, settings })
     }
 
@@ -410,12 +414,8 @@ impl Threads {
             }
             let req = GetGroupMemberInfo::page(&info.server, community, cur.at.as_ref(), self.settings.member_page);
             let page = self.groups.get_group_member_info(&req).await?;
-            let members: Vec<String> = page
-                .member_list
-                .iter()
-                .map(|m| m.member_account.trim().to_owned())
-                .filter(|m| !m.is_empty())
-                .collect();
+            let members: Vec<String> =
+                page.member_list.iter().map(|m| m.member_account.trim().to_owned()).filter(|m| !m.is_empty()).collect();
             cur.added += self.add(&info.thread, &members).await?;
             let got = page.member_list.len() as u64;
             let next = if community {
@@ -454,7 +454,8 @@ impl Threads {
     /// Removes `members` from `group` in calls of at most 100.
     async fn remove(&self, group: &str, members: &[String]) -> Result<(), EventError> {
         for chunk in members.chunks(MAX_DELETE_MEMBERS) {
-            let req = DeleteGroupMember { group_id: group.to_owned(), silence: 1, member_to_del_account: chunk.to_vec() };
+            let req =
+                DeleteGroupMember { group_id: group.to_owned(), silence: 1, member_to_del_account: chunk.to_vec() };
             self.groups.delete_group_member(&req).await?;
         }
         Ok(())
@@ -624,8 +625,9 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn Store, key: &
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(doc: &str, key: &str) -> Result<T, EventError> {
-    serde_json::from_str(doc)
-        .map_err(|e| EventError::Malformed(format!("stored {key} is unreadable: {}", crate::redact::JsonError::from(e))))
+    serde_json::from_str(doc).map_err(|e| {
+        EventError::Malformed(format!("stored {key} is unreadable: {}", crate::redact::JsonError::from(e)))
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, EventError> {

@@ -48,7 +48,10 @@ impl GroupApi for FakeGroups {
         Ok(AddGroupMemberReply { member_list: out })
     }
     async fn delete_group_member(&self, req: &DeleteGroupMember) -> Result<(), RestError> {
-        self.calls.lock().map(|mut c| c.push(format!("del {} {}", req.group_id, req.member_to_del_account.join(",")))).ok();
+        self.calls
+            .lock()
+            .map(|mut c| c.push(format!("del {} {}", req.group_id, req.member_to_del_account.join(","))))
+            .ok();
         if let Ok(mut g) = self.members.lock() {
             g.entry(req.group_id.clone()).or_default().retain(|m| !req.member_to_del_account.contains(m));
         }
@@ -61,7 +64,8 @@ impl GroupApi for FakeGroups {
 }
 
 fn service(groups: Arc<FakeGroups>) -> Threads {
-    let settings = ThreadSettings { voice_group_type: Some("Meeting".into()), member_page: 2, ..ThreadSettings::default() };
+    let settings =
+        ThreadSettings { voice_group_type: Some("Meeting".into()), member_page: 2, ..ThreadSettings::default() };
     Threads { store: Arc::new(MemoryStore::new()), groups, scheduler: None, settings }
 }
 
@@ -82,7 +86,10 @@ async fn a_thread_is_registered_and_gets_every_server_member_resuming_after_a_fa
     groups.members.lock().map(|mut m| m.insert(server.into(), (0..5).map(|i| format!("u{i}")).collect())).ok();
     groups.fail_add.lock().map(|mut f| *f = Some(1)).ok();
     let t = service(groups.clone());
-    let body = created("@TGS#t1", &[("thread_server", server), ("thread_channel", "@TGS#_srv@TOPIC#_c"), ("thread_root", "12")]);
+    let body = created(
+        "@TGS#t1",
+        &[("thread_server", server), ("thread_channel", "@TGS#_srv@TOPIC#_c"), ("thread_root", "12")],
+    );
     // The second page's add fails: the event fails after the first page was recorded.
     assert!(t.handle("Group.CallbackAfterCreateGroup", &body).await.is_err());
     assert_eq!(members_of(&groups, "@TGS#t1").len(), 2);
@@ -116,9 +123,7 @@ async fn a_bad_root_field_or_a_thread_of_itself_is_refused() {
 async fn joining_a_second_voice_channel_leaves_the_first_and_a_stale_join_loses() {
     let groups = Arc::new(FakeGroups::default());
     let t = service(groups.clone());
-    let join = |g: &str, at: u64| {
-        serde_json::json!({"GroupId": g, "Type": "Meeting", "NewMemberList": [{"Member_Account": "amy"}], "EventTime": at})
-    };
+    let join = |g: &str, at: u64| serde_json::json!({"GroupId": g, "Type": "Meeting", "NewMemberList": [{"Member_Account": "amy"}], "EventTime": at});
     assert_eq!(t.handle("Group.CallbackAfterNewMemberJoin", &join("@TGS#v1", 10)).await.ok(), Some("voice_joined"));
     assert_eq!(t.handle("Group.CallbackAfterNewMemberJoin", &join("@TGS#v2", 20)).await.ok(), Some("voice_joined"));
     // An older join delivered late: the user is taken out of that channel instead.
@@ -128,9 +133,7 @@ async fn joining_a_second_voice_channel_leaves_the_first_and_a_stale_join_loses(
     let state: Option<VoiceState> = read_json(t.store.as_ref(), &keys::voice_user("amy")).await.ok().flatten();
     assert_eq!(state.and_then(|s| s.channel).as_deref(), Some("@TGS#v2"));
     // Leaving the current channel clears it; leaving another does not.
-    let exit = |g: &str, at: u64| {
-        serde_json::json!({"GroupId": g, "Type": "Meeting", "ExitType": "Quit", "ExitMemberList": [{"Member_Account": "amy"}], "EventTime": at})
-    };
+    let exit = |g: &str, at: u64| serde_json::json!({"GroupId": g, "Type": "Meeting", "ExitType": "Quit", "ExitMemberList": [{"Member_Account": "amy"}], "EventTime": at});
     t.handle("Group.CallbackAfterMemberExit", &exit("@TGS#v1", 30)).await.ok();
     let state: Option<VoiceState> = read_json(t.store.as_ref(), &keys::voice_user("amy")).await.ok().flatten();
     assert_eq!(state.and_then(|s| s.channel).as_deref(), Some("@TGS#v2"));
