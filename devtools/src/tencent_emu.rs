@@ -227,6 +227,8 @@ pub struct GroupMessage {
     pub at_accounts: Vec<String>,
     pub topic_id: Option<String>,
     pub modifications: u32,
+    /// The `CloudCustomData` last set with `modify_group_msg`.
+    pub cloud_custom_data: Option<String>,
 }
 
 /// A group system notification sent with `send_group_system_notification`.
@@ -265,6 +267,7 @@ struct Inner {
     topics: BTreeSet<String>,
     notifications: Vec<SystemNotification>,
     seen_randoms: HashMap<(String, u64), u64>,
+    rosters: Rosters,
 }
 
 impl Default for Inner {
@@ -285,6 +288,7 @@ impl Default for Inner {
             topics: BTreeSet::new(),
             notifications: Vec::new(),
             seen_randoms: HashMap::new(),
+            rosters: Rosters::default(),
         }
     }
 }
@@ -409,6 +413,23 @@ impl EmuState {
     /// Live events of what the bot sends.
     pub fn subscribe(&self) -> broadcast::Receiver<Seen> {
         self.events.subscribe()
+    }
+
+    /// Creates `group` (or replaces its members) with `members`, in order, for the membership
+    /// calls; groups not created this way do not exist for them (10010).
+    pub fn seed_group(&self, group: &str, members: &[String]) {
+        self.lock().rosters.members.insert(group.to_owned(), members.to_vec());
+    }
+
+    /// The members of `group`, in the order they joined.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        self.lock().rosters.members.get(group).cloned().unwrap_or_default()
+    }
+
+    /// The most members a group may have (Tencent's depends on the edition and group type);
+    /// adding past it answers 10014.
+    pub fn set_group_capacity(&self, max: usize) {
+        self.lock().rosters.capacity = max;
     }
 
     /// Forgets every call and message, faults and refusals too, and restores the default limits.
@@ -571,6 +592,9 @@ fn str_field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 
 fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
     let mut g = s.lock();
+    if let Some(reply) = apply_membership(&mut g, path, b) {
+        return reply;
+    }
     match path {
         "openim_robot_http_svc/send_stream_msg" => {
             let (Some(from), Some(to), Some(chunk)) =
@@ -658,6 +682,7 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
                 at_accounts,
                 topic_id: str_field(b, "TopicId").map(str::to_owned),
                 modifications: 0,
+                cloud_custom_data: None,
             });
             let _ = s.events.send(Seen::GroupMessage { group_id: group.into(), msg_seq: seq, text, modified: false });
             ok(json!({ "MsgTime": now_ms() / 1000, "MsgSeq": seq }))
@@ -976,4 +1001,141 @@ fn native_stream(g: &mut Inner, events: &broadcast::Sender<Seen>, b: &Value, gro
         finish: st.rec.finished,
     });
     Ok(ok(json!({ "StreamMsgID": st.rec.stream_msg_id })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group membership and message data (threads, voice channels): `get_group_member_info`,
+// `add_group_member`, `delete_group_member`, and `modify_group_msg` with `CloudCustomData` only.
+// Limits from Tencent's pages (shared::tencent::groups): member pages of at most 200, `Next`
+// paging in Community groups (`@TGS#_…`) and `Offset` elsewhere, 300 adds and 100 deletions a
+// call (10004 beyond), 10010 for a group that does not exist, 10014 for a full group.
+// ---------------------------------------------------------------------------------------------
+
+/// Groups and their members, for the membership calls.
+struct Rosters {
+    members: HashMap<String, Vec<String>>,
+    capacity: usize,
+}
+
+impl Default for Rosters {
+    fn default() -> Self {
+        // The Ultimate edition's cap for most group types; settable.
+        Rosters { members: HashMap::new(), capacity: 6000 }
+    }
+}
+
+/// Group does not exist or was disbanded.
+const NO_SUCH_GROUP: i64 = 10010;
+/// Invalid parameter (too many members in one call, a bad `Limit`).
+const BAD_PARAMETER: i64 = 10004;
+/// The group is full.
+const GROUP_FULL: i64 = 10014;
+
+fn string_list(v: Option<&Value>, field: Option<&str>) -> Option<Vec<String>> {
+    v?.as_array()?
+        .iter()
+        .map(|x| match field {
+            Some(f) => str_field(x, f).map(str::to_owned),
+            None => x.as_str().map(str::to_owned),
+        })
+        .collect()
+}
+
+/// The membership calls; `None` for every other call (and a `modify_group_msg` with a body).
+fn apply_membership(g: &mut Inner, path: &str, b: &Value) -> Option<Value> {
+    let reply = match path {
+        "group_open_http_svc/get_group_member_info" => {
+            let Some(group) = str_field(b, "GroupId") else {
+                return Some(fail(BAD_PARAMETER, "GroupId is required"));
+            };
+            let limit = b.get("Limit").and_then(Value::as_u64).unwrap_or(6000);
+            if limit == 0 || limit > 200 {
+                return Some(fail(BAD_PARAMETER, "Limit must be from 1 to 200"));
+            }
+            let Some(all) = g.rosters.members.get(group) else {
+                return Some(fail(NO_SUCH_GROUP, "the group does not exist"));
+            };
+            let community = group.starts_with("@TGS#_");
+            let start = if community {
+                match str_field(b, "Next") {
+                    None | Some("") => 0,
+                    Some(n) => match n.strip_prefix("n:").and_then(|i| i.parse::<usize>().ok()) {
+                        Some(i) => i,
+                        None => return Some(fail(BAD_PARAMETER, "Next is not a cursor this group gave")),
+                    },
+                }
+            } else {
+                b.get("Offset").and_then(Value::as_u64).unwrap_or(0) as usize
+            };
+            let start = start.min(all.len());
+            let end = (start + limit as usize).min(all.len());
+            let list: Vec<Value> =
+                all[start..end].iter().map(|m| json!({"Member_Account": m, "Role": "Member"})).collect();
+            let mut extra = json!({ "MemberNum": all.len(), "MemberList": list });
+            if community {
+                extra["Next"] = json!(if end < all.len() { format!("n:{end}") } else { String::new() });
+            }
+            ok(extra)
+        }
+        "group_open_http_svc/add_group_member" => {
+            let (Some(group), Some(list)) =
+                (str_field(b, "GroupId"), string_list(b.get("MemberList"), Some("Member_Account")))
+            else {
+                return Some(fail(BAD_PARAMETER, "GroupId and MemberList of Member_Account are required"));
+            };
+            if list.is_empty() || list.len() > 300 {
+                return Some(fail(BAD_PARAMETER, "MemberList must list 1 to 300 members"));
+            }
+            let capacity = g.rosters.capacity;
+            let Some(members) = g.rosters.members.get_mut(group) else {
+                return Some(fail(NO_SUCH_GROUP, "the group does not exist"));
+            };
+            let new = list.iter().filter(|m| !members.contains(m)).collect::<BTreeSet<_>>().len();
+            if members.len() + new > capacity {
+                return Some(fail(GROUP_FULL, "the group is full"));
+            }
+            let mut results = Vec::new();
+            for m in list {
+                let had = members.contains(&m);
+                if !had {
+                    members.push(m.clone());
+                }
+                results.push(json!({"Member_Account": m, "Result": if had { 2 } else { 1 }}));
+            }
+            ok(json!({ "MemberList": results }))
+        }
+        "group_open_http_svc/delete_group_member" => {
+            let (Some(group), Some(list)) = (str_field(b, "GroupId"), string_list(b.get("MemberToDel_Account"), None))
+            else {
+                return Some(fail(BAD_PARAMETER, "GroupId and MemberToDel_Account are required"));
+            };
+            if list.is_empty() || list.len() > 100 {
+                return Some(fail(BAD_PARAMETER, "MemberToDel_Account must list 1 to 100 members"));
+            }
+            let Some(members) = g.rosters.members.get_mut(group) else {
+                return Some(fail(NO_SUCH_GROUP, "the group does not exist"));
+            };
+            members.retain(|m| !list.contains(m));
+            ok(json!({}))
+        }
+        "openim/modify_group_msg" if b.get("MsgBody").is_none() => {
+            let (Some(group), Some(seq), Some(data)) =
+                (str_field(b, "GroupId"), b.get("MsgSeq").and_then(Value::as_u64), str_field(b, "CloudCustomData"))
+            else {
+                return Some(fail(BAD_PARAMETER, "GroupId, MsgSeq and MsgBody or CloudCustomData are required"));
+            };
+            if !g.groups.iter().any(|m| m.group_id == group && m.msg_seq == seq) {
+                return Some(fail(NO_SUCH_GROUP, "no such message"));
+            }
+            if !modify_allowed(g, format!("group:{group}:{seq}")) {
+                return Some(fail(EMU_MODIFY_TOO_FAST, "this message is modified too often"));
+            }
+            let m = g.groups.iter_mut().find(|m| m.group_id == group && m.msg_seq == seq)?;
+            m.cloud_custom_data = Some(data.to_owned());
+            m.modifications += 1;
+            ok(json!({}))
+        }
+        _ => return None,
+    };
+    Some(reply)
 }

@@ -29,5 +29,6 @@ pub mod stats;
 pub mod store;
 pub mod teams;
 pub mod tencent;
+pub mod threads;
 pub mod usersigs;
 pub mod webhook;

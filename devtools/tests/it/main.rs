@@ -25,4 +25,5 @@ mod store_contract;
 mod teams;
 mod template;
 mod texts;
+mod threads;
 mod usersig_interop;

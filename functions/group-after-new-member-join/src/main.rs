@@ -1,4 +1,5 @@
-//! `group-after-new-member-join`: triggered by its SQS queue. Wiring only; the logic is `shared::community`.
+//! `group-after-new-member-join`: triggered by its SQS queue. Wiring only; the logic is `shared::community` and
+//! `shared::threads`.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -7,7 +8,9 @@ use shared::boot::Boot;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::observe::init_tracing();
-    let service = Boot::load().await?.community()?;
+    let boot = Boot::load().await?;
+    let service =
+        shared::threads::WithThreads { inner: boot.community()?, threads: shared::threads::Threads::from_boot(&boot)? };
     let service = &service;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(shared::event_worker::sqs_handler(service, ev.payload).await)

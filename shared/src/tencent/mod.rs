@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod client;
+pub mod groups;
 pub mod intake;
 pub mod sinks;
 pub mod usersig;
