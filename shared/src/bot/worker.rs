@@ -64,6 +64,8 @@ pub struct Worker {
     pub retry_max: Duration,
     /// Time kept before the Lambda deadline to finish the open message and record the outcome.
     pub finish_margin: Duration,
+    /// Where finished answers' events for the bus go (`None`: the stack has no bus).
+    pub outbox: Option<crate::bus::Outbox>,
     /// Stream modes a platform refused, per robot and kind of conversation (a mode refused in
     /// groups may serve one-to-one chats), skipped for a while.
     refused_modes: moka::future::Cache<(String, bool, StreamMode), ()>,
@@ -238,6 +240,7 @@ impl Worker {
             retry_base: settings.retry_base,
             retry_max: settings.retry_max,
             finish_margin: settings.finish_margin,
+            outbox: None,
             refused_modes: moka::future::Cache::builder().time_to_live(REFUSAL_MEMORY).max_capacity(10_000).build(),
         }
     }
@@ -262,6 +265,9 @@ impl Worker {
             let sent_ms: Option<u64> = rec.attributes.get("SentTimestamp").and_then(|t| t.parse().ok());
             let body = rec.body.unwrap_or_default();
             let result = self.process_until(&body, receives, deadline).await;
+            if let Ok(outcome) = &result {
+                crate::bus::after_answer(self.outbox.as_ref(), &body, outcome).await;
+            }
             let outcome = match &result {
                 Ok(o) => o.kind(),
                 Err(_) => "retry",
