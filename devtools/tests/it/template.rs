@@ -454,7 +454,7 @@ fn refs(t: &Value, v: &Value, params: &HashMap<String, String>, out: &mut Vec<St
     }
 }
 
-/// Under every value of `Platforms` (and with and without an alarm topic), everything a
+/// Under every value of `Platforms` (and with and without an alarm topic and an event bus), everything a
 /// created resource or output refers to is created too (or is a parameter): a stack that
 /// serves NIM alone must not refer to the Tencent router, its secret or its queues.
 #[test]
@@ -470,8 +470,9 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
     let all: Vec<String> =
         t["Resources"].as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str().map(str::to_owned)).collect();
     for platform in &platforms {
-        for topic in ["", "arn:aws:sns:us-east-1:123456789012:alarms"] {
-            let params = parameters(&t, &[("Platforms", platform), ("AlarmTopicArn", topic)]);
+        for (topic, events) in [("", "true"), ("arn:aws:sns:us-east-1:123456789012:alarms", "false")] {
+            let params =
+                parameters(&t, &[("Platforms", platform), ("AlarmTopicArn", topic), ("PublishEvents", events)]);
             let (resources, outputs) = created(&t, &params);
             let known = |name: &str| resources.contains(name) || params.contains_key(name) || name.starts_with("AWS::");
             let globals = &t["Globals"]["Function"];
