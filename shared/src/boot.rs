@@ -211,6 +211,10 @@ impl Boot {
             admin: self.secrets.admin_identifier.clone(),
             claim: s.app_usersig_claim.clone(),
             ttl: s.app_usersig_ttl,
+            import: match crate::usersigs::import_from_env() {
+                true => Some(crate::usersigs::AccountImport { chat: self.rest()?, store: self.store() }),
+                false => None,
+            },
         })
     }
 

@@ -26,3 +26,4 @@ mod teams;
 mod template;
 mod texts;
 mod usersig_interop;
+mod usersig_jwt;
