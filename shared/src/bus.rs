@@ -235,7 +235,8 @@ pub fn outbox_url_from_env() -> Option<String> {
 /// Whether an SQS batch comes from the queue at `queue_url` (compared by queue name: the ARN's
 /// last part against the URL's last path segment).
 pub fn from_queue(event: &aws_lambda_events::event::sqs::SqsEvent, queue_url: Option<&str>) -> bool {
-    let Some(name) = queue_url.and_then(|u| u.trim_end_matches('/').rsplit('/').next()).filter(|n| !n.is_empty()) else {
+    let Some(name) = queue_url.and_then(|u| u.trim_end_matches('/').rsplit('/').next()).filter(|n| !n.is_empty())
+    else {
         return false;
     };
     event.records.first().and_then(|r| r.event_source_arn.as_deref()).and_then(|a| a.rsplit(':').next()) == Some(name)

@@ -78,7 +78,11 @@ fn failure(id: String) -> BatchItemFailure {
 
 /// The Lambda adapter shared by every event function: handles the batch, then publishes each
 /// handled record's events to `bus` (when the stack has one).
-pub async fn publishing_sqs_handler(handler: &dyn EventHandler, bus: Option<&Bus>, event: SqsEvent) -> SqsBatchResponse {
+pub async fn publishing_sqs_handler(
+    handler: &dyn EventHandler,
+    bus: Option<&Bus>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut resp = SqsBatchResponse::default();
     let mut to_publish: Vec<(String, BusEvent)> = Vec::new();
     for rec in event.records {

@@ -20,14 +20,30 @@ async fn eventbridge() -> Eb {
 /// Creates a bus with a rule matching everything this product publishes and an SQS target
 /// queue; returns the target queue's URL.
 async fn bus_with_target(env: &Env, eb: &Eb, bus: &str) -> String {
-    eb.create_event_bus().name(bus).send().await.unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
+    eb.create_event_bus()
+        .name(bus)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
     let target = env.sqs.create_queue().queue_name(unique("bus-target")).send().await;
     let target = target.unwrap_or_else(|e| panic!("{e}")).queue_url.unwrap_or_default();
     let arn = devtools::esm::queue_arn(&env.sqs, &target).await.unwrap_or_else(|e| panic!("{e}"));
     let pattern = serde_json::json!({ "source": ["tcbot", "tcbot.tencent"] }).to_string();
-    eb.put_rule().name("all-tcbot").event_bus_name(bus).event_pattern(pattern).send().await.unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
+    eb.put_rule()
+        .name("all-tcbot")
+        .event_bus_name(bus)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
     let t = aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build().unwrap_or_else(|e| panic!("{e}"));
-    eb.put_targets().rule("all-tcbot").event_bus_name(bus).targets(t).send().await.unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
+    eb.put_targets()
+        .rule("all-tcbot")
+        .event_bus_name(bus)
+        .targets(t)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}", aws_sdk_eventbridge::error::DisplayErrorContext(e)));
     target
 }
 
@@ -93,7 +109,8 @@ async fn a_full_team_reaches_a_rule_s_sqs_target_as_its_callback_and_a_team_read
     drain_with(&env, &queue, |ev| async { publishing_sqs_handler(&service, Some(&bus), ev).await }).await;
     let again = received(&env, &target).await;
     let ids = |v: &[serde_json::Value]| {
-        let mut ids: Vec<String> = v.iter().map(|e| e["detail"]["id"].as_str().unwrap_or_default().to_owned()).collect();
+        let mut ids: Vec<String> =
+            v.iter().map(|e| e["detail"]["id"].as_str().unwrap_or_default().to_owned()).collect();
         ids.sort();
         ids
     };
@@ -136,9 +153,8 @@ async fn when_the_bus_refuses_the_record_fails_and_is_published_when_it_comes_ba
 async fn an_answer_is_published_as_answer_delivered_through_the_outbox_after_it_is_shown() {
     let aws = crate::common::aws().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let (outbox_url, _dlq) = devtools::aws::queue_with_dlq(&sqs, &unique("outbox"), 1, false)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (outbox_url, _dlq) =
+        devtools::aws::queue_with_dlq(&sqs, &unique("outbox"), 1, false).await.unwrap_or_else(|e| panic!("{e}"));
     let queue: Arc<dyn shared::queue::Queue> = Arc::new(shared::queue::SqsQueue::new(sqs.clone()));
     let outbox = Outbox { queue, url: outbox_url.clone() };
     let env = Env::with(|w| w.outbox = Some(outbox)).await;
@@ -154,7 +170,8 @@ async fn an_answer_is_published_as_answer_delivered_through_the_outbox_after_it_
     assert!(!env.tencent.state.calls().is_empty(), "no answer shown");
     assert!(received(&env, &target).await.is_empty());
 
-    let failed = drain_with(&env, &outbox_url, |ev| async { publishing_sqs_handler(&OutboxOnly, Some(&bus), ev).await }).await;
+    let failed =
+        drain_with(&env, &outbox_url, |ev| async { publishing_sqs_handler(&OutboxOnly, Some(&bus), ev).await }).await;
     assert_eq!(failed, 0);
     let got = received(&env, &target).await;
     assert_eq!(got.len(), 1, "{got:?}");
@@ -188,4 +205,31 @@ async fn an_outbox_record_without_a_bus_or_with_a_bad_body_fails_rather_than_van
     let other = serde_json::json!({"command": "State.StateChange", "body": {}}).to_string();
     let resp = publishing_sqs_handler(&OutboxOnly, Some(&bus), record(&other)).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
+}
+
+#[tokio::test]
+async fn the_sample_outbox_batch_is_told_apart_from_answers_and_published() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events/bot-c2c-message.bus-outbox.json");
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    let event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    // bot-c2c-message hands this batch to the outbox adapter (the queue name matches), and
+    // would answer a batch from any other queue.
+    let outbox_url = "https://sqs.ap-southeast-1.amazonaws.com/123456789012/tcbot-BusOutboxQueue";
+    assert!(shared::bus::from_queue(&event, Some(outbox_url)));
+    assert!(!shared::bus::from_queue(
+        &event,
+        Some("https://sqs.ap-southeast-1.amazonaws.com/123456789012/tcbot-BotC2cQueue.fifo")
+    ));
+    assert!(!shared::bus::from_queue(&event, None));
+
+    let env = Env::new().await;
+    let eb = eventbridge().await;
+    let name = unique("bus");
+    let target = bus_with_target(&env, &eb, &name).await;
+    let resp = publishing_sqs_handler(&OutboxOnly, Some(&bus(&eb, &name)), event).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let got = received(&env, &target).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["detail-type"], "Answer Delivered");
+    assert_eq!(got[0]["detail"]["id"], "3f1c2a9b0d4e5f60718293a4b5c6d7e8");
 }

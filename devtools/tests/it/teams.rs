@@ -71,8 +71,8 @@ where
     let mut failed = 0;
     loop {
         let stats = devtools::esm::poll_once(&env.sqs, queue, 10, 0, |ev| async { Ok::<_, String>(adapter(ev).await) })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         failed += stats.failed;
         if stats.received == 0 {
             return failed;

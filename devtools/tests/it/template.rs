@@ -562,15 +562,21 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
                 _ => {
                     // Everything but the UserSig endpoint and (with PublishEvents false) the event
                     // bus, which their own parameters turn on.
-                    let own = |c: Option<&str>| c == Some("ServesUserSigs") || (events == "false" && c == Some("HasEventBus"));
+                    let own = |c: Option<&str>| {
+                        c == Some("ServesUserSigs") || (events == "false" && c == Some("HasEventBus"))
+                    };
                     let usersig = |r: &String| own(t["Resources"][r.as_str()]["Condition"].as_str());
                     let platform_resources = all.iter().filter(|r| !usersig(r));
                     assert!(
                         platform_resources.clone().all(|r| resources.contains(r)),
                         "Platforms=both creates everything"
                     );
-                    let all_outputs =
-                        t["Outputs"].as_mapping().into_iter().flatten().filter(|(_, o)| !own(o["Condition"].as_str())).count();
+                    let all_outputs = t["Outputs"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, o)| !own(o["Condition"].as_str()))
+                        .count();
                     assert_eq!(outputs.len(), all_outputs, "all outputs but UserSigUrl (and the bus's): {outputs:?}");
                 }
             }

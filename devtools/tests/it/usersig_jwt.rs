@@ -60,7 +60,11 @@ fn rules(params: &HashMap<&str, &str>) -> Rules {
 /// `Bearer `), an RS256 signature by the issuer's key, `iss` equal to the issuer, `aud` (or
 /// Cognito's `client_id`) one of the audiences, `exp` in the future, `nbf` (when present) in the
 /// past. It returns the claims as the function sees them (every value a string).
-fn authorize(rules: &Rules, headers: &HashMap<String, String>, key: &DecodingKey) -> Result<HashMap<String, String>, String> {
+fn authorize(
+    rules: &Rules,
+    headers: &HashMap<String, String>,
+    key: &DecodingKey,
+) -> Result<HashMap<String, String>, String> {
     let raw = headers.get(&rules.identity_header).ok_or("no identity source")?;
     let token = raw.strip_prefix("Bearer ").unwrap_or(raw);
     let mut v = Validation::new(Algorithm::RS256);
@@ -189,7 +193,8 @@ async fn a_good_token_reaches_the_handler_and_the_account_is_imported_once() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["UserID"], sub.as_str());
     let sig = body["UserSig"].as_str().unwrap_or_default();
-    let v = shared::tencent::usersig::verify(crate::common::APP_ID, crate::common::KEY.as_bytes(), &sub, sig, now() as u64);
+    let v =
+        shared::tencent::usersig::verify(crate::common::APP_ID, crate::common::KEY.as_bytes(), &sub, sig, now() as u64);
     assert!(v.is_ok(), "{v:?}");
     assert!(env.tencent.state.accounts().contains(&sub), "the account was not imported");
 
