@@ -528,6 +528,7 @@ async fn send_signs_a_nim_message_copy_that_the_nim_router_accepts() {
         c2c_queue_url: s.stack.c2c_queue.clone(),
         group_queue_url: s.stack.group_queue.clone(),
         store: Arc::new(shared::store::MemoryStore::new()),
+        arrivals: Default::default(),
     });
     let app = axum::Router::new().route("/nim", axum::routing::post(nim_route)).with_state(router);
     let listener = devtools::loopback_listener().await.unwrap_or_else(|e| panic!("{e}"));

@@ -2,6 +2,7 @@
 //! A function's `main` calls [`Boot::load`] and one of the builders; a bad setting or an
 //! unreadable secret fails the cold start with a message naming what is wrong.
 
+use crate::bot::arrivals::Arrivals;
 use crate::bot::sink::Outbound;
 use crate::bot::worker::Worker;
 use crate::community::Community;
@@ -149,6 +150,7 @@ impl Boot {
         router.sign_window_secs = s.sign_window_secs;
         router.max_body_bytes = s.max_body_bytes;
         router.stop_ttl_secs = s.stop_ttl_secs;
+        router.arrivals = self.arrivals();
         Ok(router)
     }
 
@@ -290,7 +292,15 @@ impl Boot {
             c2c_queue_url: s.require_c2c_queue()?.to_owned(),
             group_queue_url: s.require_group_queue()?.to_owned(),
             store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&ack_path), &s.table_name)),
+            arrivals: self.arrivals(),
         })
+    }
+
+    /// What the routers note beside each queued chatbot message: busy checks when the busy
+    /// queue is configured, inbox notes when bursts are merged.
+    fn arrivals(&self) -> Arrivals {
+        let b = &self.settings.busy;
+        Arrivals { busy_queue_url: b.queue_url.clone(), note_after: b.note_after, inbox: !b.burst_window.is_zero() }
     }
 
     /// A chatbot worker (C2C and group alike), answering each job through its platform:

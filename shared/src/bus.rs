@@ -318,7 +318,9 @@ pub fn answer_events(job_body: &str, outcome: &crate::bot::worker::WorkOutcome, 
             (ANSWER_DELIVERED, serde_json::json!({ "end": end }))
         }
         WorkOutcome::DeadLettered(reason) => (ANSWER_DEAD_LETTERED, serde_json::json!({ "reason": reason })),
-        WorkOutcome::Replied(_) | WorkOutcome::Duplicate => return vec![],
+        WorkOutcome::Replied(_) | WorkOutcome::Duplicate | WorkOutcome::Merged | WorkOutcome::BusyNote { .. } => {
+            return vec![];
+        }
     };
     let mut fields = serde_json::json!({
         "platform": job.as_ref().map(|j| j.platform.name()),

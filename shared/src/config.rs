@@ -258,6 +258,22 @@ pub struct Settings {
     pub events: EventSettings,
     pub nim: NimSettings,
     pub teams: TeamSettings,
+    pub busy: BusySettings,
+}
+
+/// What a user sees of a conversation that is busy: a note when a message waits behind an
+/// answer in progress, and bursts answered as one turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusySettings {
+    /// The standard queue of busy checks (`TCBOT_BUSY_QUEUE_URL`); unset: no busy notes.
+    pub queue_url: Option<String>,
+    /// How long a message waits behind an answer before it is told it is next
+    /// (`TCBOT_BUSY_NOTE_AFTER_SECS`, default 5; SQS delays at most 900).
+    pub note_after: Duration,
+    /// Messages of one sender within this time of each other are answered as one turn
+    /// (`TCBOT_BURST_WINDOW_MS`, default 1500; 0: each on its own). A robot's profile may say
+    /// otherwise (`burst_window_ms`).
+    pub burst_window: Duration,
 }
 
 /// Game teams (`group-team-events`): what the team is told when it is complete and when
@@ -536,6 +552,11 @@ impl Settings {
                     }
                 },
                 default_topics,
+            },
+            busy: BusySettings {
+                queue_url: env.opt("TCBOT_BUSY_QUEUE_URL"),
+                note_after: Duration::from_secs(env.bounded("TCBOT_BUSY_NOTE_AFTER_SECS", 5, 1..=900)?),
+                burst_window: ms("TCBOT_BURST_WINDOW_MS", 1_500, 0..=10_000)?,
             },
             teams: TeamSettings {
                 full_text: env

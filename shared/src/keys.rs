@@ -116,6 +116,25 @@ pub fn context_log(group: &str, topic: Option<&str>) -> String {
     format!("ctx#{group}#{}", topic.unwrap_or(""))
 }
 
+/// The mark of a conversation whose answer is in progress (the message being answered): a
+/// message that arrives meanwhile may be told it will be answered next. `ordering` is
+/// [`ordering`]'s key.
+pub fn busy(ordering: &str) -> String {
+    format!("busy#{ordering}")
+}
+
+/// The conversation (its turns stored under `conv#inbox#…`) in which the router notes every
+/// message of an ordering key as it arrives, so that the worker answering one can see the
+/// messages sent right after it (a burst) and answer them as one turn.
+pub fn inbox(ordering: &str) -> String {
+    format!("inbox#{ordering}")
+}
+
+/// The mark that a waiting message was told it will be answered next (told once).
+pub fn busy_note(j: &Job) -> String {
+    format!("reply#note#{}", job(j))
+}
+
 /// The remembered start of a conversation's window.
 pub fn window_start(conv: &str) -> String {
     format!("winstart#{conv}")

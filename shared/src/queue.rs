@@ -30,6 +30,12 @@ pub trait Queue: Send + Sync {
     /// Makes a received message (by its receipt handle) visible again after `delay`, so that a
     /// failed message is retried soon instead of after the queue's whole visibility timeout.
     async fn retry_after(&self, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), QueueError>;
+    /// Sends `msg` to a standard queue, to be delivered no sooner than `delay` from now (SQS:
+    /// whole seconds, at most 15 minutes). A queue that cannot delay says so.
+    async fn send_later(&self, queue_url: &str, msg: &QueueMessage, delay: Duration) -> Result<(), QueueError> {
+        let _ = (msg, delay);
+        Err(QueueError { queue: queue_url.to_owned(), reason: "this queue cannot delay a message".into() })
+    }
 }
 
 /// The SQS adapter.
@@ -59,8 +65,21 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn send_later(&self, queue_url: &str, msg: &QueueMessage, delay: Duration) -> Result<(), QueueError> {
+        // Whole seconds, rounded up, at most SQS's 900.
+        let secs = delay.as_secs_f64().ceil().min(900.0) as i32;
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(&msg.body)
+            .delay_seconds(secs)
+            .send()
+            .await
+            .map_err(|e| QueueError { queue: queue_url.to_owned(), reason: DisplayErrorContext(e).to_string() })?;
+        Ok(())
+    }
+
     async fn retry_after(&self, queue_url: &str, receipt_handle: &str, delay: Duration) -> Result<(), QueueError> {
-        // SQS takes whole seconds, at most 12 hours.
         // SQS takes whole seconds: rounded up, so a sub-second backoff is not no backoff.
         let secs = i32::try_from(delay.as_secs_f64().ceil().min(43_200.0) as u64).unwrap_or(43_200);
         self.client

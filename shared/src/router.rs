@@ -9,6 +9,7 @@
 //! worker's reply record drops any later copy. That is also one network call on the ack path
 //! instead of two (`benches/RESULTS.md`, router ack latency).
 
+use crate::bot::arrivals::Arrivals;
 use crate::bot::job::{Job, Platform};
 use crate::bot::profile::GroupScope;
 use crate::invoke::Invoker;
@@ -103,6 +104,8 @@ pub struct Router {
     pub group_queue_url: String,
     pub stop_ttl_secs: u64,
     pub routes: Routes,
+    /// Busy checks and inbox notes beside each queued chatbot message (none by default).
+    pub arrivals: Arrivals,
     /// Robots' group scopes, read from their profiles and kept a minute: a robot whose group
     /// conversations are per member answers each member's mentions in a FIFO group of their own.
     scopes: moka::future::Cache<String, GroupScope>,
@@ -134,6 +137,7 @@ impl Router {
             group_queue_url,
             stop_ttl_secs: 600,
             routes: Routes::default(),
+            arrivals: Arrivals::default(),
             scopes: moka::future::Cache::builder().time_to_live(SCOPE_TTL).max_capacity(10_000).build(),
         }
     }
@@ -333,14 +337,23 @@ impl Router {
     /// Tencent delivers again is dropped by SQS within 5 minutes and by the worker after.
     async fn enqueue(&self, jobs: Vec<Job>, queue_url: &str) -> Result<(Ack, Outcome), RouterError> {
         let n = jobs.len();
-        for job in &jobs {
-            let msg = QueueMessage {
-                body: serde_json::to_string(job).unwrap_or_default(),
-                group_id: Some(fifo_id(&job.ordering_key())),
-                dedup_id: Some(fifo_id(&job.key())),
-            };
-            self.queue.send(queue_url, &msg).await?;
-        }
+        let send = async {
+            for job in &jobs {
+                let msg = QueueMessage {
+                    body: serde_json::to_string(job).unwrap_or_default(),
+                    group_id: Some(fifo_id(&job.ordering_key())),
+                    dedup_id: Some(fifo_id(&job.key())),
+                };
+                self.queue.send(queue_url, &msg).await?;
+            }
+            Ok::<_, RouterError>(())
+        };
+        // Beside the sends, not after them: the ack waits for the slower, not for both.
+        let notes = futures_util::future::join_all(
+            jobs.iter().map(|job| self.arrivals.note(self.store.as_ref(), self.queue.as_ref(), job)),
+        );
+        let (sent, _) = tokio::join!(send, notes);
+        sent?;
         Ok((Ack::ok(), Outcome::Queued { jobs: n }))
     }
 }

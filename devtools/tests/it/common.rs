@@ -173,6 +173,8 @@ impl Env {
         worker.retry_base = Duration::from_secs(1);
         worker.retry_max = Duration::from_secs(2);
         worker.finish_margin = Duration::from_secs(2);
+        // Bursts are merged in `busy.rs`; elsewhere the window would only hold every answer.
+        worker.busy.burst_window = Duration::ZERO;
         tweak(&mut worker);
         Env { sqs: aws_sdk_sqs::Client::new(&aws), stack, store, tencent, llm, router, worker, chat }
     }

@@ -2,6 +2,7 @@
 //! through the AWS SDK) and local HTTP servers playing Tencent and the LLM, all on loopback.
 
 mod bus;
+mod busy;
 mod commands;
 mod common;
 mod context;

@@ -64,6 +64,7 @@ pub async fn env_with_nim(
         c2c_queue_url: env.stack.c2c_queue.clone(),
         group_queue_url: env.stack.group_queue.clone(),
         store: crate::common::guarded("NimCallbackRouterFunction", &env.store),
+        arrivals: env.router.arrivals.clone(),
     };
     (env, nim, router)
 }

@@ -147,7 +147,7 @@ fn functions(t: &Value) -> Vec<(String, Value)> {
 }
 
 #[test]
-fn the_public_router_reads_only_the_webhook_secret_writes_only_stop_flags_and_reads_only_profiles() {
+fn the_public_router_reads_only_the_webhook_secret_and_touches_only_its_few_keys() {
     let t = template();
     let router = &t["Resources"]["CallbackRouterFunction"];
     let st = statements(router);
@@ -167,11 +167,12 @@ fn the_public_router_reads_only_the_webhook_secret_writes_only_stop_flags_and_re
             (actions(s), keys.collect())
         })
         .collect();
-    let grant = |action: &str, key: &str| (vec![action.to_owned()], vec![key.to_owned()]);
+    let grant = |action: &str, keys: &[&str]| (vec![action.to_owned()], keys.iter().map(|k| k.to_string()).collect());
     assert_eq!(
         grants,
-        [grant("dynamodb:PutItem", "stop#*"), grant("dynamodb:GetItem", "profile#*")],
-        "the router sets stop flags and reads robots' group scopes, nothing else"
+        [grant("dynamodb:PutItem", &["stop#*", "conv#inbox#*"]), grant("dynamodb:GetItem", &["profile#*", "busy#*"])],
+        "the router sets stop flags, notes arrivals in inboxes, reads robots' group scopes and \
+         whether a conversation is busy, nothing else"
     );
     // No other function reads the webhook secret.
     for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "CallbackRouterFunction") {
@@ -202,7 +203,7 @@ fn tagged(v: &Value) -> Option<(String, &Value)> {
 }
 
 #[test]
-fn the_nim_router_reads_only_the_nim_secret_sends_only_to_the_bot_queues_and_writes_only_stop_flags() {
+fn the_nim_router_reads_only_the_nim_secret_and_sends_only_to_the_bot_and_busy_queues() {
     let t = template();
     let f = &t["Resources"]["NimCallbackRouterFunction"];
     assert_eq!(f["Metadata"]["BuildProperties"]["Binary"].as_str(), Some("nim-callback-router"));
@@ -217,20 +218,27 @@ fn the_nim_router_reads_only_the_nim_secret_sends_only_to_the_bot_queues_and_wri
     assert_eq!(names(&env["TCBOT_NIM_ROBOTS"]).as_deref(), Some("NimRobots"));
     assert_eq!(names(&env["TCBOT_C2C_QUEUE_URL"]).as_deref(), Some("BotC2cQueue"));
     assert_eq!(names(&env["TCBOT_GROUP_QUEUE_URL"]).as_deref(), Some("BotGroupQueue"));
-    // Three grants, nothing else: stop flags only in the table, no function, no other secret
-    // or queue.
+    // Four grants, nothing else: stop flags and inbox notes written, busy marks read, no
+    // function, no other secret or queue.
     let mut grants: Vec<(Vec<String>, Vec<String>)> =
         statements(f).iter().map(|s| (actions(s), resources(s))).collect();
     grants.sort();
     assert_eq!(
         grants,
         [
+            (vec!["dynamodb:GetItem".to_owned()], vec!["Table".to_owned()]),
             (vec!["dynamodb:PutItem".to_owned()], vec!["Table".to_owned()]),
             (vec!["secretsmanager:GetSecretValue".to_owned()], vec!["NimSecret".to_owned()]),
-            (vec!["sqs:SendMessage".to_owned()], vec!["BotC2cQueue".to_owned(), "BotGroupQueue".to_owned()]),
+            (
+                vec!["sqs:SendMessage".to_owned()],
+                vec!["BotC2cQueue".to_owned(), "BotGroupQueue".to_owned(), "BusyQueue".to_owned()]
+            ),
         ]
     );
-    assert_eq!(devtools::iam::leading_keys(&t, "NimCallbackRouterFunction"), Some(vec!["stop#".to_owned()]));
+    assert_eq!(
+        devtools::iam::leading_keys(&t, "NimCallbackRouterFunction"),
+        Some(vec!["busy#".to_owned(), "conv#inbox#".to_owned(), "stop#".to_owned()])
+    );
     // Only the NIM router and the workers' NIM policy read the NIM secret.
     for (name, f) in functions(&t).into_iter().filter(|(n, _)| n != "NimCallbackRouterFunction") {
         let reads: Vec<String> = statements(&f).iter().flat_map(resources).collect();

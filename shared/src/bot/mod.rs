@@ -8,6 +8,8 @@
 //! SQS-triggered function body that ties them together for C2C and group messages alike, and
 //! `dead_letter` the record a worker leaves in the dead-letter queue when it gives up.
 
+/// Busy checks and burst inbox notes the routers make beside each queued message.
+pub mod arrivals;
 pub mod context;
 pub mod dead_letter;
 pub mod fallback;

@@ -8,6 +8,7 @@ use super::sink::StreamMode;
 use super::texts::{Language, TextOverrides, Texts};
 use crate::config::{LlmDefaults, StreamSettings};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// Whose conversation a group answer continues.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +94,10 @@ pub struct BotProfile {
     /// short `overloaded` reply instead of a late answer; 0 for no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_secs: Option<u64>,
+    /// Messages a sender sends within this many milliseconds of each other are answered as one
+    /// turn; 0 answers each on its own. The deployment's `TCBOT_BURST_WINDOW_MS` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_window_ms: Option<u64>,
 }
 
 /// A profile with every field decided.
@@ -118,6 +123,8 @@ pub struct Resolved {
     pub group_context: Option<GroupContext>,
     pub vision: bool,
     pub max_wait_secs: u64,
+    /// `None`: the deployment's burst window.
+    pub burst_window: Option<Duration>,
 }
 
 impl BotProfile {
@@ -150,6 +157,7 @@ impl BotProfile {
             group_context: self.group_context,
             vision: self.vision.unwrap_or(false),
             max_wait_secs: self.max_wait_secs.unwrap_or(DEFAULT_MAX_WAIT_SECS),
+            burst_window: self.burst_window_ms.map(Duration::from_millis),
         }
     }
 }

@@ -50,9 +50,9 @@ pub struct Texts {
     pub truncated_notice: String,
     /// Shown in place of an answer a moderation policy refuses.
     pub answer_refused: String,
-    /// Shown while an answer is being prepared (not sent yet).
+    /// The placeholder shown while an answer is being prepared (`modify` and `final` modes).
     pub thinking: String,
-    /// Shown when a message has to wait for the answer in progress (not sent yet).
+    /// Told to a message that waits behind the answer in progress (a busy check); empty: never.
     pub busy: String,
     /// The reply to a group mention that waited longer than the robot's `max_wait_secs`.
     pub overloaded: String,
@@ -87,7 +87,7 @@ impl Texts {
             truncated_notice: "(The answer was too long and has been cut here.)".into(),
             answer_refused: "I can't answer that.".into(),
             thinking: "thinking…".into(),
-            busy: "I'll answer this next".into(),
+            busy: "I'll answer this next.".into(),
             overloaded: "Too many questions at once, sorry. Please ask me again in a moment.".into(),
             language: Language::En,
         }

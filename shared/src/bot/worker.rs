@@ -15,6 +15,7 @@
 //! Never late: the whole attempt (every LLM attempt, fallback and the stream) fits inside the
 //! Lambda deadline less a margin kept for finishing the open message and recording the outcome.
 
+use super::arrivals::{BUSY_MARK_TTL_SECS, BusyCheck, BusyMark};
 use super::context;
 use super::dead_letter::DeadLetter;
 use super::fallback::FallbackSink;
@@ -25,7 +26,7 @@ use super::pump::{Control, End, PumpSettings, pump};
 use super::sink::{Outbound, Sink, SinkError, StreamMode};
 use super::texts::Texts;
 use super::window::{self, Limits};
-use crate::config::{LlmDefaults, ModerateAnswers, Settings, StreamSettings};
+use crate::config::{BusySettings, LlmDefaults, ModerateAnswers, Settings, StreamSettings};
 use crate::keys;
 use crate::llm::{ChatMessage, ChatRequest, Endpoint, Llm, Timeouts, start_with_fallback};
 use crate::observe::Metrics;
@@ -66,6 +67,8 @@ pub struct Worker {
     pub finish_margin: Duration,
     /// Where finished answers' events for the bus go (`None`: the stack has no bus).
     pub outbox: Option<crate::bus::Outbox>,
+    /// Busy notes and bursts answered as one turn.
+    pub busy: BusySettings,
     /// Stream modes a platform refused, per robot and kind of conversation (a mode refused in
     /// groups may serve one-to-one chats), skipped for a while.
     refused_modes: moka::future::Cache<(String, bool, StreamMode), ()>,
@@ -85,6 +88,11 @@ pub enum WorkOutcome {
     Duplicate,
     /// Given up: the user saw the apology (when possible) and the message is in the DLQ.
     DeadLettered(String),
+    /// Answered in the turn of the earlier message it was sent right after (a burst).
+    Merged,
+    /// A busy check: whether the waiting message was told it is next (not when its answer had
+    /// started, or it was told already).
+    BusyNote { sent: bool },
 }
 
 impl WorkOutcome {
@@ -94,6 +102,9 @@ impl WorkOutcome {
             WorkOutcome::Replied(_) => "replied",
             WorkOutcome::Duplicate => "duplicate",
             WorkOutcome::DeadLettered(_) => "dead_lettered",
+            WorkOutcome::Merged => "merged",
+            WorkOutcome::BusyNote { sent: true } => "busy_noted",
+            WorkOutcome::BusyNote { sent: false } => "busy_not_needed",
         }
     }
 }
@@ -114,6 +125,9 @@ struct ReplyState {
     /// robot stream for one-to-one answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mode: Option<StreamMode>,
+    /// `merged`: the key of the message in whose turn this one is answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    into: Option<String>,
 }
 
 struct Failure {
@@ -144,7 +158,7 @@ struct JobControl<'a> {
 impl JobControl<'_> {
     /// Records that something may be shown to the user from now on.
     async fn sending(&self) -> Result<(), crate::store::StoreError> {
-        let doc = ReplyState { state: "sending".into(), stream_id: None, mode: None };
+        let doc = ReplyState { state: "sending".into(), ..Default::default() };
         self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await
     }
 }
@@ -175,7 +189,8 @@ impl Control for JobControl<'_> {
     }
 
     async fn opened(&self, stream_id: &str, mode: StreamMode) {
-        let doc = ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode) };
+        let doc =
+            ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode), into: None };
         // `sending` is already recorded, so a crash from here on is recovered without a second
         // answer even when this write fails; the stream id only lets recovery finish the stream.
         if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
@@ -186,6 +201,65 @@ impl Control for JobControl<'_> {
 
 fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The most messages answered in one turn.
+const MAX_BURST: usize = 10;
+
+/// The longest a burst runs, from its first message to its last.
+const MAX_BURST_SPAN_MS: u64 = 10_000;
+
+/// The messages answered in one turn: a job and the messages its sender sent right after it,
+/// each within the window of the one before.
+struct Burst {
+    jobs: Vec<Job>,
+    window_ms: u64,
+}
+
+impl Burst {
+    fn new(job: &Job, window: Duration) -> Self {
+        Burst { jobs: vec![job.clone()], window_ms: window.as_millis() as u64 }
+    }
+
+    fn first(&self) -> &Job {
+        &self.jobs[0]
+    }
+
+    fn last(&self) -> &Job {
+        self.jobs.last().unwrap_or(&self.jobs[0])
+    }
+
+    /// When a message stops being part of the burst (unix ms); `None` when no more can join.
+    fn close_ms(&self) -> Option<u64> {
+        if self.window_ms == 0 || self.jobs.len() >= MAX_BURST {
+            return None;
+        }
+        Some((self.last().received_ms + self.window_ms).min(self.first().received_ms + MAX_BURST_SPAN_MS))
+    }
+
+    /// Until when more may join, when that is still to come.
+    fn open_until(&self) -> Option<Instant> {
+        let now = now_ms();
+        self.close_ms().filter(|c| *c > now).map(|c| Instant::now() + Duration::from_millis(c - now))
+    }
+
+    /// The turn's words (each message's on a line of its own) and images (for vision).
+    fn content(&self, vision: bool) -> (String, Vec<String>) {
+        let text = self.jobs.iter().map(|j| j.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
+        let images = match vision {
+            true => self
+                .jobs
+                .iter()
+                .flat_map(|j| &j.parts)
+                .filter_map(|p| match p {
+                    Part::Image { url, .. } => Some(url.clone()),
+                    Part::Other { .. } => None,
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        (text, images)
+    }
 }
 
 /// Told to the LLM in shared group conversations, where each user turn is [`speaker_turn`].
@@ -241,6 +315,7 @@ impl Worker {
             retry_max: settings.retry_max,
             finish_margin: settings.finish_margin,
             outbox: None,
+            busy: settings.busy.clone(),
             refused_modes: moka::future::Cache::builder().time_to_live(REFUSAL_MEMORY).max_capacity(10_000).build(),
         }
     }
@@ -329,6 +404,19 @@ impl Worker {
 
     /// Handles one queued message, finishing by `deadline`.
     pub async fn process_until(&self, body: &str, receives: u32, deadline: Instant) -> Result<WorkOutcome, Retry> {
+        if let Some(job) = BusyCheck::decode(body) {
+            let span = tracing::info_span!("busy_check", request_id = %job.request_id, bot = %job.bot);
+            return async {
+                let result = self.busy_check(&job).await;
+                match &result {
+                    Ok(o) => tracing::info!(outcome = o.kind(), "busy check handled"),
+                    Err(e) => tracing::warn!(outcome = "retry", error = %e, "busy check handled"),
+                }
+                result
+            }
+            .instrument(span)
+            .await;
+        }
         let job = match Job::decode(body) {
             Ok(j) => j,
             Err(e) => {
@@ -368,6 +456,7 @@ impl Worker {
         };
         match state.state.as_str() {
             "done" => return Ok(WorkOutcome::Duplicate),
+            "merged" => return Ok(WorkOutcome::Merged),
             // An earlier attempt may have shown something, then died: finish what it opened,
             // never start again.
             "sending" | "open" => {
@@ -377,12 +466,41 @@ impl Worker {
             _ => {}
         }
         let profile = self.profile(job).await;
+        let busy_key = keys::busy(&keys::ordering(job));
+        if self.busy.queue_url.is_some() {
+            // Messages arriving from now on wait behind this answer.
+            let mark = BusyMark { msg: job.key(), since_ms: now_ms() };
+            if let Err(e) = self.store.put_doc(&busy_key, &json(&mark), Some(BUSY_MARK_TTL_SECS)).await {
+                tracing::warn!(error = %e, "could not mark the conversation busy; no busy notes for it");
+            }
+        }
+        let outcome = self.answer_job(job, &profile, &reply_key, state, receives, deadline).await;
+        // A retry keeps the mark: the messages behind it are still waiting.
+        if outcome.is_ok()
+            && self.busy.queue_url.is_some()
+            && let Err(e) = self.store.delete_doc(&busy_key).await
+        {
+            tracing::warn!(error = %e, "could not clear the busy mark; it expires by itself");
+        }
+        outcome
+    }
+
+    async fn answer_job(
+        &self,
+        job: &Job,
+        profile: &Resolved,
+        reply_key: &str,
+        state: ReplyState,
+        receives: u32,
+        deadline: Instant,
+    ) -> Result<WorkOutcome, Retry> {
+        let reply_key = reply_key.to_owned();
         // An earlier attempt that showed only the placeholder answers in its message.
         let (mode, resume) = match state.state.as_str() {
             "placeholder" => (state.mode, state.stream_id),
             _ => (None, None),
         };
-        let mut sink = self.open_sink(job, &profile, mode, resume.clone()).await.map_err(|e| Retry(e.to_string()))?;
+        let mut sink = self.open_sink(job, profile, mode, resume.clone()).await.map_err(|e| Retry(e.to_string()))?;
         let ctl = JobControl {
             store: self.store.as_ref(),
             reply_key: reply_key.clone(),
@@ -393,7 +511,7 @@ impl Worker {
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
         let shown_placeholder = resume.zip(mode);
-        let answered = self.answer(job, &profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
+        let answered = self.answer(job, profile, &mut sink, &ctl, answer_by, shown_placeholder).await;
         for mode in sink.refused() {
             self.refused_modes.insert((job.bot.clone(), job.in_group(), *mode), ()).await;
         }
@@ -415,7 +533,12 @@ impl Worker {
                 let cleared = match f.placeholder {
                     None => self.store.delete_doc(&reply_key).await,
                     Some((id, mode)) => {
-                        let doc = ReplyState { state: "placeholder".into(), stream_id: Some(id), mode: Some(mode) };
+                        let doc = ReplyState {
+                            state: "placeholder".into(),
+                            stream_id: Some(id),
+                            mode: Some(mode),
+                            into: None,
+                        };
                         self.store.put_doc(&reply_key, &json(&doc), Some(self.history_ttl_secs)).await
                     }
                 };
@@ -500,8 +623,82 @@ impl Worker {
         Ok(WorkOutcome::DeadLettered(reason))
     }
 
+    /// A busy check come due: tells the sender of a message still waiting behind another
+    /// answer that theirs is next, once. Not when its answer has started (or it was answered
+    /// in an earlier message's turn), nor for a robot whose `busy` text is empty.
+    async fn busy_check(&self, job: &Job) -> Result<WorkOutcome, Retry> {
+        let store_err = |e: crate::store::StoreError| Retry(e.to_string());
+        if self.store.get_doc(&keys::reply(job)).await.map_err(store_err)?.is_some() {
+            return Ok(WorkOutcome::BusyNote { sent: false });
+        }
+        let profile = self.profile(job).await;
+        if profile.texts.busy.trim().is_empty() {
+            return Ok(WorkOutcome::BusyNote { sent: false });
+        }
+        let note_key = keys::busy_note(job);
+        if !self.store.claim(&note_key, BUSY_MARK_TTL_SECS).await.map_err(store_err)? {
+            return Ok(WorkOutcome::BusyNote { sent: false });
+        }
+        let shown = async {
+            let mut sink = FallbackSink::open(self.outbound.as_ref(), job, StreamMode::Final, &[], None)?;
+            sink.push(&profile.texts.busy, true).await
+        };
+        match shown.await {
+            Ok(_) => Ok(WorkOutcome::BusyNote { sent: true }),
+            Err(e) => {
+                // Not shown: the next delivery of the check may try again.
+                if let Err(e) = self.store.release(&note_key).await {
+                    tracing::warn!(error = %e, "could not release the busy note's claim; it is not retried");
+                }
+                Err(Retry(e.to_string()))
+            }
+        }
+    }
+
+    /// Adds to `burst` the messages its sender sent within the window after its last one, as
+    /// the router noted them in the inbox, each claimed for this turn by its reply record
+    /// (`merged`), so that it is not answered again when its own turn comes. A command, or a
+    /// message from someone else in a group conversation, ends the burst. Returns whether any
+    /// was added.
+    async fn take_followers(&self, burst: &mut Burst) -> Result<bool, crate::store::StoreError> {
+        let first = burst.first().clone();
+        let inbox = keys::inbox(&keys::ordering(&first));
+        let noted = self.store.recent_turns(&inbox, burst.last().received_ms, 50).await?;
+        let mut candidates: Vec<Job> = noted
+            .iter()
+            .filter_map(|t| Job::decode(&t.text).ok())
+            .filter(|j| j.place == first.place && !burst.jobs.iter().any(|b| b.msg_id == j.msg_id))
+            .collect();
+        candidates.sort_by_key(|j| j.received_ms);
+        let mut added = false;
+        for next in candidates {
+            match burst.close_ms() {
+                Some(close) if next.received_ms < close => {}
+                _ => break,
+            }
+            // Another member's message, or a command, ends the sender's burst.
+            if next.sender != first.sender || next.text.trim_start().starts_with('/') {
+                break;
+            }
+            let reply_key = keys::reply(&next);
+            let claim = ReplyState { state: "merged".into(), into: Some(first.key()), ..Default::default() };
+            let claimed = self.store.put_doc_if(&reply_key, None, &json(&claim), Some(self.history_ttl_secs)).await?;
+            // Claimed already: by an earlier attempt at this turn, or the message was answered.
+            let ours = claimed
+                || match self.store.get_doc(&reply_key).await? {
+                    Some(doc) => serde_json::from_str::<ReplyState>(&doc).is_ok_and(|r| r.into == claim.into),
+                    None => false,
+                };
+            if ours {
+                burst.jobs.push(next);
+                added = true;
+            }
+        }
+        Ok(added)
+    }
+
     async fn mark_done(&self, reply_key: &str) {
-        let doc = ReplyState { state: "done".into(), stream_id: None, mode: None };
+        let doc = ReplyState { state: "done".into(), ..Default::default() };
         if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
             tracing::error!(error = %e, "could not mark the answer done");
         }
@@ -626,77 +823,110 @@ impl Worker {
             tracing::warn!(error = %e, "could not read the group context; answering without it");
             None
         });
-        // An image without words is remembered as a mark, so later turns know one was sent.
-        let remembered = if text.is_empty() { "[image]".to_owned() } else { text.clone() };
-        let mut user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: remembered };
-        let mut system = match speaker {
-            Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
-            None => profile.system_prompt.clone(),
+        // Messages the sender sent right after this one (a burst) are answered in its turn: those
+        // already waiting are joined before the LLM is asked; those arriving within the window
+        // are looked for when the first token comes, and restart the request (nothing is shown
+        // before the window closes but the placeholder).
+        let window = match text.starts_with('/') {
+            true => Duration::ZERO,
+            false => profile.burst_window.unwrap_or(self.busy.burst_window),
         };
-        if group_context.is_some() {
-            system = format!("{system}\n\n{}", context::CONTEXT_NOTE);
-        }
-        let mut messages = vec![ChatMessage::new("system", system)];
-        for t in &history {
-            let role = if t.role == Role::User { "user" } else { "assistant" };
-            messages.push(ChatMessage::new(role, speaker_turn(t)));
-        }
-        if let Some(c) = group_context {
-            messages.push(ChatMessage::new("user", c));
-        }
-        messages.push(match images.is_empty() {
-            true => ChatMessage::new("user", speaker_turn(&user_turn)),
-            false => {
-                let words = if text.is_empty() { String::new() } else { speaker_turn(&user_turn) };
-                ChatMessage::with_images("user", &words, &images)
-            }
-        });
-        let req = ChatRequest {
-            endpoint: Endpoint {
-                base_url: profile.base_url.clone(),
-                api_style: profile.api_style.clone(),
-                api_version: profile.api_version.clone(),
-                api_key: self.secrets.llm_key(profile.api_key_name.as_deref()).cloned(),
-            },
-            model: profile.model.clone(),
-            messages,
-            temperature: profile.temperature,
-            max_tokens: profile.max_tokens,
-        };
-        let timeouts = Timeouts {
-            first_token: self.defaults.first_token_timeout,
-            idle: self.defaults.idle_timeout,
-            total: self.defaults.total_timeout,
-        };
-        let llm_started = tokio::time::Instant::now();
-        let started = start_with_fallback(
-            self.llm.as_ref(),
-            &req,
-            &profile.fallback_models,
-            self.llm_attempts,
-            timeouts,
-            deadline,
-        );
-        tokio::pin!(started);
-        // A slow first token: the user sees the placeholder (where the mode can replace it)
-        // until the answer replaces it.
+        let mut burst = Burst::new(job, window);
         let show_placeholder = !texts.thinking.is_empty() && sink.limits().replaces;
         let mut placeholder_at = None;
         let mut placeholder = shown_placeholder;
-        let started = tokio::select! {
-            r = &mut started => r,
-            _ = tokio::time::sleep(self.stream.placeholder_after), if show_placeholder && placeholder.is_none() => {
-                ctl.sending().await.map_err(fail(true))?;
-                if let Some(id) = sink.placeholder(&texts.thinking).await.map_err(sink_fail)? {
-                    ctl.opened(&id, sink.mode()).await;
-                    placeholder_at = Some(Instant::now());
-                    placeholder = Some((id, sink.mode()));
-                }
-                started.await
+        let llm_started = tokio::time::Instant::now();
+        let (first, rest, model, mut user_turn) = loop {
+            // Messages already waiting are joined before the LLM is asked.
+            if burst.close_ms().is_some() {
+                self.take_followers(&mut burst).await.map_err(fail(true))?;
             }
+            let (text, images) = burst.content(profile.vision);
+            // An image without words is remembered as a mark, so later turns know one was sent.
+            let remembered = if text.is_empty() { "[image]".to_owned() } else { text.clone() };
+            let user_turn = Turn { at_ms: 0, role: Role::User, speaker: speaker.clone(), text: remembered };
+            let mut system = match speaker {
+                Some(_) => format!("{}\n\n{GROUP_TURNS}", profile.system_prompt),
+                None => profile.system_prompt.clone(),
+            };
+            if group_context.is_some() {
+                system = format!("{system}\n\n{}", context::CONTEXT_NOTE);
+            }
+            let mut messages = vec![ChatMessage::new("system", system)];
+            for t in &history {
+                let role = if t.role == Role::User { "user" } else { "assistant" };
+                messages.push(ChatMessage::new(role, speaker_turn(t)));
+            }
+            if let Some(c) = &group_context {
+                messages.push(ChatMessage::new("user", c.clone()));
+            }
+            messages.push(match images.is_empty() {
+                true => ChatMessage::new("user", speaker_turn(&user_turn)),
+                false => {
+                    let words = if text.is_empty() { String::new() } else { speaker_turn(&user_turn) };
+                    ChatMessage::with_images("user", &words, &images)
+                }
+            });
+            let req = ChatRequest {
+                endpoint: Endpoint {
+                    base_url: profile.base_url.clone(),
+                    api_style: profile.api_style.clone(),
+                    api_version: profile.api_version.clone(),
+                    api_key: self.secrets.llm_key(profile.api_key_name.as_deref()).cloned(),
+                },
+                model: profile.model.clone(),
+                messages,
+                temperature: profile.temperature,
+                max_tokens: profile.max_tokens,
+            };
+            let timeouts = Timeouts {
+                first_token: self.defaults.first_token_timeout,
+                idle: self.defaults.idle_timeout,
+                total: self.defaults.total_timeout,
+            };
+            let hold = burst.open_until();
+            let started = async {
+                let started = start_with_fallback(
+                    self.llm.as_ref(),
+                    &req,
+                    &profile.fallback_models,
+                    self.llm_attempts,
+                    timeouts,
+                    deadline,
+                )
+                .await;
+                // The first token waits for the burst window to close.
+                if let Some(until) = hold {
+                    tokio::time::sleep_until(until).await;
+                }
+                started
+            };
+            tokio::pin!(started);
+            // A slow first token: the user sees the placeholder (where the mode can replace it)
+            // until the answer replaces it.
+            let started = tokio::select! {
+                r = &mut started => r,
+                _ = tokio::time::sleep(self.stream.placeholder_after), if show_placeholder && placeholder.is_none() => {
+                    ctl.sending().await.map_err(fail(true))?;
+                    if let Some(id) = sink.placeholder(&texts.thinking).await.map_err(sink_fail)? {
+                        ctl.opened(&id, sink.mode()).await;
+                        placeholder_at = Some(Instant::now());
+                        placeholder = Some((id, sink.mode()));
+                    }
+                    started.await
+                }
+            };
+            if hold.is_some() && self.take_followers(&mut burst).await.map_err(fail(true))? {
+                tracing::info!(messages = burst.jobs.len(), "more of the burst arrived; asking again with all of it");
+                continue;
+            }
+            let (first, rest, model) = started
+                .map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
+            break (first, rest, model, user_turn);
         };
-        let (first, rest, model) =
-            started.map_err(|e| Failure { placeholder: placeholder.clone(), ..Failure::new(&e, e.is_retryable()) })?;
+        if burst.jobs.len() > 1 {
+            tracing::info!(messages = burst.jobs.len(), "a burst answered as one turn");
+        }
         let first_token_ms = llm_started.elapsed().as_millis() as u64;
         ctl.sending().await.map_err(fail(true))?;
         let mut cfg = PumpSettings::from_stream(&self.stream, texts);

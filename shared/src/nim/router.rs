@@ -12,6 +12,7 @@
 
 use super::intake::{self, CopyEvent, CopyHeaders, IntakeLimits, KnownRobot, Rejection, Verified};
 use super::jobs;
+use crate::bot::arrivals::Arrivals;
 use crate::bot::job::{Job, Platform};
 use crate::keys;
 use crate::queue::{Queue, QueueMessage, fifo_id};
@@ -32,8 +33,10 @@ pub struct NimRouter {
     pub queue: Arc<dyn Queue>,
     pub c2c_queue_url: String,
     pub group_queue_url: String,
-    /// Where stop requests are kept (`stop#…` only).
+    /// Where stop requests are kept (`stop#…`), busy marks read and inbox notes written.
     pub store: Arc<dyn Store>,
+    /// Busy checks and inbox notes beside each queued message (none by default).
+    pub arrivals: Arrivals,
 }
 
 /// A one-to-one message that stops the robot's answer in progress. NIM's own clients stop only
@@ -137,7 +140,11 @@ impl NimRouter {
             return Ok((200, Outcome::StopRequested));
         }
         let queue_url = if job.in_group() { &self.group_queue_url } else { &self.c2c_queue_url };
-        enqueue(self.queue.as_ref(), queue_url, &job).await?;
+        let (sent, ()) = tokio::join!(
+            enqueue(self.queue.as_ref(), queue_url, &job),
+            self.arrivals.note(self.store.as_ref(), self.queue.as_ref(), &job)
+        );
+        sent?;
         Ok((200, Outcome::Queued { jobs: 1 }))
     }
 }
@@ -225,6 +232,7 @@ mod tests {
             c2c_queue_url: "c2c".into(),
             group_queue_url: "group".into(),
             store: Arc::new(crate::store::MemoryStore::new()),
+            arrivals: Arrivals::default(),
         }
     }
 
