@@ -266,6 +266,8 @@ struct Inner {
     group_seq: HashMap<String, u64>,
     topics: BTreeSet<String>,
     notifications: Vec<SystemNotification>,
+    /// Accounts imported with `account_import`.
+    accounts: BTreeSet<String>,
     seen_randoms: HashMap<(String, u64), u64>,
     rosters: Rosters,
 }
@@ -287,6 +289,7 @@ impl Default for Inner {
             group_seq: HashMap::new(),
             topics: BTreeSet::new(),
             notifications: Vec::new(),
+            accounts: BTreeSet::new(),
             seen_randoms: HashMap::new(),
             rosters: Rosters::default(),
         }
@@ -411,6 +414,11 @@ impl EmuState {
     }
 
     /// Live events of what the bot sends.
+    /// The accounts imported with `account_import`.
+    pub fn accounts(&self) -> Vec<String> {
+        self.lock().accounts.iter().cloned().collect()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Seen> {
         self.events.subscribe()
     }
@@ -798,6 +806,15 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
                 .collect();
             ok(json!({ "IsFinished": 1, "RspMsgList": list }))
         }
+        // Accounts (UserSigs for the app's users).
+        "im_open_login_svc/account_import" => match str_field(b, "UserID") {
+            // Tencent: a UserID of at most 32 bytes; importing an existing one succeeds.
+            Some(id) if !id.is_empty() && id.len() <= 32 => {
+                g.accounts.insert(id.to_owned());
+                ok(json!({}))
+            }
+            _ => fail(7000, "UserID is missing or longer than 32 bytes"),
+        },
         _ => fail(60003, "unknown command in this emulator"),
     }
 }

@@ -112,6 +112,19 @@ impl Boot {
         )))
     }
 
+    /// The stack's event bus (`TCBOT_EVENT_BUS_NAME`), if it has one.
+    pub fn bus(&self) -> Option<crate::bus::Bus> {
+        let name = crate::bus::bus_name_from_env()?;
+        let client = aws_sdk_eventbridge::Client::new(&self.aws);
+        Some(crate::bus::Bus::new(Arc::new(crate::bus::EventBridge::new(client, name))))
+    }
+
+    /// The bus outbox queue of the chatbot workers (`TCBOT_BUS_OUTBOX_QUEUE_URL`), if any.
+    pub fn outbox(&self) -> Option<crate::bus::Outbox> {
+        let url = crate::bus::outbox_url_from_env()?;
+        Some(crate::bus::Outbox { queue: self.queue(), url })
+    }
+
     /// The callback router. Its AWS calls are bounded so that the ack stays inside Tencent's
     /// 2 s whatever SQS or DynamoDB do: a call that takes longer fails, the webhook is answered
     /// with an error, and Tencent's retry delivers it again.
@@ -200,6 +213,10 @@ impl Boot {
             admin: self.secrets.admin_identifier.clone(),
             claim: s.app_usersig_claim.clone(),
             ttl: s.app_usersig_ttl,
+            import: match crate::usersigs::import_from_env() {
+                true => Some(crate::usersigs::AccountImport { chat: self.rest()?, store: self.store() }),
+                false => None,
+            },
         })
     }
 
@@ -315,7 +332,7 @@ impl Boot {
         };
         tracing::info!(tencent = tencent.is_some(), nim = nim.is_some(), "platforms served");
         let outbound = PlatformOutbound { tencent, nim, nim_direct_mode: s.nim.direct_mode };
-        Ok(Worker::new(
+        let mut worker = Worker::new(
             self.store(),
             Arc::new(outbound),
             Arc::new(OpenAiClient::new(self.http()?)),
@@ -323,7 +340,9 @@ impl Boot {
             s.require_dlq()?.to_owned(),
             self.secrets.clone(),
             s,
-        ))
+        );
+        worker.outbox = self.outbox();
+        Ok(worker)
     }
 }
 

@@ -2,7 +2,13 @@
 //! records `{"command", "request_id", "body"}` from a standard queue, handled one by one, the
 //! failed ones reported back so that SQS redelivers them and, past `maxReceiveCount`, moves them
 //! to the dead-letter queue. Handlers must therefore be idempotent.
+//!
+//! With a bus ([`crate::bus`]), each handled record's callback and the product events its
+//! handler made are published after the batch is handled; a record whose events could not be
+//! published is reported failed too, so that it comes back and is published then. Outbox
+//! records ([`crate::bus::OUTBOX_COMMAND`]) carry an event to publish as it is.
 
+use crate::bus::{Bus, BusEvent, OUTBOX_COMMAND};
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
@@ -26,6 +32,29 @@ pub enum EventError {
 pub trait EventHandler: Send + Sync {
     /// Handles one event; returns a short outcome for the log (`counted`, `duplicate`, …).
     async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError>;
+
+    /// Handles one event and adds the events it made for the bus (team ready, …) to `made`.
+    /// They are added on every successful delivery, the first and the repeated ones alike, so
+    /// that a record that comes back because publishing failed publishes them then.
+    async fn handle_and_tell(
+        &self,
+        command: &str,
+        body: &serde_json::Value,
+        made: &mut Vec<BusEvent>,
+    ) -> Result<&'static str, EventError> {
+        let _ = made;
+        self.handle(command, body).await
+    }
+}
+
+/// The handler of a queue that carries outbox records only: anything else is refused.
+pub struct OutboxOnly;
+
+#[async_trait]
+impl EventHandler for OutboxOnly {
+    async fn handle(&self, command: &str, _body: &serde_json::Value) -> Result<&'static str, EventError> {
+        Err(EventError::Malformed(format!("the outbox queue got {command}")))
+    }
 }
 
 #[derive(Deserialize)]
@@ -36,9 +65,26 @@ struct Envelope {
     body: serde_json::Value,
 }
 
-/// The Lambda adapter shared by every event function.
+/// The Lambda adapter shared by every event function, publishing nothing.
 pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatchResponse {
+    publishing_sqs_handler(handler, None, event).await
+}
+
+fn failure(id: String) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id;
+    f
+}
+
+/// The Lambda adapter shared by every event function: handles the batch, then publishes each
+/// handled record's events to `bus` (when the stack has one).
+pub async fn publishing_sqs_handler(
+    handler: &dyn EventHandler,
+    bus: Option<&Bus>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut resp = SqsBatchResponse::default();
+    let mut to_publish: Vec<(String, BusEvent)> = Vec::new();
     for rec in event.records {
         let id = rec.message_id.clone().unwrap_or_default();
         let env: Envelope = match serde_json::from_str(rec.body.as_deref().unwrap_or_default()) {
@@ -47,24 +93,47 @@ pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatc
                 // Redelivery cannot fix it: SQS moves it to the DLQ after maxReceiveCount.
                 let error = crate::redact::JsonError::from(e);
                 tracing::error!(message_id = %id, outcome = "failed", %error, "unreadable event record");
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                resp.batch_item_failures.push(f);
+                resp.batch_item_failures.push(failure(id));
                 continue;
             }
         };
         let span = tracing::info_span!("event", request_id = %env.request_id, command = %env.command);
-        let result = handler.handle(&env.command, &env.body).instrument(span.clone()).await;
+        let mut made = Vec::new();
+        let result = if env.command == OUTBOX_COMMAND {
+            match (parse::<BusEvent>(&env.body), bus) {
+                (Ok(ev), Some(_)) => {
+                    made.push(ev);
+                    Ok("forwarded")
+                }
+                (Ok(_), None) => Err(EventError::Malformed("an outbox record, but no bus is configured".into())),
+                (Err(e), _) => Err(e),
+            }
+        } else {
+            let r = handler.handle_and_tell(&env.command, &env.body, &mut made).instrument(span.clone()).await;
+            if r.is_ok() {
+                made.insert(0, BusEvent::callback(&env.command, &env.request_id, &env.body));
+            }
+            r
+        };
         let _g = span.enter();
         match result {
-            Ok(outcome) => tracing::info!(outcome, "event handled"),
+            Ok(outcome) => {
+                tracing::info!(outcome, "event handled");
+                to_publish.extend(made.into_iter().map(|e| (id.clone(), e)));
+            }
             Err(e) => {
                 tracing::warn!(outcome = "failed", error = %e, "event will be delivered again");
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                resp.batch_item_failures.push(f);
+                resp.batch_item_failures.push(failure(id));
             }
         }
+    }
+    if let Some(bus) = bus
+        && !to_publish.is_empty()
+    {
+        let n = to_publish.len();
+        let failed = bus.publish_all(to_publish).await;
+        tracing::info!(events = n, failed_records = failed.len(), "published to the bus");
+        resp.batch_item_failures.extend(failed.into_iter().map(failure));
     }
     resp
 }

@@ -8,6 +8,7 @@
 pub mod boot;
 pub mod bot;
 pub mod bounded;
+pub mod bus;
 pub mod community;
 pub mod config;
 pub mod event_worker;

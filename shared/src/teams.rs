@@ -8,7 +8,12 @@
 //! for Tencent to deduplicate: a send that succeeded while its record could not be written is
 //! shown again when the event comes back. One-to-one messages carry a `MsgSeq` and `MsgRandom`
 //! derived from the event, so such a copy is dropped by Tencent within its dedup window.
+//!
+//! A full team also makes a `Team Ready` event for the bus ([`crate::bus`]): group id, the
+//! members when the callback lists them (`MemberList`), and the time; made on every delivery
+//! with one id, so a redelivery repeats it rather than losing it.
 
+use crate::bus::{BusEvent, TEAM_READY, stable_id};
 use crate::event_worker::{EventError, EventHandler, parse};
 use crate::msg::MsgElement;
 use crate::store::Store;
@@ -164,11 +169,41 @@ impl Teams {
     }
 }
 
+/// The `Team Ready` event of a full team: its id is the same for every copy of the callback.
+pub fn team_ready(f: &GroupAfterGroupFull, body: &serde_json::Value, now_ms: u64) -> BusEvent {
+    let event_time = f.event_time.unwrap_or(0);
+    // Tencent's callback carries no member list today; one that does is passed on.
+    let members = body.get("MemberList").and_then(|v| v.as_array()).map(|list| {
+        let list: Vec<Member> = list.iter().filter_map(|m| serde_json::from_value(m.clone()).ok()).collect();
+        players(&list)
+    });
+    let mut fields = serde_json::json!({ "group_id": f.group_id, "event_time": f.event_time });
+    if let (Some(members), Some(o)) = (members, fields.as_object_mut()) {
+        o.insert("members".into(), members.into());
+    }
+    let id = stable_id(&[TEAM_READY, &f.group_id, &event_time.to_string()]);
+    BusEvent::product(TEAM_READY, id, f.event_time.unwrap_or(now_ms), fields)
+}
+
 #[async_trait]
 impl EventHandler for Teams {
     async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError> {
+        self.handle_and_tell(command, body, &mut Vec::new()).await
+    }
+
+    async fn handle_and_tell(
+        &self,
+        command: &str,
+        body: &serde_json::Value,
+        made: &mut Vec<BusEvent>,
+    ) -> Result<&'static str, EventError> {
         match command {
-            "Group.CallbackAfterGroupFull" => self.full(&parse(body)?).await,
+            "Group.CallbackAfterGroupFull" => {
+                let f: GroupAfterGroupFull = parse(body)?;
+                let outcome = self.full(&f).await?;
+                made.push(team_ready(&f, body, crate::store::now_ms()));
+                Ok(outcome)
+            }
             "Group.CallbackAfterMemberExit" => self.exit(&parse(body)?).await,
             other => Err(EventError::Malformed(format!("group-team-events got {other}"))),
         }
@@ -198,6 +233,22 @@ mod tests {
     fn players_are_named_once_in_a_stable_order_without_blanks() {
         let list = [member("zed"), member(" "), member("amy"), member("zed")];
         assert_eq!(players(&list), ["amy", "zed"]);
+    }
+
+    #[test]
+    fn team_ready_names_the_group_its_members_when_listed_and_keeps_one_id() {
+        let body = serde_json::json!({"GroupId": "@TGS#1", "EventTime": 1_700_000_000_123_u64,
+            "MemberList": [{"Member_Account": "b"}, {"Member_Account": "a"}]});
+        let f: GroupAfterGroupFull = parse(&body).unwrap_or_else(|e| panic!("{e}"));
+        let e = team_ready(&f, &body, 5);
+        assert_eq!((e.source.as_str(), e.detail_type.as_str()), ("tcbot", "Team Ready"));
+        assert_eq!(e.detail["group_id"], "@TGS#1");
+        assert_eq!(e.detail["members"], serde_json::json!(["a", "b"]));
+        assert_eq!(e.detail["time"], 1_700_000_000_123_u64);
+        assert_eq!(e.id(), team_ready(&f, &body, 99).id());
+        let bare = serde_json::json!({"GroupId": "@TGS#1", "EventTime": 1});
+        let f: GroupAfterGroupFull = parse(&bare).unwrap_or_else(|e| panic!("{e}"));
+        assert!(team_ready(&f, &bare, 5).detail.get("members").is_none());
     }
 
     #[test]

@@ -8,13 +8,35 @@
 //! The UserID rule: a claim value of 1 to 32 letters, digits, `_` or `-` is the UserID as it is;
 //! any other value (an e-mail, a UUID with other characters, a long subject) becomes `u_` and the
 //! first 30 hex digits of its SHA-256, the same UserID every time, within Tencent's 32 bytes.
+//!
+//! Optionally (`TCBOT_APP_USERSIG_IMPORT=true`) the account is imported into Tencent Chat
+//! (`account_import`) before its first UserSig is returned, and remembered under `acct#<UserID>`
+//! so that each user is imported once: a failed import returns no UserSig (503, try again).
 
 use crate::secrets::SecretString;
-use crate::tencent::usersig;
+use crate::store::Store;
+use crate::tencent::{ChatApi, usersig};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Whether the deployment imports accounts (`TCBOT_APP_USERSIG_IMPORT=true`).
+pub fn import_from_env() -> bool {
+    std::env::var("TCBOT_APP_USERSIG_IMPORT").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Imports each caller's account once, before its first UserSig.
+pub struct AccountImport {
+    pub chat: Arc<dyn ChatApi>,
+    pub store: Arc<dyn Store>,
+}
+
+/// The store key that says an account was imported.
+pub fn imported_key(user_id: &str) -> String {
+    format!("acct#{user_id}")
+}
 
 /// The longest validity a deployment may configure: 180 days.
 pub const MAX_TTL: Duration = Duration::from_secs(180 * 86_400);
@@ -29,6 +51,8 @@ pub struct UserSigs {
     pub claim: String,
     /// How long a UserSig is valid, at most [`MAX_TTL`].
     pub ttl: Duration,
+    /// `Some`: import the account before its first UserSig.
+    pub import: Option<AccountImport>,
 }
 
 /// The reply to a caller.
@@ -52,6 +76,8 @@ pub enum Refused {
     NoIdentity(String),
     #[error("UserSigs are not made for this account")]
     Reserved,
+    #[error("the account could not be created in Tencent Chat; try again")]
+    Import,
 }
 
 impl Refused {
@@ -59,6 +85,7 @@ impl Refused {
         match self {
             Refused::NoIdentity(_) => 401,
             Refused::Reserved => 403,
+            Refused::Import => 503,
         }
     }
 }
@@ -90,6 +117,34 @@ impl UserSigs {
     }
 }
 
+impl UserSigs {
+    /// [`UserSigs::issue`], with the account imported first when the deployment imports
+    /// accounts and this one is not recorded as imported yet.
+    pub async fn issue_imported(&self, claims: &HashMap<String, String>, now: u64) -> Result<Issued, Refused> {
+        let issued = self.issue(claims, now)?;
+        if let Some(import) = &self.import {
+            let key = imported_key(&issued.user_id);
+            let known = import.store.get_doc(&key).await.map_err(|e| {
+                tracing::error!(error = %e, "could not read whether the account was imported");
+                Refused::Import
+            })?;
+            if known.is_none() {
+                import.chat.account_import(&issued.user_id).await.map_err(|e| {
+                    tracing::error!(error = %e, "account_import failed");
+                    Refused::Import
+                })?;
+                // A failed write only means the next UserSig imports again, which is harmless.
+                let doc = serde_json::json!({ "imported_at": now }).to_string();
+                if let Err(e) = import.store.put_doc(&key, &doc, None).await {
+                    tracing::warn!(error = %e, "could not record the imported account");
+                }
+                tracing::info!(outcome = "imported", "account imported");
+            }
+        }
+        Ok(issued)
+    }
+}
+
 /// The Lambda adapter: the authorizer's claims from an API Gateway HTTP API request, the
 /// UserSig (200) or a refusal (401, 403) as JSON.
 pub async fn http_handler(
@@ -104,7 +159,7 @@ pub async fn http_handler(
         }
         _ => HashMap::new(),
     };
-    let (status, body) = match service.issue(&claims, crate::store::now_secs()) {
+    let (status, body) = match service.issue_imported(&claims, crate::store::now_secs()).await {
         Ok(issued) => (200, serde_json::to_string(&issued).unwrap_or_default()),
         Err(e) => {
             tracing::warn!(outcome = "refused", reason = %e, "no UserSig");
@@ -128,6 +183,7 @@ mod tests {
             admin: "administrator".into(),
             claim: "sub".into(),
             ttl: Duration::from_secs(86_400),
+            import: None,
         }
     }
 

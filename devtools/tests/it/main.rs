@@ -1,6 +1,7 @@
 //! Integration tests: the real handlers against moto server (DynamoDB, SQS, Secrets Manager
 //! through the AWS SDK) and local HTTP servers playing Tencent and the LLM, all on loopback.
 
+mod bus;
 mod busy;
 mod commands;
 mod common;
@@ -27,3 +28,4 @@ mod template;
 mod texts;
 mod threads;
 mod usersig_interop;
+mod usersig_jwt;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 const FULL: &str = "Group.CallbackAfterGroupFull";
 const EXIT: &str = "Group.CallbackAfterMemberExit";
 
-fn teams(env: &Env, dm_from: Option<&str>) -> Teams {
+pub(crate) fn teams(env: &Env, dm_from: Option<&str>) -> Teams {
     Teams {
         store: guarded("GroupTeamEventsFunction", &env.store),
         chat: env.chat.clone(),
@@ -27,8 +27,13 @@ fn teams(env: &Env, dm_from: Option<&str>) -> Teams {
 }
 
 /// A router whose two game-team commands go to a fresh standard queue; returns it and the queue.
-async fn team_router(env: &Env) -> (Router, String) {
-    let (queue, _dlq) = devtools::aws::queue_with_dlq(&env.sqs, &unique("team-events"), 30, false)
+pub(crate) async fn team_router(env: &Env) -> (Router, String) {
+    team_router_with(env, 30).await
+}
+
+/// [`team_router`] with the queue's visibility timeout (seconds).
+pub(crate) async fn team_router_with(env: &Env, visibility_secs: u32) -> (Router, String) {
+    let (queue, _dlq) = devtools::aws::queue_with_dlq(&env.sqs, &unique("team-events"), visibility_secs, false)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let routes = Routes {
@@ -47,21 +52,27 @@ async fn team_router(env: &Env) -> (Router, String) {
     (router, queue)
 }
 
-async fn send(router: &Router, command: &str, body: &serde_json::Value) -> Ack {
+pub(crate) async fn send(router: &Router, command: &str, body: &serde_json::Value) -> Ack {
     let q = CallbackQuery::encode(APP_ID, command, Some((TOKEN, now())));
     router.handle(&q, body.to_string().as_bytes(), now(), "req-team").await.unwrap_or_else(|e| panic!("{e}")).0
 }
 
 /// Delivers everything in `queue` to `handler`; returns how many records failed.
 async fn drain(env: &Env, queue: &str, handler: &dyn EventHandler) -> usize {
+    drain_with(env, queue, |ev| sqs_handler(handler, ev)).await
+}
+
+/// Delivers everything in `queue` to the Lambda adapter `adapter`; returns how many records failed.
+pub(crate) async fn drain_with<F, Fut>(env: &Env, queue: &str, adapter: F) -> usize
+where
+    F: Fn(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
+{
     let mut failed = 0;
     loop {
-        let stats = devtools::esm::poll_once(&env.sqs, queue, 10, 0, |ev| async {
-            let resp = sqs_handler(handler, ev).await;
-            Ok::<_, String>(resp)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let stats = devtools::esm::poll_once(&env.sqs, queue, 10, 0, |ev| async { Ok::<_, String>(adapter(ev).await) })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         failed += stats.failed;
         if stats.received == 0 {
             return failed;
@@ -69,7 +80,7 @@ async fn drain(env: &Env, queue: &str, handler: &dyn EventHandler) -> usize {
     }
 }
 
-fn full(group: &str, at: u64) -> serde_json::Value {
+pub(crate) fn full(group: &str, at: u64) -> serde_json::Value {
     serde_json::json!({"CallbackCommand": FULL, "GroupId": group, "EventTime": at})
 }
 

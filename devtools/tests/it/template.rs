@@ -6,7 +6,7 @@ use shared::config::Settings;
 use std::collections::HashMap;
 use std::time::Duration;
 
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -462,7 +462,7 @@ fn refs(t: &Value, v: &Value, params: &HashMap<String, String>, out: &mut Vec<St
     }
 }
 
-/// Under every value of `Platforms` (and with and without an alarm topic), everything a
+/// Under every value of `Platforms` (and with and without an alarm topic and an event bus), everything a
 /// created resource or output refers to is created too (or is a parameter): a stack that
 /// serves NIM alone must not refer to the Tencent router, its secret or its queues.
 #[test]
@@ -478,8 +478,9 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
     let all: Vec<String> =
         t["Resources"].as_mapping().into_iter().flatten().filter_map(|(k, _)| k.as_str().map(str::to_owned)).collect();
     for platform in &platforms {
-        for topic in ["", "arn:aws:sns:us-east-1:123456789012:alarms"] {
-            let params = parameters(&t, &[("Platforms", platform), ("AlarmTopicArn", topic)]);
+        for (topic, events) in [("", "true"), ("arn:aws:sns:us-east-1:123456789012:alarms", "false")] {
+            let params =
+                parameters(&t, &[("Platforms", platform), ("AlarmTopicArn", topic), ("PublishEvents", events)]);
             let (resources, outputs) = created(&t, &params);
             let known = |name: &str| resources.contains(name) || params.contains_key(name) || name.starts_with("AWS::");
             let globals = &t["Globals"]["Function"];
@@ -567,16 +568,24 @@ fn every_reference_of_a_created_resource_is_created_for_each_platforms_value() {
                     assert!(has_output("WebhookUrl") && !has_output("NimMessageCopyUrl"), "{outputs:?}");
                 }
                 _ => {
-                    // Everything but the UserSig endpoint, which its own parameter turns on.
-                    let usersig =
-                        |r: &String| t["Resources"][r.as_str()]["Condition"].as_str() == Some("ServesUserSigs");
+                    // Everything but the UserSig endpoint and (with PublishEvents false) the event
+                    // bus, which their own parameters turn on.
+                    let own = |c: Option<&str>| {
+                        c == Some("ServesUserSigs") || (events == "false" && c == Some("HasEventBus"))
+                    };
+                    let usersig = |r: &String| own(t["Resources"][r.as_str()]["Condition"].as_str());
                     let platform_resources = all.iter().filter(|r| !usersig(r));
                     assert!(
                         platform_resources.clone().all(|r| resources.contains(r)),
                         "Platforms=both creates everything"
                     );
-                    let all_outputs = t["Outputs"].as_mapping().map_or(0, |m| m.len());
-                    assert_eq!(outputs.len(), all_outputs - 1, "all outputs but UserSigUrl: {outputs:?}");
+                    let all_outputs = t["Outputs"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, o)| !own(o["Condition"].as_str()))
+                        .count();
+                    assert_eq!(outputs.len(), all_outputs, "all outputs but UserSigUrl (and the bus's): {outputs:?}");
                 }
             }
             // Shared by both platforms, whatever the value: the queues, the workers, the table

@@ -62,6 +62,7 @@ async fn the_usersig_endpoint_signs_for_the_authorizer_s_caller_and_tencent_s_co
         admin: "administrator".into(),
         claim: "sub".into(),
         ttl: std::time::Duration::from_secs(86_400),
+        import: None,
     };
     let resp = shared::usersigs::http_handler(&service, req).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resp.status(), 200);

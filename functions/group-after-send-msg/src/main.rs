@@ -11,9 +11,11 @@ async fn main() -> Result<(), Error> {
     let boot = Boot::load().await?;
     let service =
         shared::threads::WithThreads { inner: boot.stats(), threads: shared::threads::Threads::from_boot(&boot)? };
+    let bus = boot.bus();
+    let bus = bus.as_ref();
     let service = &service;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(shared::event_worker::sqs_handler(service, ev.payload).await)
+        Ok::<_, Error>(shared::event_worker::publishing_sqs_handler(service, bus, ev.payload).await)
     }))
     .await
 }

@@ -7,10 +7,13 @@ use shared::boot::Boot;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::observe::init_tracing();
-    let service = Boot::load().await?.presence();
+    let boot = Boot::load().await?;
+    let service = boot.presence();
+    let bus = boot.bus();
+    let bus = bus.as_ref();
     let service = &service;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(shared::event_worker::sqs_handler(service, ev.payload).await)
+        Ok::<_, Error>(shared::event_worker::publishing_sqs_handler(service, bus, ev.payload).await)
     }))
     .await
 }

@@ -65,6 +65,8 @@ pub struct Worker {
     pub retry_max: Duration,
     /// Time kept before the Lambda deadline to finish the open message and record the outcome.
     pub finish_margin: Duration,
+    /// Where finished answers' events for the bus go (`None`: the stack has no bus).
+    pub outbox: Option<crate::bus::Outbox>,
     /// Busy notes and bursts answered as one turn.
     pub busy: BusySettings,
     /// Stream modes a platform refused, per robot and kind of conversation (a mode refused in
@@ -312,6 +314,7 @@ impl Worker {
             retry_base: settings.retry_base,
             retry_max: settings.retry_max,
             finish_margin: settings.finish_margin,
+            outbox: None,
             busy: settings.busy.clone(),
             refused_modes: moka::future::Cache::builder().time_to_live(REFUSAL_MEMORY).max_capacity(10_000).build(),
         }
@@ -337,6 +340,9 @@ impl Worker {
             let sent_ms: Option<u64> = rec.attributes.get("SentTimestamp").and_then(|t| t.parse().ok());
             let body = rec.body.unwrap_or_default();
             let result = self.process_until(&body, receives, deadline).await;
+            if let Ok(outcome) = &result {
+                crate::bus::after_answer(self.outbox.as_ref(), &body, outcome).await;
+            }
             let outcome = match &result {
                 Ok(o) => o.kind(),
                 Err(_) => "retry",

@@ -106,6 +106,18 @@ pub trait ChatApi: Send + Sync {
             info: "not supported by this chat API".into(),
         })
     }
+
+    // Accounts (UserSigs for the app's users).
+
+    /// Imports an account (`im_open_login_svc/account_import`); importing one that exists
+    /// succeeds. The default refuses, as for notifications.
+    async fn account_import(&self, _user_id: &str) -> Result<(), RestError> {
+        Err(RestError::Tencent {
+            call: "im_open_login_svc/account_import",
+            code: 60003,
+            info: "not supported by this chat API".into(),
+        })
+    }
 }
 
 /// How the client reaches Tencent and how hard it tries.
@@ -312,6 +324,12 @@ impl ChatApi for RestClient {
         self.call::<_, serde_json::Value>("group_open_http_svc/send_group_system_notification", req, Repeat::Unsafe)
             .await
             .map(drop)
+    }
+
+    // Importing an account twice is harmless: safe to repeat.
+    async fn account_import(&self, user_id: &str) -> Result<(), RestError> {
+        let req = serde_json::json!({ "UserID": user_id });
+        self.call::<_, serde_json::Value>("im_open_login_svc/account_import", &req, Repeat::Safe).await.map(drop)
     }
 }
 

@@ -602,6 +602,16 @@ pub struct WithThreads<H> {
 #[async_trait]
 impl<H: EventHandler> EventHandler for WithThreads<H> {
     async fn handle(&self, command: &str, body: &serde_json::Value) -> Result<&'static str, EventError> {
+        self.handle_and_tell(command, body, &mut Vec::new()).await
+    }
+
+    /// The wrapped service's events for the bus (team ready, …) pass through.
+    async fn handle_and_tell(
+        &self,
+        command: &str,
+        body: &serde_json::Value,
+        made: &mut Vec<crate::bus::BusEvent>,
+    ) -> Result<&'static str, EventError> {
         if command == FLUSH_COMMAND {
             return self.threads.handle(command, body).await;
         }
@@ -611,7 +621,7 @@ impl<H: EventHandler> EventHandler for WithThreads<H> {
         {
             return Ok("thread_member_added");
         }
-        let outcome = self.inner.handle(command, body).await?;
+        let outcome = self.inner.handle_and_tell(command, body, made).await?;
         Ok(self.threads.handle_event(command, body).await?.unwrap_or(outcome))
     }
 }
