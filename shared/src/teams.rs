@@ -123,6 +123,11 @@ impl Teams {
 
     async fn exit(&self, x: &GroupAfterMemberExit) -> Result<&'static str, EventError> {
         require_group(&x.group_id)?;
+        // Community groups are servers and channels (and their threads), never game teams: the
+        // callback comes for every group of the app.
+        if x.group_type.as_deref() == Some("Community") {
+            return Ok("not_a_team");
+        }
         let left = players(&x.exit_member_list);
         if left.is_empty() {
             return Ok("no_members");

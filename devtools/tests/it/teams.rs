@@ -205,3 +205,13 @@ async fn bad_bodies_are_refused_clearly_and_nothing_is_sent() {
     assert!(env.tencent.state.system_notifications().is_empty());
     assert!(env.tencent.state.c2c_messages().is_empty());
 }
+
+#[tokio::test]
+async fn members_leaving_a_community_are_not_announced_as_a_team_s() {
+    let env = Env::new().await;
+    let teams = teams(&env, Some("@RBT#coach"));
+    let mut left = exit("@TGS#_server", "Quit", &["cat"], 1_700_000_003_000);
+    left["Type"] = "Community".into();
+    assert_eq!(teams.handle(EXIT, &left).await.ok(), Some("not_a_team"));
+    assert!(notifications(&env).is_empty() && env.tencent.state.c2c_messages().is_empty());
+}

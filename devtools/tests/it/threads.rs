@@ -226,6 +226,13 @@ async fn a_thread_gets_its_server_s_members_follows_joins_and_exits_and_digests_
     webhook(&f.router, EXITED, &members_body(EXITED, SERVER, "ExitMemberList", &["u0007"])).await;
     assert_eq!(drain(&env, &f.exited.0, &f.exited.1).await, 0);
     assert!(threads.iter().all(|t| !emu.group_members(t).contains(&"u0007".to_owned())));
+    // Tencent then reports those removals as exits from the threads: neither they nor the
+    // server's exit are a game team's, so nobody is told "… was kicked".
+    let mut removed = members_body(EXITED, threads[0], "ExitMemberList", &["u0007"]);
+    (removed["Type"], removed["ExitType"]) = ("Public".into(), "Kicked".into());
+    webhook(&f.router, EXITED, &removed).await;
+    assert_eq!(drain(&env, &f.exited.0, &f.exited.1).await, 0);
+    assert!(emu.system_notifications().is_empty(), "{:?}", emu.system_notifications());
 
     // 50 messages in a thread, each delivered twice: counted 50, the last one is the last.
     let started = Instant::now();

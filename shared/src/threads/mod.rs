@@ -621,6 +621,16 @@ impl<H: EventHandler> EventHandler for WithThreads<H> {
         {
             return Ok("thread_member_added");
         }
+        // Members leave threads and voice channels because this code removed them: not a game
+        // team's member exit for the wrapped service to announce.
+        let group = body.get("GroupId").and_then(|g| g.as_str()).unwrap_or_default();
+        let group_type = body.get("Type").and_then(|g| g.as_str());
+        if command == "Group.CallbackAfterMemberExit"
+            && !group.is_empty()
+            && (self.threads.thread(group).await?.is_some() || self.threads.is_voice_channel(group, group_type).await?)
+        {
+            return Ok(self.threads.handle_event(command, body).await?.unwrap_or("thread_member_left"));
+        }
         let outcome = self.inner.handle_and_tell(command, body, made).await?;
         Ok(self.threads.handle_event(command, body).await?.unwrap_or(outcome))
     }
