@@ -152,7 +152,9 @@ impl Ctx {
     /// router reads) when set, else from the app secret (or local secret file).
     pub async fn nim_keys(&self) -> Res<(String, SecretString)> {
         let s = match set(&self.settings.nim_secret_id) {
-            Some(id) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(self.aws().await), id).await.map_err(op)?,
+            Some(id) => {
+                AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(self.aws().await), id).await.map_err(op)?
+            }
             None => self.secrets().await?,
         };
         let (key, secret) = s.require_nim().map_err(|e| {

@@ -153,7 +153,13 @@ async fn checks(ctx: &Ctx, a: &Args) -> Vec<Check> {
                     max_attempts: 1,
                     ..RestOptions::default()
                 };
-                Some(RestClient::new(reqwest::Client::new(), opts, s.sdk_app_id, s.admin_identifier.clone(), key.clone()))
+                Some(RestClient::new(
+                    reqwest::Client::new(),
+                    opts,
+                    s.sdk_app_id,
+                    s.admin_identifier.clone(),
+                    key.clone(),
+                ))
             }
             (Err(e), _) => {
                 out.push(fail("tencent", e.to_string()));
@@ -170,11 +176,17 @@ async fn checks(ctx: &Ctx, a: &Args) -> Vec<Check> {
         }
         Some(rest) => match rest.get_all_robots().await {
             Ok(r) => {
-                out.push(pass("tencent", format!("the REST API accepts the admin's UserSig ({} robot(s))", r.robot_account.len())));
+                out.push(pass(
+                    "tencent",
+                    format!("the REST API accepts the admin's UserSig ({} robot(s))", r.robot_account.len()),
+                ));
                 Some(r.robot_account)
             }
             Err(e) => {
-                out.push(fail("tencent", format!("Tencent refused the credentials (SdkAppId, SecretKey, AdminIdentifier, region): {e}")));
+                out.push(fail(
+                    "tencent",
+                    format!("Tencent refused the credentials (SdkAppId, SecretKey, AdminIdentifier, region): {e}"),
+                ));
                 None
             }
         },
@@ -237,7 +249,10 @@ fn check_secret(app: &Res<AppSecrets>, webhook: Option<&Res<AppSecrets>>) -> Che
         None => {}
     }
     if problems.is_empty() {
-        pass("secret", format!("app {}, admin {}, SecretKey, LLM key and WebhookToken set", s.sdk_app_id, s.admin_identifier))
+        pass(
+            "secret",
+            format!("app {}, admin {}, SecretKey, LLM key and WebhookToken set", s.sdk_app_id, s.admin_identifier),
+        )
     } else {
         fail("secret", problems.join("; "))
     }
@@ -321,8 +336,11 @@ async fn check_llm(a: &Args, s: &AppSecrets) -> Check {
         temperature: None,
         max_tokens: Some(1),
     };
-    let timeouts =
-        Timeouts { first_token: Duration::from_secs(20), idle: Duration::from_secs(10), total: Duration::from_secs(30) };
+    let timeouts = Timeouts {
+        first_token: Duration::from_secs(20),
+        idle: Duration::from_secs(10),
+        total: Duration::from_secs(30),
+    };
     let where_ = format!("model {} at {}", a.llm_model, req.endpoint.base_url);
     let llm = OpenAiClient::new(reqwest::Client::new());
     let mut stream = match llm.stream(&req, timeouts).await {
@@ -362,10 +380,9 @@ async fn check_table(ctx: &Ctx) -> Check {
                 other => fail("table", format!("{table} is {}", other.unwrap_or("in an unknown state"))),
             }
         }
-        Err(e) => fail(
-            "table",
-            format!("{table} cannot be described: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)),
-        ),
+        Err(e) => {
+            fail("table", format!("{table} cannot be described: {}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))
+        }
     }
 }
 

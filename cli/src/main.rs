@@ -112,7 +112,9 @@ async fn main() -> ExitCode {
             // Help and version exit 0, usage errors 2; nothing runs.
             let _ = e.print();
             if platform_misplaced(&e) {
-                eprintln!("note: --platform applies to `profile`, `conversation` and `send` only; this command is Tencent's");
+                eprintln!(
+                    "note: --platform applies to `profile`, `conversation` and `send` only; this command is Tencent's"
+                );
             }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
