@@ -78,7 +78,7 @@ pub fn parse_platform(s: &str) -> Result<Platform, String> {
 /// `--platform` for the commands that serve both platforms.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlatformArg {
-    /// The chat platform: tencent (BOT is @RBT#…) or nim (BOT is a robot's accid, taken in lowercase)
+    /// The chat platform: tencent or nim (NIM account ids are taken in lowercase)
     #[arg(long, value_name = "tencent|nim", default_value = "tencent", value_parser = parse_platform)]
     pub platform: Platform,
 }
@@ -109,7 +109,8 @@ pub fn read_file(path: &std::path::Path) -> Res<String> {
     std::fs::read_to_string(path).map_err(|e| Fail::Usage(format!("{}: {e}", path.display())))
 }
 
-fn set(v: &Option<String>) -> Option<&str> {
+/// A setting's value, unless it is unset or blank.
+pub fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 

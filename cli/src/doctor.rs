@@ -135,6 +135,8 @@ async fn checks(ctx: &Ctx, a: &Args) -> Vec<Check> {
     // The secret, which most checks need.
     let secret = ctx.secrets().await;
     let webhook_secret = match &secret {
+        // The same secret, unless the router's has its own.
+        Ok(app) if crate::ctx::set(&ctx.settings.webhook_secret_id).is_none() => Some(Ok(app.clone())),
         Ok(_) => Some(ctx.webhook_secrets().await),
         Err(_) => None,
     };

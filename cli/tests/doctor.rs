@@ -200,6 +200,17 @@ async fn doctor_fails_the_secret_check_when_fields_are_missing() {
     let (status, reason) = check(&checks, "secret");
     assert_eq!(status, "FAIL");
     assert!(reason.contains("LlmApiKey") && reason.contains("WebhookToken"), "{reason}");
+    // The router's own secret, as the stack keeps it, with no token in it.
+    let cfg = local_config(&d.moto).await;
+    let id = format!("{}-webhook", d.stack.table);
+    let no_token = serde_json::json!({"SdkAppId": APP}).to_string();
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    sm.create_secret().name(&id).secret_string(no_token).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let (code, checks) = d.doctor(&[("TCBOT_WEBHOOK_SECRET_ID", &id)], &[]).await;
+    assert_eq!(code, 1);
+    let (status, reason) = check(&checks, "secret");
+    assert_eq!(status, "FAIL");
+    assert!(reason.contains(&format!("no WebhookToken in {id}")) && !reason.contains("LlmApiKey"), "{reason}");
     let (code, checks) = d.doctor(&[("TCBOT_LOCAL_SECRET_FILE", "/nonexistent/secret.json")], &[]).await;
     assert_eq!(code, 1);
     assert_eq!(check(&checks, "secret").0, "FAIL");
