@@ -8,7 +8,8 @@
 //! and only then deleted from the DLQ. A file needs nothing created beforehand, is read with
 //! any editor, and keeps the record whole for a fix by hand.
 
-use crate::{Args, Fail, Res, aws, op, store};
+use crate::ctx::{Ctx, Res, op};
+use crate::progress::Progress;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use shared::bot::dead_letter::{DeadLetter, Unreadable};
 use shared::queue::{Queue, QueueError, SqsQueue};
@@ -40,6 +41,45 @@ enum RedriveError {
     Delete { id: String, done: &'static str, reason: String },
 }
 
+/// Read a chatbot dead-letter queue, and send its jobs back to be answered again
+#[derive(Debug, clap::Subcommand)]
+pub enum Cmd {
+    /// Show up to N dead letters (job key and reason), leaving them in the queue
+    List {
+        /// The dead-letter queue's URL
+        dlq_url: String,
+        /// How many to show (SQS returns at most 10 at a time)
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        max: i32,
+    },
+    /// Send every dead-lettered job back to be answered again, until the DLQ is empty
+    #[command(after_long_help = REDRIVE_HELP)]
+    Redrive {
+        /// The dead-letter queue's URL
+        dlq_url: String,
+        /// The queue to send the jobs back to (the DLQ's own work queue)
+        queue_url: String,
+        /// Where unreadable records are appended, one JSON line each
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_PARK)]
+        park: String,
+    },
+}
+
+const REDRIVE_HELP: &str = "Each job goes back in its conversation's FIFO group and is deleted from the DLQ only once
+sent. An unreadable record has no job to send back and cannot stay (in a FIFO queue it would
+hold up the records of its group behind it): it is parked, appended to FILE as one JSON line
+with message_id, error and body (the body may hold a user's message; a new file is readable by
+its owner only), then deleted from the DLQ. It prints exact counts: redriven N, parked N, left N
+(read but kept in the DLQ by an error, exit code 1). On a terminal it shows its progress on
+stderr.";
+
+pub async fn run(ctx: &Ctx, cmd: &Cmd) -> Res<()> {
+    match cmd {
+        Cmd::List { dlq_url, max } => list(ctx, dlq_url, *max).await,
+        Cmd::Redrive { dlq_url, queue_url, park } => redrive(ctx, dlq_url, queue_url, park).await,
+    }
+}
+
 /// What a redrive did with the records it read; every count is exact.
 #[derive(Debug, Default)]
 struct Tally {
@@ -53,11 +93,8 @@ struct Tally {
 
 /// `tcbot dlq list DLQ_URL [--max N]`: up to N records, each with its job's key and reason,
 /// left in the queue.
-pub async fn list(a: &Args) -> Res<()> {
-    a.check(&["max"])?;
-    let dlq = a.pos(2, "the dead-letter queue URL")?;
-    let max: i32 = a.opt("max").unwrap_or("10").parse().map_err(|_| Fail::Usage("--max takes a number".into()))?;
-    let sqs = aws_sdk_sqs::Client::new(&aws().await);
+async fn list(ctx: &Ctx, dlq: &str, max: i32) -> Res<()> {
+    let sqs = aws_sdk_sqs::Client::new(ctx.aws().await);
     let out = sqs
         .receive_message()
         .queue_url(dlq)
@@ -83,16 +120,14 @@ pub async fn list(a: &Args) -> Res<()> {
 /// `tcbot dlq redrive DLQ_URL QUEUE_URL [--park FILE]`: until the DLQ is empty, sends every
 /// readable job back and parks every unreadable record, then prints the counts (also when an
 /// error stops it).
-pub async fn redrive(a: &Args) -> Res<()> {
-    a.check(&["park"])?;
-    let dlq = a.pos(2, "the dead-letter queue URL")?;
-    let queue = a.pos(3, "the queue URL to send the jobs back to")?;
-    let park = a.opt("park").unwrap_or(DEFAULT_PARK);
-    let cfg = aws().await;
-    let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let run = Redrive { sqs: sqs.clone(), queue: SqsQueue::new(sqs), store: store(&cfg).await?, dlq, to: queue, park };
+async fn redrive(ctx: &Ctx, dlq: &str, queue: &str, park: &str) -> Res<()> {
+    let sqs = aws_sdk_sqs::Client::new(ctx.aws().await);
+    let store = ctx.store().await?;
+    let run = Redrive { sqs: sqs.clone(), queue: SqsQueue::new(sqs), store, dlq, to: queue, park };
     let mut tally = Tally::default();
-    let result = run.all(&mut tally).await;
+    let mut progress = Progress::stderr();
+    let result = run.all(&mut tally, &mut progress).await;
+    progress.clear();
     println!("redriven {}, parked {}, left {}", tally.redriven, tally.parked, tally.left);
     if tally.parked > 0 {
         let path = std::fs::canonicalize(park).map_or_else(|_| park.to_owned(), |p| p.display().to_string());
@@ -111,7 +146,7 @@ struct Redrive<'a> {
 }
 
 impl Redrive<'_> {
-    async fn all(&self, tally: &mut Tally) -> Result<(), RedriveError> {
+    async fn all(&self, tally: &mut Tally, progress: &mut Progress) -> Result<(), RedriveError> {
         loop {
             let out = self
                 .sqs
@@ -158,6 +193,7 @@ impl Redrive<'_> {
                     tally.redriven += 1;
                 }
                 tally.left -= 1;
+                progress.show(&format!("redriven {}, parked {}…", tally.redriven, tally.parked));
             }
         }
     }

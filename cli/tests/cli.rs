@@ -319,7 +319,7 @@ async fn help_and_bad_usage() {
     let s = setup("help").await;
     let (code, out, _) = s.tcbot(&["help"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("tcbot robot create"));
+    assert!(out.contains("Usage: tcbot") && out.contains("robot") && out.contains("doctor"), "{out}");
     assert_eq!(s.tcbot(&["frobnicate"]).await.0, 2);
     assert_eq!(s.tcbot(&["robot", "list", "--bogus", "x"]).await.0, 2);
 }
@@ -598,4 +598,139 @@ async fn send_signs_a_nim_message_copy_that_the_nim_router_accepts() {
     for f in [body_file, wrong, tencent_only] {
         std::fs::remove_file(f).ok();
     }
+}
+
+/// Every command, by its words: the nouns and each of their verbs.
+const COMMANDS: [&[&str]; 32] = [
+    &["usersig"],
+    &["robot"],
+    &["robot", "create"],
+    &["robot", "list"],
+    &["robot", "delete"],
+    &["profile"],
+    &["profile", "set"],
+    &["profile", "show"],
+    &["send"],
+    &["conversation"],
+    &["conversation", "show"],
+    &["conversation", "clear"],
+    &["moderation"],
+    &["moderation", "set"],
+    &["moderation", "show"],
+    &["moderation", "test"],
+    &["draw"],
+    &["draw", "open"],
+    &["draw", "close"],
+    &["draw", "show"],
+    &["stats"],
+    &["stats", "group"],
+    &["stats", "user"],
+    &["presence"],
+    &["presence", "user"],
+    &["presence", "online"],
+    &["dlq"],
+    &["dlq", "list"],
+    &["dlq", "redrive"],
+    &["doctor"],
+    &["completions"],
+    &["conversation", "reset"],
+];
+
+/// Runs `tcbot` with no settings at all: what it prints must not need any.
+async fn bare_tcbot(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcbot"))
+        .args(args)
+        .env_clear()
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// The subcommands a help text lists under "Commands:".
+fn listed(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[tokio::test]
+async fn every_command_has_help_and_refuses_an_unknown_flag() {
+    for words in COMMANDS {
+        let (code, out, err) = bare_tcbot(&[words, &["--help"][..]].concat()).await;
+        assert_eq!(code, 0, "{words:?} --help: {err}");
+        let path = words.iter().map(|w| if *w == "reset" { "clear" } else { w }).collect::<Vec<_>>().join(" ");
+        assert!(out.contains(&format!("Usage: tcbot {path}")), "{words:?}: {out}");
+        // Every subcommand its help lists is one this test knows.
+        for sub in listed(&out) {
+            let known =
+                COMMANDS.iter().any(|w| w.len() == words.len() + 1 && w.starts_with(words) && w[words.len()] == sub);
+            assert!(known, "{words:?} lists {sub}, which COMMANDS leaves out");
+        }
+        let (code, out, err) = bare_tcbot(&[words, &["--no-such-flag"][..]].concat()).await;
+        assert_eq!(code, 2, "{words:?} --no-such-flag: {out}{err}");
+        assert!(err.contains("unexpected argument '--no-such-flag'"), "{words:?}: {err}");
+        assert!(out.is_empty(), "{words:?} ran: {out}");
+    }
+    let (code, out, _) = bare_tcbot(&["--help"]).await;
+    assert_eq!(code, 0);
+    for sub in listed(&out) {
+        assert!(COMMANDS.iter().any(|w| w == &[sub.as_str()]), "tcbot lists {sub}, which COMMANDS leaves out");
+    }
+    let (code, out, _) = bare_tcbot(&[]).await;
+    assert_eq!(code, 0, "tcbot alone prints its help");
+    assert!(out.contains("Usage: tcbot") && out.contains("TCBOT_TABLE_NAME"), "{out}");
+}
+
+#[tokio::test]
+async fn a_mistyped_flag_never_runs_a_destructive_command() {
+    let s = setup("typo").await;
+    assert_eq!(s.tcbot(&["robot", "create", "@RBT#001"]).await.0, 0);
+    let (code, _, err) = s.tcbot(&["robot", "delete", "@RBT#001", "--forse"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(s.tencent.state.robots(), ["@RBT#001"], "nothing was deleted");
+    let t = Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: "keep me".into() };
+    s.store.append_turn("c2c#@RBT#001#alice", &t, 3600).await.unwrap_or_else(|e| panic!("{e}"));
+    // `--users` is not `--user`: the selector is not completed with a default.
+    let (code, _, err) = s.tcbot(&["conversation", "clear", "--bot", "@RBT#001", "--users", "alice"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(s.store.recent_turns("c2c#@RBT#001#alice", 0, 10).await.map(|t| t.len()), Ok(1), "nothing was cleared");
+    // A value where none is taken, and a missing one, are usage errors too.
+    assert_eq!(s.tcbot(&["draw", "close", "@TGS#g", "--winners"]).await.0, 2);
+    assert_eq!(s.tcbot(&["draw", "close", "@TGS#g", "--winners", "many"]).await.0, 2);
+}
+
+#[tokio::test]
+async fn completions_are_generated_for_bash_zsh_and_fish() {
+    for (shell, mark) in [("bash", "_tcbot()"), ("zsh", "#compdef tcbot"), ("fish", "complete -c tcbot")] {
+        let (code, out, err) = bare_tcbot(&["completions", shell]).await;
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(mark) && out.contains("doctor") && out.contains("redrive"), "{shell}: {out}");
+    }
+    let (code, _, err) = bare_tcbot(&["completions", "tcsh"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("bash") && err.contains("fish"), "the shells it takes are listed: {err}");
+}
+
+#[tokio::test]
+async fn a_redrive_that_is_piped_shows_no_progress() {
+    let s = setup("quiet").await;
+    let record = serde_json::json!({"reason": "LLM down", "job": c2c_job("alice", 1)}).to_string();
+    s.sqs
+        .send_message()
+        .queue_url(&s.stack.c2c_dlq)
+        .message_body(record)
+        .message_group_id("g")
+        .message_deduplication_id("d")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out, err) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue]).await;
+    assert_eq!((code, out.trim()), (0, "redriven 1, parked 0, left 0"), "{err}");
+    assert_eq!(err, "", "stderr is not a terminal: no progress line");
 }

@@ -815,6 +815,24 @@ fn apply(s: &EmuState, path: &str, b: &Value) -> Value {
             }
             _ => fail(7000, "UserID is missing or longer than 32 bytes"),
         },
+        // --- Accounts (for `tcbot doctor`) ---
+        // `account_check`: an account exists when it is one of the robots or the app admin
+        // `administrator`, which Tencent creates with every app, or one `account_import` added.
+        "im_open_login_svc/account_check" => {
+            let Some(items) = b.get("CheckItem").and_then(Value::as_array) else {
+                return fail(90001, "CheckItem is required");
+            };
+            let result: Vec<Value> = items
+                .iter()
+                .map(|i| {
+                    let id = str_field(i, "UserID").unwrap_or_default();
+                    let imported = id == "administrator" || g.robots.contains(id) || g.accounts.contains(id);
+                    let status = if imported { "Imported" } else { "NotImported" };
+                    json!({"UserID": id, "ResultCode": 0, "ResultInfo": "", "AccountStatus": status})
+                })
+                .collect();
+            ok(json!({ "ResultItem": result }))
+        }
         _ => fail(60003, "unknown command in this emulator"),
     }
 }

@@ -59,11 +59,8 @@ impl Boot {
     pub async fn load() -> Result<Self, BootError> {
         let settings = Settings::from_env()?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-        let mut secrets = match (&settings.local_secret_file, &settings.secret_id) {
-            (Some(path), _) => AppSecrets::from_file(path)?,
-            (None, Some(id)) => AppSecrets::fetch(&aws_sdk_secretsmanager::Client::new(&aws), id).await?,
-            (None, None) => unreachable!("Settings requires one of the two"),
-        };
+        let mut secrets =
+            AppSecrets::load(&aws, settings.local_secret_file.as_deref(), settings.secret_id.as_deref()).await?;
         // The NIM keys' own secret, where the deployment keeps them apart (a local secret file
         // holds everything).
         if let (None, Some(nim_id)) = (&settings.local_secret_file, &settings.nim.secret_id)

@@ -22,6 +22,12 @@ const TIMEOUT_MS: RangeInclusive<u64> = 1..=DAY_MS;
 const INTERVAL_MS: RangeInclusive<u64> = 0..=DAY_MS;
 const TTL_SECS: RangeInclusive<u64> = 1..=366 * DAY_SECS;
 
+/// The LLM the robots use when `TCBOT_LLM_BASE_URL`, `TCBOT_LLM_MODEL` and
+/// `TCBOT_LLM_API_STYLE` are not set (and a bot's profile does not say).
+pub const DEFAULT_LLM_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_LLM_MODEL: &str = "gpt-4o-mini";
+pub const DEFAULT_LLM_API_STYLE: &str = "openai";
+
 /// A setting that is missing or malformed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -101,6 +107,30 @@ impl TencentEndpoint {
             }
         };
         Ok(TencentEndpoint(format!("https://{domain}")))
+    }
+
+    /// The endpoint the settings name: `TCBOT_TENCENT_BASE_URL` (`base_url`) when set, else the
+    /// domain of `TCBOT_TENCENT_REGION` (`region`, default `singapore`). The functions and the
+    /// admin CLI both read it here.
+    pub fn resolve(base_url: Option<&str>, region: Option<&str>) -> Result<Self, ConfigError> {
+        match base_url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let parsed = url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+                    var: "TCBOT_TENCENT_BASE_URL",
+                    value: url.to_owned(),
+                    why: e.to_string(),
+                })?;
+                Ok(TencentEndpoint(parsed.as_str().trim_end_matches('/').to_owned()))
+            }
+            None => {
+                let region = region.map(str::trim).filter(|r| !r.is_empty()).unwrap_or("singapore");
+                TencentEndpoint::for_region(region).map_err(|why| ConfigError::Invalid {
+                    var: "TCBOT_TENCENT_REGION",
+                    value: region.to_owned(),
+                    why,
+                })
+            }
+        }
     }
 }
 
@@ -371,24 +401,10 @@ impl Settings {
     /// Reads the settings through `get`, which maps a variable name to its value.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&get);
-        let tencent_endpoint = match env.opt("TCBOT_TENCENT_BASE_URL") {
-            Some(url) => {
-                let parsed = url::Url::parse(&url).map_err(|e| ConfigError::Invalid {
-                    var: "TCBOT_TENCENT_BASE_URL",
-                    value: url.clone(),
-                    why: e.to_string(),
-                })?;
-                TencentEndpoint(parsed.as_str().trim_end_matches('/').to_owned())
-            }
-            None => {
-                let region = env.opt("TCBOT_TENCENT_REGION").unwrap_or_else(|| "singapore".into());
-                TencentEndpoint::for_region(&region).map_err(|why| ConfigError::Invalid {
-                    var: "TCBOT_TENCENT_REGION",
-                    value: region,
-                    why,
-                })?
-            }
-        };
+        let tencent_endpoint = TencentEndpoint::resolve(
+            env.opt("TCBOT_TENCENT_BASE_URL").as_deref(),
+            env.opt("TCBOT_TENCENT_REGION").as_deref(),
+        )?;
         let secret_id = env.opt("TCBOT_SECRET_ID");
         let local_secret_file = env.opt("TCBOT_LOCAL_SECRET_FILE");
         if secret_id.is_none() && local_secret_file.is_none() {
@@ -482,9 +498,9 @@ impl Settings {
             stop_ttl_secs: env.bounded("TCBOT_STOP_TTL_SECS", 600, TTL_SECS)?,
             moderate_answers: env.parse("TCBOT_MODERATE_ANSWERS", ModerateAnswers::Auto)?,
             llm: LlmDefaults {
-                base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".into()),
-                model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
-                api_style: env.opt("TCBOT_LLM_API_STYLE").unwrap_or_else(|| "openai".into()),
+                base_url: env.opt("TCBOT_LLM_BASE_URL").unwrap_or_else(|| DEFAULT_LLM_BASE_URL.into()),
+                model: env.opt("TCBOT_LLM_MODEL").unwrap_or_else(|| DEFAULT_LLM_MODEL.into()),
+                api_style: env.opt("TCBOT_LLM_API_STYLE").unwrap_or_else(|| DEFAULT_LLM_API_STYLE.into()),
                 system_prompt: env
                     .opt("TCBOT_SYSTEM_PROMPT")
                     .unwrap_or_else(|| "You are a helpful assistant in a chat app. Answer concisely.".into()),

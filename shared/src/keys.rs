@@ -94,6 +94,17 @@ pub fn profile(platform: Platform, bot: &str) -> String {
     format!("profile#{}{bot}", mark(platform))
 }
 
+/// The robot whose profile `key` holds, and its platform; `None` for any other key. The inverse
+/// of [`profile`], for tools that list the profiles of a table.
+pub fn profile_owner(key: &str) -> Option<(Platform, &str)> {
+    let rest = key.strip_prefix("profile#")?;
+    let (platform, bot) = match rest.strip_prefix(mark(Platform::Nim)) {
+        Some(bot) => (Platform::Nim, bot),
+        None => (Platform::Tencent, rest),
+    };
+    (!bot.is_empty()).then_some((platform, bot))
+}
+
 /// A stop flag: for one streamed reply (`msg_key`), or for whatever the robot is streaming in
 /// that scope when the client did not say which (`*`).
 pub fn stop(scope: &str, msg_key: Option<&str>) -> String {
@@ -184,5 +195,14 @@ mod tests {
         }
         assert!(reply(&c2c).starts_with("reply#nim#") && quota(&c2c).starts_with("quota#nim#"));
         assert!(profile(Platform::Nim, "bot1").starts_with("profile#nim#"));
+    }
+
+    #[test]
+    fn a_profile_key_names_its_robot_and_platform() {
+        for (platform, bot) in [(Platform::Tencent, "@RBT#001"), (Platform::Nim, "mybot")] {
+            assert_eq!(profile_owner(&profile(platform, bot)), Some((platform, bot)));
+        }
+        assert_eq!(profile_owner("profile#"), None);
+        assert_eq!(profile_owner("reply#c2c#@RBT#001#u#1"), None);
     }
 }

@@ -26,6 +26,7 @@ pub mod queue;
 pub mod redact;
 pub mod router;
 pub mod secrets;
+pub mod selector;
 pub mod stats;
 pub mod store;
 pub mod teams;

@@ -95,6 +95,8 @@ pub enum SecretsError {
     LocalFile { path: String, reason: String },
     #[error("secret {id}: {field} is empty")]
     Missing { id: String, field: &'static str },
+    #[error("no secret to read: set TCBOT_SECRET_ID (or TCBOT_LOCAL_SECRET_FILE for local development)")]
+    NoSource,
 }
 
 impl AppSecrets {
@@ -126,7 +128,22 @@ impl AppSecrets {
         Self::parse(path, &json)
     }
 
-    /// The LLM key for a profile: the named one when the profile names one, else the default.
+    /// Reads the app secret from where the settings say: the local file `local_file`
+    /// (`TCBOT_LOCAL_SECRET_FILE`) when set, else the Secrets Manager secret `secret_id`
+    /// (`TCBOT_SECRET_ID`). The functions' cold start and the admin CLI both read it here.
+    pub async fn load(
+        aws: &aws_config::SdkConfig,
+        local_file: Option<&str>,
+        secret_id: Option<&str>,
+    ) -> Result<Self, SecretsError> {
+        let set = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        match (set(local_file), set(secret_id)) {
+            (Some(path), _) => Self::from_file(&path),
+            (None, Some(id)) => Self::fetch(&aws_sdk_secretsmanager::Client::new(aws), &id).await,
+            (None, None) => Err(SecretsError::NoSource),
+        }
+    }
+
     /// The Chat secret key, for the functions that call Tencent's REST API or sign UserSigs.
     pub fn require_secret_key(&self) -> Result<&SecretString, SecretsError> {
         if self.secret_key.is_empty() {
@@ -154,6 +171,7 @@ impl AppSecrets {
         }
     }
 
+    /// The LLM key for a profile: the named one when the profile names one, else the default.
     pub fn llm_key(&self, name: Option<&str>) -> Option<&SecretString> {
         match name {
             Some(n) => self.llm_api_keys.get(n),

@@ -58,41 +58,52 @@ struct Options {
 
 const MODES: [&str; 4] = ["robot_stream", "native_stream", "modify", "final"];
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PlatformArg {
+    Tencent,
+    Nim,
+}
+
+/// local-run: chat with the bot locally (the functions under cargo lambda watch, moto server,
+/// the Tencent or NIM emulator, the LLM emulator or a real LLM)
+#[derive(Debug, clap::Parser)]
+#[command(name = "local-run", after_help = CHAT_HELP)]
+struct Cli {
+    /// A line of a scripted conversation (repeat the flag); then exit, 0 when every line was
+    /// answered. Without it: an interactive chat
+    #[arg(long = "say", value_name = "TEXT")]
+    say: Vec<String>,
+    /// Longest wait for one answer, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+    /// The stream mode [default: robot stream one-to-one, native stream in groups; robot_stream
+    /// falls back to modify in groups]; NIM: native_stream or final
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(MODES))]
+    mode: Option<String>,
+    /// Chat with the Tencent robot @RBT#001 or the NIM robot mybot
+    #[arg(long, value_enum, default_value = "tencent")]
+    platform: PlatformArg,
+    /// NIM: stream team answers live (else sent once, complete)
+    #[arg(long)]
+    team_streaming: bool,
+}
+
+const CHAT_HELP: &str =
+    "In the chat: plain text goes to the robot one-to-one; '@ TEXT' @-mentions it in a group (team);
+/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.
+Set LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM.";
+
+/// The flags, parsed by clap (usage errors exit 2, `--help` prints the help), then checked
+/// against each other.
 fn parse_args() -> Result<Options, String> {
-    let mut o = Options {
-        script: Vec::new(),
-        answer_timeout: Duration::from_secs(120),
-        mode: None,
-        nim: false,
-        team_streaming: false,
+    let cli = <Cli as clap::Parser>::parse();
+    let o = Options {
+        script: cli.say,
+        answer_timeout: Duration::from_secs(cli.timeout),
+        mode: cli.mode,
+        nim: cli.platform == PlatformArg::Nim,
+        team_streaming: cli.team_streaming,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--say" => o.script.push(args.next().ok_or("--say needs a line of text")?),
-            "--mode" => {
-                let mode = args.next().filter(|m| MODES.contains(&m.as_str()));
-                o.mode = Some(mode.ok_or_else(|| format!("--mode needs one of {}", MODES.join(", ")))?);
-            }
-            "--platform" => match args.next().as_deref() {
-                Some("tencent") => o.nim = false,
-                Some("nim") => o.nim = true,
-                _ => return Err("--platform needs tencent or nim".into()),
-            },
-            "--team-streaming" => o.team_streaming = true,
-            "--timeout" => {
-                let secs: u64 = args.next().and_then(|s| s.parse().ok()).ok_or("--timeout needs seconds")?;
-                o.answer_timeout = Duration::from_secs(secs);
-            }
-            "-h" | "--help" => {
-                println!(
-                    "local-run: chat with the bot locally.\n\n  local-run                 interactive chat\n  local-run --say TEXT ...  scripted conversation, then exit (0 when every line was answered)\n  --timeout SECS            longest wait for one answer (default 120)\n  --mode MODE               robot_stream, native_stream, modify or final (default: robot stream\n                            one-to-one, native stream in groups; robot_stream falls back to\n                            modify in groups); NIM: native_stream or final\n  --platform tencent|nim    chat with the Tencent robot {BOT} (default) or the NIM robot {NIM_ROBOT}\n  --team-streaming          NIM: stream team answers live (else sent once, complete)\n\nIn the chat: plain text goes to the robot one-to-one; '@ TEXT' @-mentions it in a group (team);\n/reset, /usage and /help are bot commands; /quit or Ctrl-C leaves.\nSet LLM_BASE_URL, LLM_API_KEY (and LLM_MODEL) to use a real OpenAI-compatible LLM."
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}; see --help")),
-        }
-    }
     if o.nim && o.mode.as_deref().is_some_and(|m| m != "native_stream" && m != "final") {
         return Err("NIM answers in native_stream or final (it has no robot stream and cannot modify)".into());
     }

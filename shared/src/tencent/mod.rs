@@ -1,5 +1,6 @@
 //! The outbound protocol: UserSig, and the REST client that speaks as the app admin.
 
+pub mod accounts;
 pub mod api;
 pub mod client;
 pub mod groups;
