@@ -3,8 +3,10 @@
 
 use crate::ctx::{Ctx, Fail, Res, op};
 use crate::progress::Progress;
+use shared::bus::{Bus, BusEvent, DRAW_CLOSED, EventBridge, stable_id};
 use shared::stats::{Draw, GENERATOR, entrants, pick_winners};
 use shared::store::{DynamoStore, Store};
+use std::sync::Arc;
 
 /// Run a lucky draw in a group
 #[derive(Debug, clap::Subcommand)]
@@ -26,6 +28,10 @@ pub enum Cmd {
         /// The seed [default: the clock's nanoseconds; recorded either way]
         #[arg(long)]
         seed: Option<u64>,
+        /// The stack's event bus: the result is published there as `Draw Closed` (the
+        /// stack's EventBusName output)
+        #[arg(long, env = "TCBOT_EVENT_BUS_NAME", value_name = "NAME")]
+        bus: Option<String>,
     },
     /// The draw, its entrants, seed and winners, re-checked
     Show {
@@ -65,7 +71,7 @@ pub async fn run(ctx: &Ctx, cmd: &Cmd) -> Res<()> {
             save(&store, group, &d).await?;
             println!("draw {} open in {group}: messages containing {keyword:?} enter", d.id);
         }
-        Cmd::Close { group, winners, seed } => {
+        Cmd::Close { group, winners, seed, bus } => {
             let Some(mut d) = current(&store, group).await?.filter(|d| d.open) else {
                 return Err(Fail::Op(format!("no open draw in {group}")));
             };
@@ -84,6 +90,10 @@ pub async fn run(ctx: &Ctx, cmd: &Cmd) -> Res<()> {
             println!("draw {} closed: {} entrant(s), seed {seed}", d.id, d.entrants.len());
             for w in &d.winners {
                 println!("winner: {w}");
+            }
+            if let Some(bus) = bus.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+                publish_closed(ctx, bus, group, &d).await?;
+                println!("published to {bus} as {:?}", DRAW_CLOSED);
             }
         }
         Cmd::Show { group } => {
@@ -112,6 +122,31 @@ pub async fn run(ctx: &Ctx, cmd: &Cmd) -> Res<()> {
         }
     }
     Ok(())
+}
+
+/// Publishes the closed draw: group, draw id, entrants counted, winners, seed and generator,
+/// with an id of the group and draw, so a second close of the same draw (after a failure to
+/// publish, say) carries the same id for subscribers to drop.
+async fn publish_closed(ctx: &Ctx, bus: &str, group: &str, d: &Draw) -> Res<()> {
+    let fields = serde_json::json!({
+        "group": group,
+        "draw": d.id,
+        "keyword": d.keyword,
+        "entrants": d.entrants.len(),
+        "winners": d.winners,
+        "seed": d.seed,
+        "generator": d.generator,
+    });
+    let event =
+        BusEvent::product(DRAW_CLOSED, stable_id(&[DRAW_CLOSED, group, &d.id]), shared::store::now_ms(), fields);
+    let publisher = EventBridge::new(aws_sdk_eventbridge::Client::new(ctx.aws().await), bus);
+    let failed = Bus::new(Arc::new(publisher)).publish_all(vec![((), event)]).await;
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(Fail::Op(format!(
+            "the draw is closed and saved, but publishing it to {bus} failed (see the log); the result stands"
+        ))),
+    }
 }
 
 /// A seed for a draw when none is given: the clock's nanoseconds, recorded with the result.

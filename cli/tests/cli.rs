@@ -734,3 +734,55 @@ async fn a_redrive_that_is_piped_shows_no_progress() {
     assert_eq!((code, out.trim()), (0, "redriven 1, parked 0, left 0"), "{err}");
     assert_eq!(err, "", "stderr is not a terminal: no progress line");
 }
+
+fn fail<E: std::fmt::Display, T>(e: E) -> T {
+    panic!("{e}")
+}
+
+#[tokio::test]
+async fn a_closed_draw_is_published_to_the_event_bus_as_draw_closed() {
+    let s = setup("drawbus").await;
+    let cfg = local_config(&s.moto).await;
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let bus = format!("{}-events", s.stack.table);
+    eb.create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(aws_sdk_eventbridge::error::DisplayErrorContext(e)));
+    let target = s.sqs.create_queue().queue_name(format!("{}-target", s.stack.table)).send().await;
+    let target = target.unwrap_or_else(fail).queue_url.unwrap_or_default();
+    let arn = devtools::esm::queue_arn(&s.sqs, &target).await.unwrap_or_else(fail);
+    let pattern = serde_json::json!({ "source": ["tcbot"], "detail-type": ["Draw Closed"] }).to_string();
+    eb.put_rule().name("draws").event_bus_name(&bus).event_pattern(pattern).send().await.unwrap_or_else(fail);
+    let t = aws_sdk_eventbridge::types::Target::builder().id("q").arn(arn).build().unwrap_or_else(fail);
+    eb.put_targets().rule("draws").event_bus_name(&bus).targets(t).send().await.unwrap_or_else(fail);
+    assert_eq!(s.tcbot(&["draw", "open", "@TGS#g", "lucky"]).await.0, 0);
+    let doc = s.store.get_doc(&shared::stats::Draw::key("@TGS#g")).await.ok().flatten().unwrap_or_default();
+    let draw: shared::stats::Draw = serde_json::from_str(&doc).unwrap_or_else(fail);
+    for u in ["ann", "bob"] {
+        let t = Turn { at_ms: shared::store::now_ms(), role: Role::User, speaker: None, text: u.into() };
+        s.store.append_turn(&shared::stats::Draw::entrants_log("@TGS#g", &draw.id), &t, 3600).await.ok();
+    }
+    let (code, out, errs) = s.tcbot(&["draw", "close", "@TGS#g", "--seed", "7", "--bus", &bus]).await;
+    assert_eq!(code, 0, "{out}{errs}");
+    assert!(out.contains("published to"), "{out}");
+    let got = s.sqs.receive_message().queue_url(&target).max_number_of_messages(10).send().await;
+    let msgs = got.unwrap_or_else(fail).messages.unwrap_or_default();
+    assert_eq!(msgs.len(), 1, "one event");
+    let ev: serde_json::Value = serde_json::from_str(msgs[0].body().unwrap_or_default()).unwrap_or_else(fail);
+    assert_eq!((ev["source"].as_str(), ev["detail-type"].as_str()), (Some("tcbot"), Some("Draw Closed")));
+    let d = &ev["detail"];
+    assert_eq!(
+        (d["v"].as_u64(), d["group"].as_str(), d["draw"].as_str()),
+        (Some(1), Some("@TGS#g"), Some(draw.id.as_str()))
+    );
+    assert_eq!((d["entrants"].as_u64(), d["seed"].as_u64()), (Some(2), Some(7)));
+    let winners = shared::stats::pick_winners(&["ann".to_owned(), "bob".to_owned()], 1, 7);
+    assert_eq!(d["winners"], serde_json::json!(winners));
+    // A bus that does not exist: the draw stays closed, and the failure says so.
+    assert_eq!(s.tcbot(&["draw", "open", "@TGS#h", "lucky"]).await.0, 0);
+    let (code, _, errs) = s.tcbot(&["draw", "close", "@TGS#h", "--bus", "no-such-bus"]).await;
+    assert_eq!(code, 1);
+    assert!(errs.contains("closed and saved"), "{errs}");
+}
