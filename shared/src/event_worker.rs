@@ -10,7 +10,7 @@
 
 use crate::bus::{Bus, BusEvent, OUTBOX_COMMAND};
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
 use tracing::Instrument;
 
@@ -70,12 +70,6 @@ pub async fn sqs_handler(handler: &dyn EventHandler, event: SqsEvent) -> SqsBatc
     publishing_sqs_handler(handler, None, event).await
 }
 
-fn failure(id: String) -> BatchItemFailure {
-    let mut f = BatchItemFailure::default();
-    f.item_identifier = id;
-    f
-}
-
 /// The Lambda adapter shared by every event function: handles the batch, then publishes each
 /// handled record's events to `bus` (when the stack has one).
 pub async fn publishing_sqs_handler(
@@ -83,7 +77,7 @@ pub async fn publishing_sqs_handler(
     bus: Option<&Bus>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    let mut resp = SqsBatchResponse::default();
+    let mut failures: Vec<String> = Vec::new();
     let mut to_publish: Vec<(String, BusEvent)> = Vec::new();
     for rec in event.records {
         let id = rec.message_id.clone().unwrap_or_default();
@@ -93,7 +87,7 @@ pub async fn publishing_sqs_handler(
                 // Redelivery cannot fix it: SQS moves it to the DLQ after maxReceiveCount.
                 let error = crate::redact::JsonError::from(e);
                 tracing::error!(message_id = %id, outcome = "failed", %error, "unreadable event record");
-                resp.batch_item_failures.push(failure(id));
+                failures.push(id);
                 continue;
             }
         };
@@ -123,7 +117,7 @@ pub async fn publishing_sqs_handler(
             }
             Err(e) => {
                 tracing::warn!(outcome = "failed", error = %e, "event will be delivered again");
-                resp.batch_item_failures.push(failure(id));
+                failures.push(id);
             }
         }
     }
@@ -133,9 +127,9 @@ pub async fn publishing_sqs_handler(
         let n = to_publish.len();
         let failed = bus.publish_all(to_publish).await;
         tracing::info!(events = n, failed_records = failed.len(), "published to the bus");
-        resp.batch_item_failures.extend(failed.into_iter().map(failure));
+        failures.extend(failed);
     }
-    resp
+    crate::lambda::batch_response(failures)
 }
 
 /// Parses a body as the type its command promises.

@@ -14,6 +14,8 @@ pub mod config;
 pub mod event_worker;
 pub mod invoke;
 pub mod keys;
+/// The Lambda adapters: HTTP, SQS batches, synchronous invocations.
+pub mod lambda;
 pub mod lenient;
 pub mod llm;
 pub mod moderation;

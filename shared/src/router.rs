@@ -363,8 +363,7 @@ pub async fn http_handler(
     router: &Router,
     req: lambda_http::Request,
 ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
-    use lambda_http::RequestExt;
-    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id = crate::lambda::request_id(&req);
     let query = req.uri().query().unwrap_or("").to_owned();
     let body: &[u8] = req.body().as_ref();
     let now = crate::store::now_secs() as i64;
@@ -375,8 +374,5 @@ pub async fn http_handler(
         .value("AckMs", started.elapsed().as_secs_f64() * 1000.0, "Milliseconds")
         .value("Webhooks", 1.0, "Count")
         .emit();
-    Ok(lambda_http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(lambda_http::Body::Text(ack.to_json()))?)
+    crate::lambda::json_response(200, ack.to_json())
 }

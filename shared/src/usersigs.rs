@@ -166,10 +166,7 @@ pub async fn http_handler(
             (e.status(), serde_json::json!({ "error": e.to_string() }).to_string())
         }
     };
-    Ok(lambda_http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(lambda_http::Body::Text(body))?)
+    crate::lambda::json_response(status, body)
 }
 
 #[cfg(test)]

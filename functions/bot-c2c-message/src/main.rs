@@ -2,9 +2,8 @@
 //! the logic is `shared::bot::worker`. It also drains the bus outbox queue, when the stack has
 //! an event bus (`shared::bus`): a batch from that queue is published, not answered.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::boot::Boot;
+use shared::lambda::{Error, serve_sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,12 +15,11 @@ async fn main() -> Result<(), Error> {
     let bus = bus.as_ref();
     let outbox = shared::bus::outbox_url_from_env();
     let outbox = outbox.as_deref();
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        if shared::bus::from_queue(&ev.payload, outbox) {
-            let outbox_only = shared::event_worker::OutboxOnly;
-            return Ok::<_, Error>(shared::event_worker::publishing_sqs_handler(&outbox_only, bus, ev.payload).await);
+    serve_sqs(|ev, deadline| async move {
+        if shared::bus::from_queue(&ev, outbox) {
+            return shared::event_worker::publishing_sqs_handler(&shared::event_worker::OutboxOnly, bus, ev).await;
         }
-        Ok::<_, Error>(worker.sqs_handler(ev.payload, ev.context.deadline).await)
-    }))
+        worker.sqs_handler(ev, deadline).await
+    })
     .await
 }

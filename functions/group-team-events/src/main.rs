@@ -1,9 +1,8 @@
 //! `group-team-events`: triggered by its SQS queue. Wiring only; the logic is `shared::teams` and
 //! `shared::threads` (members leaving servers and voice channels).
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::boot::Boot;
+use shared::lambda::{Error, serve_sqs};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,8 +13,5 @@ async fn main() -> Result<(), Error> {
     let bus = boot.bus();
     let bus = bus.as_ref();
     let service = &service;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(shared::event_worker::publishing_sqs_handler(service, bus, ev.payload).await)
-    }))
-    .await
+    serve_sqs(|ev, _| shared::event_worker::publishing_sqs_handler(service, bus, ev)).await
 }

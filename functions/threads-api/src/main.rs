@@ -5,7 +5,7 @@
 //! it holds no secret at all (the UserSig function holds the Tencent key), and it needs no
 //! secret read at cold start.
 
-use lambda_http::{Error, service_fn};
+use shared::lambda::{Error, serve_http};
 use shared::store::DynamoStore;
 use shared::threads::api::ThreadsApi;
 use std::sync::Arc;
@@ -21,5 +21,5 @@ async fn main() -> Result<(), Error> {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let service = ThreadsApi { store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)), claim };
     let service = &service;
-    lambda_http::run(service_fn(move |req| shared::threads::api::http_handler(service, req))).await
+    serve_http(|req| shared::threads::api::http_handler(service, req)).await
 }

@@ -34,7 +34,7 @@ use crate::queue::{Queue, queue_url_from_arn};
 use crate::secrets::AppSecrets;
 use crate::store::{Role, Store, Turn, now_ms};
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -362,16 +362,7 @@ impl Worker {
         for (id, handle, arn, receives) in &failures {
             self.retry_soon(id, handle.as_deref(), arn.as_deref(), *receives).await;
         }
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = failures
-            .into_iter()
-            .map(|(id, ..)| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        resp
+        crate::lambda::batch_response(failures.into_iter().map(|(id, ..)| id))
     }
 
     /// How long a message that failed on its `receives`-th delivery waits before the next.

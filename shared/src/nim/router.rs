@@ -175,8 +175,7 @@ pub async fn http_handler(
     router: &NimRouter,
     req: lambda_http::Request,
 ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
-    use lambda_http::RequestExt;
-    let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+    let request_id = crate::lambda::request_id(&req);
     let headers = CopyHeaders::from_http(req.headers());
     let body: &[u8] = req.body().as_ref();
     let started = std::time::Instant::now();
@@ -187,10 +186,7 @@ pub async fn http_handler(
         .value("Copies", 1.0, "Count")
         .emit();
     let reply = serde_json::json!({"outcome": outcome.kind(), "reason": reason(&outcome)});
-    Ok(lambda_http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(lambda_http::Body::Text(reply.to_string()))?)
+    crate::lambda::json_response(status, reply.to_string())
 }
 
 #[cfg(test)]

@@ -140,14 +140,9 @@ pub async fn http_handler(
 ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
     use lambda_http::RequestExt;
     use lambda_http::request::RequestContext;
-    let json = |status: u16, body: String| {
-        lambda_http::Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(lambda_http::Body::Text(body))
-    };
+    let json = crate::lambda::json_response;
     if req.method() != lambda_http::http::Method::GET {
-        return Ok(json(405, serde_json::json!({ "error": "only GET is served" }).to_string())?);
+        return json(405, serde_json::json!({ "error": "only GET is served" }).to_string());
     }
     let claims = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => {
@@ -169,5 +164,5 @@ pub async fn http_handler(
             (e.status(), serde_json::json!({ "error": e.to_string() }).to_string())
         }
     };
-    Ok(json(status, body)?)
+    json(status, body)
 }
