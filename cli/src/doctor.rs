@@ -1,7 +1,8 @@
 //! `tcbot doctor`: checks a deployment end to end and says what is wrong in plain words. Each
-//! check prints PASS, FAIL or SKIP with a one-line reason; the exit code is 0 only when no
-//! check failed. A check is skipped when the operator did not give what it needs (a URL), or
-//! when a check it depends on failed (that one says why). Nothing a check does changes the
+//! check prints PASS, FAIL or SKIP with a one-line reason; the exit code is 0 only when every
+//! check passed (a skipped check is not a passed one: the run says how to give what it needs).
+//! A check is skipped when the operator did not give what it needs (a URL), or when a check it
+//! depends on failed (that one says why). Nothing a check does changes the
 //! deployment: the Tencent calls read, the LLM is asked for one token, the test webhook is a
 //! command the router acknowledges and ignores, and the queues are only counted.
 
@@ -117,16 +118,20 @@ pub async fn run(ctx: &Ctx, a: &Args) -> Res<()> {
             .iter()
             .map(|c| serde_json::json!({"name": c.name, "status": c.status.word(), "reason": c.reason}))
             .collect();
-        let ok = checks.iter().all(|c| c.status != Status::Fail);
+        let ok = checks.iter().all(|c| c.status == Status::Pass);
         println!("{}", serde_json::json!({"ok": ok, "checks": list}));
     } else {
         for c in &checks {
             println!("{}  {:<8} {}", c.status.word(), c.name, c.reason);
         }
     }
-    match checks.iter().filter(|c| c.status == Status::Fail).count() {
-        0 => Ok(()),
-        n => Err(Fail::Op(format!("{n} check(s) failed"))),
+    let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+    match (count(Status::Fail), count(Status::Skip)) {
+        (0, 0) => Ok(()),
+        (0, n) => {
+            Err(Fail::Op(format!("{n} check(s) skipped: nothing failed, but the deployment is not fully checked")))
+        }
+        (n, _) => Err(Fail::Op(format!("{n} check(s) failed"))),
     }
 }
 

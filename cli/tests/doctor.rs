@@ -309,8 +309,9 @@ async fn doctor_fails_the_webhook_check_when_the_router_takes_a_forged_webhook_o
     assert_eq!(status, "FAIL");
     assert!(reason.contains("signed with the secret's WebhookToken was refused"), "{reason}");
     // Without a URL the check is skipped, and says how to give one.
+    // Nothing failed, but a skipped check is not a pass: the exit code says so.
     let (code, checks) = d.doctor(&[("TCBOT_WEBHOOK_URL", "")], &[]).await;
-    assert_eq!(code, 0, "{checks:?}");
+    assert_eq!(code, 1, "{checks:?}");
     let (status, reason) = check(&checks, "webhook");
     assert_eq!(status, "SKIP");
     assert!(reason.contains("--webhook-url"), "{reason}");
