@@ -397,3 +397,16 @@ async fn the_emulator_refuses_member_calls_past_tencent_s_limits() {
     };
     assert_eq!(env.chat.add_group_member(&three).await.err().and_then(|e| e.code()), Some(10014));
 }
+
+#[tokio::test]
+async fn a_full_team_passes_through_the_threads_wrapper_to_its_notice_and_team_ready() {
+    let env = Env::new().await;
+    let f = functions(&env).await;
+    let body = serde_json::json!({"CallbackCommand": "Group.CallbackAfterGroupFull", "GroupId": "@TGS#team9",
+        "EventTime": 1_700_000_000_000u64});
+    let mut made = Vec::new();
+    let outcome = f.exited.1.handle_and_tell("Group.CallbackAfterGroupFull", &body, &mut made).await;
+    assert_eq!(outcome.ok(), Some("team_full_notified"));
+    assert_eq!(made.iter().map(|e| e.detail_type.as_str()).collect::<Vec<_>>(), ["Team Ready"]);
+    assert_eq!(env.tencent.state.system_notifications().len(), 1);
+}
