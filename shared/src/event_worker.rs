@@ -104,7 +104,8 @@ pub async fn publishing_sqs_handler(
             }
         } else {
             let r = handler.handle_and_tell(&env.command, &env.body, &mut made).instrument(span.clone()).await;
-            if r.is_ok() {
+            // Our own scheduled work (a thread digest's delayed edit) is not a Tencent callback.
+            if r.is_ok() && env.command != crate::threads::FLUSH_COMMAND {
                 made.insert(0, BusEvent::callback(&env.command, &env.request_id, &env.body));
             }
             r

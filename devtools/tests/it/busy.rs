@@ -230,3 +230,32 @@ async fn a_mention_with_more_than_max_pending_waiting_behind_it_gets_the_overloa
     assert_eq!(told, ["ann"], "two waited behind ann's mention, one behind bob's: {sent:?}");
     assert_eq!(env.llm.state.requests().len(), 2, "bob and cat are answered");
 }
+
+#[tokio::test]
+async fn a_burst_message_delivered_twice_is_taken_once() {
+    let (env, _) = busy_env(Duration::from_secs(5), Duration::from_millis(1500)).await;
+    env.webhook("Bot.OnC2CMessage", &c2c_body("alice", "Tell me", 1)).await;
+    // Tencent retries a webhook it thinks failed: the router notes it twice.
+    for _ in 0..2 {
+        env.webhook("Bot.OnC2CMessage", &c2c_body("alice", "about Rust", 2)).await;
+    }
+    env.drain().await;
+    let reqs = env.llm.state.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(user_messages(&reqs[0]), vec!["Tell me\nabout Rust".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_message_claimed_by_a_turn_that_never_finished_is_answered_in_its_own() {
+    let (env, _) = busy_env(Duration::from_secs(5), Duration::ZERO).await;
+    // An earlier message's worker claimed this one for its burst, then died: its turn is not
+    // done, so the claim does not hold.
+    use shared::store::Store;
+    let key = |seq: u64| format!("c2c#{BOT}#alice#{seq}_{}_{}", 1000 + seq, 1_700_000_000 + seq);
+    let claim = serde_json::json!({"state": "merged", "into": key(1)}).to_string();
+    env.store.put_doc(&shared::keys::reply_of_key(&key(2)), &claim, Some(3600)).await.unwrap_or_else(|e| panic!("{e}"));
+    env.webhook("Bot.OnC2CMessage", &c2c_body("alice", "still here?", 2)).await;
+    assert_eq!(env.drain().await, 1);
+    assert_eq!(env.llm.state.requests().len(), 1, "answered");
+    assert_eq!(env.tencent.state.streams().len(), 1);
+}

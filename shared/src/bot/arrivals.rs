@@ -23,6 +23,9 @@ use std::time::Duration;
 /// How long an inbox note is kept: far longer than a burst, short enough to cost nothing.
 pub const INBOX_TTL_SECS: u64 = 3600;
 
+/// The most time the notes may take beside the queue send: the ack must not wait on them.
+pub const NOTE_BUDGET: Duration = Duration::from_millis(300);
+
 /// How long a busy mark is trusted: no answer streams longer than a Lambda runs (15 minutes).
 pub const BUSY_MARK_TTL_SECS: u64 = 900;
 
@@ -104,7 +107,9 @@ impl Arrivals {
                 Err(e) => tracing::warn!(error = %e, "could not schedule the busy check; no busy note"),
             }
         };
-        tokio::join!(inbox, busy);
+        if tokio::time::timeout(NOTE_BUDGET, async { tokio::join!(inbox, busy) }).await.is_err() {
+            tracing::warn!(budget_ms = NOTE_BUDGET.as_millis() as u64, "the arrival notes were late; left unmade");
+        }
     }
 }
 

@@ -128,6 +128,10 @@ struct ReplyState {
     /// `merged`: the key of the message in whose turn this one is answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     into: Option<String>,
+    /// `done`: the keys of the messages answered in this one's turn (a burst). A message
+    /// claimed as `merged` is skipped only when the turn it joined lists it here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    merged: Vec<String>,
 }
 
 struct Failure {
@@ -153,6 +157,8 @@ struct JobControl<'a> {
     /// answer that was in progress when it was requested.
     started_ms: u64,
     ttl: u64,
+    /// The keys of the messages this answer took in as its burst, once it has taken them.
+    merged: std::sync::Mutex<Vec<String>>,
 }
 
 impl JobControl<'_> {
@@ -189,8 +195,12 @@ impl Control for JobControl<'_> {
     }
 
     async fn opened(&self, stream_id: &str, mode: StreamMode) {
-        let doc =
-            ReplyState { state: "open".into(), stream_id: Some(stream_id.to_owned()), mode: Some(mode), into: None };
+        let doc = ReplyState {
+            state: "open".into(),
+            stream_id: Some(stream_id.to_owned()),
+            mode: Some(mode),
+            ..Default::default()
+        };
         // `sending` is already recorded, so a crash from here on is recovered without a second
         // answer even when this write fails; the stream id only lets recovery finish the stream.
         if let Err(e) = self.store.put_doc(&self.reply_key, &json(&doc), Some(self.ttl)).await {
@@ -205,6 +215,9 @@ fn json<T: Serialize>(v: &T) -> String {
 
 /// The most messages answered in one turn.
 const MAX_BURST: usize = 10;
+
+/// How many inbox notes a worker reads at once.
+const INBOX_READ: usize = 50;
 
 /// The longest a burst runs, from its first message to its last.
 const MAX_BURST_SPAN_MS: u64 = 10_000;
@@ -356,7 +369,9 @@ impl Worker {
             if let Err(e) = result {
                 tracing::warn!(message_id = %id, error = %e, "message will be delivered again");
                 failures.push((id, rec.receipt_handle, rec.event_source_arn, receives));
-                failed = true;
+                // Behind a failed job its conversation's next ones must wait (FIFO); busy checks
+                // come from a standard queue and stand alone.
+                failed = BusyCheck::decode(&body).is_none();
             }
         }
         for (id, handle, arn, receives) in &failures {
@@ -447,7 +462,11 @@ impl Worker {
         };
         match state.state.as_str() {
             "done" => return Ok(WorkOutcome::Duplicate),
-            "merged" => return Ok(WorkOutcome::Merged),
+            // Answered in an earlier message's turn, if that turn says so; otherwise (it failed,
+            // or answered without this one) it is answered now.
+            "merged" if self.answered_in(state.into.as_deref(), &job.key()).await.map_err(store_err)? => {
+                return Ok(WorkOutcome::Merged);
+            }
             // An earlier attempt may have shown something, then died: finish what it opened,
             // never start again.
             "sending" | "open" => {
@@ -498,6 +517,7 @@ impl Worker {
             scope: job.stop_scope(),
             started_ms: now_ms(),
             ttl: self.history_ttl_secs,
+            merged: Default::default(),
         };
         let final_attempt = receives >= self.max_receives;
         let answer_by = deadline.checked_sub(self.finish_margin).unwrap_or_else(Instant::now);
@@ -515,7 +535,8 @@ impl Worker {
                 Ok(WorkOutcome::DeadLettered(reason))
             }
             Ok(outcome) => {
-                self.mark_done(&reply_key).await;
+                let merged = std::mem::take(&mut *ctl.merged.lock().unwrap_or_else(|p| p.into_inner()));
+                self.mark_done_with(&reply_key, merged).await;
                 Ok(outcome)
             }
             Err(f) if f.retryable && !final_attempt && (!sink.shown() || f.placeholder.is_some()) => {
@@ -528,7 +549,7 @@ impl Worker {
                             state: "placeholder".into(),
                             stream_id: Some(id),
                             mode: Some(mode),
-                            into: None,
+                            ..Default::default()
                         };
                         self.store.put_doc(&reply_key, &json(&doc), Some(self.history_ttl_secs)).await
                     }
@@ -622,6 +643,15 @@ impl Worker {
         if self.store.get_doc(&keys::reply(job)).await.map_err(store_err)?.is_some() {
             return Ok(WorkOutcome::BusyNote { sent: false });
         }
+        // The worker has taken the message (before anything shows: the model is slow, or the
+        // burst window is open): its answer has started.
+        let taken = match self.store.get_doc(&keys::busy(&keys::ordering(job))).await.map_err(store_err)? {
+            Some(doc) => serde_json::from_str::<BusyMark>(&doc).is_ok_and(|m| m.msg == job.key()),
+            None => false,
+        };
+        if taken {
+            return Ok(WorkOutcome::BusyNote { sent: false });
+        }
         let profile = self.profile(job).await;
         if profile.texts.busy.trim().is_empty() {
             return Ok(WorkOutcome::BusyNote { sent: false });
@@ -654,11 +684,19 @@ impl Worker {
     async fn take_followers(&self, burst: &mut Burst) -> Result<bool, crate::store::StoreError> {
         let first = burst.first().clone();
         let inbox = keys::inbox(&keys::ordering(&first));
-        let noted = self.store.recent_turns(&inbox, burst.last().received_ms, 50).await?;
+        let noted = self.store.recent_turns(&inbox, burst.last().received_ms, INBOX_READ).await?;
+        if noted.len() >= INBOX_READ {
+            // A flood: the newest notes may skip the ones right after the burst, so it is not
+            // extended (each message is answered in its own turn).
+            return Ok(false);
+        }
+        let mut seen: std::collections::HashSet<String> = burst.jobs.iter().map(|j| j.msg_id.clone()).collect();
         let mut candidates: Vec<Job> = noted
             .iter()
             .filter_map(|t| Job::decode(&t.text).ok())
-            .filter(|j| j.place == first.place && !burst.jobs.iter().any(|b| b.msg_id == j.msg_id))
+            .filter(|j| j.place == first.place)
+            // A webhook Tencent delivered twice is noted twice.
+            .filter(|j| seen.insert(j.msg_id.clone()))
             .collect();
         candidates.sort_by_key(|j| j.received_ms);
         let mut added = false;
@@ -698,8 +736,10 @@ impl Worker {
                 .iter()
                 .filter_map(|t| Job::decode(&t.text).ok())
                 .filter(|j| j.msg_id != job.msg_id && j.received_ms >= job.received_ms)
-                .take(limit)
-                .count(),
+                .map(|j| j.msg_id)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                .min(limit),
             Err(e) => {
                 tracing::warn!(error = %e, "could not count the mentions waiting; answering");
                 0
@@ -707,8 +747,25 @@ impl Worker {
         }
     }
 
+    /// Whether the turn of the message `into` is done and lists `key` among its burst.
+    async fn answered_in(&self, into: Option<&str>, key: &str) -> Result<bool, crate::store::StoreError> {
+        let Some(into) = into else {
+            return Ok(false);
+        };
+        Ok(match self.store.get_doc(&keys::reply_of_key(into)).await? {
+            Some(doc) => serde_json::from_str::<ReplyState>(&doc)
+                .is_ok_and(|r| r.state == "done" && r.merged.iter().any(|m| m == key)),
+            None => false,
+        })
+    }
+
     async fn mark_done(&self, reply_key: &str) {
-        let doc = ReplyState { state: "done".into(), ..Default::default() };
+        self.mark_done_with(reply_key, Vec::new()).await
+    }
+
+    /// Marks the answer done, listing the messages answered in its turn.
+    async fn mark_done_with(&self, reply_key: &str, merged: Vec<String>) {
+        let doc = ReplyState { state: "done".into(), merged, ..Default::default() };
         if let Err(e) = self.store.put_doc(reply_key, &json(&doc), Some(self.history_ttl_secs)).await {
             tracing::error!(error = %e, "could not mark the answer done");
         }
@@ -844,7 +901,8 @@ impl Worker {
         // already waiting are joined before the LLM is asked; those arriving within the window
         // are looked for when the first token comes, and restart the request (nothing is shown
         // before the window closes but the placeholder).
-        let window = match text.starts_with('/') {
+        // Without a deployment window the routers keep no inbox: nothing could join.
+        let window = match text.starts_with('/') || self.busy.burst_window.is_zero() {
             true => Duration::ZERO,
             false => profile.burst_window.unwrap_or(self.busy.burst_window),
         };
@@ -946,6 +1004,7 @@ impl Worker {
         };
         if burst.jobs.len() > 1 {
             tracing::info!(messages = burst.jobs.len(), "a burst answered as one turn");
+            *ctl.merged.lock().unwrap_or_else(|p| p.into_inner()) = burst.jobs[1..].iter().map(Job::key).collect();
         }
         ctl.sending().await.map_err(fail(true))?;
         let mut cfg = PumpSettings::from_stream(&self.stream, texts);
