@@ -30,6 +30,8 @@ const APP_ID: u64 = 1_400_000_000;
 const KEY: &str = "deploy-bench-key";
 const TOKEN: &str = "local-dev-token";
 const BOT: &str = "@RBT#001";
+const NIM_APP_KEY: &str = "deploy-nim-appkey";
+const NIM_SECRET: &str = "deploy-nim-secret";
 
 /// The Runtime API's side of one process: events waiting to be taken, and the replies.
 struct Rt {
@@ -136,6 +138,9 @@ async fn run(cmd: &[String], env: &[(String, String)], events: Vec<Vec<u8>>, exp
         if error || !text.contains(expect) {
             return Err(format!("{id}: {} reply without {expect:?}: {text}", if error { "error" } else { "a" }));
         }
+        if std::env::var_os("DEPLOY_SHOW").is_some() {
+            eprintln!("{program} {id}: {}", text.chars().take(300).collect::<String>());
+        }
         Ok(at)
     };
     let outcome = async {
@@ -235,6 +240,47 @@ fn group_job_event(i: usize) -> Vec<u8> {
     sqs_event(serde_json::to_string(&job).unwrap_or_default())
 }
 
+/// A NIM message copy of a new message to the robot, signed with the app's secret now.
+fn nim_event(i: usize) -> Vec<u8> {
+    let mut ev = read_event("nim-callback-router.person.json");
+    let mut copy: Value = serde_json::from_str(ev["body"].as_str().unwrap_or("{}")).unwrap_or_else(|e| panic!("{e}"));
+    copy["fromAccount"] = json!(format!("n{i}-{}", std::process::id()));
+    copy["msgidClient"] = json!(format!("c{i}-{}", std::process::id()));
+    copy["msgidServer"] = json!(format!("{}", 1_000_000 + i));
+    let body = copy.to_string();
+    let now = shared::store::now_ms().to_string();
+    let md5 = shared::nim::checksum::body_md5(body.as_bytes());
+    ev["headers"]["appkey"] = json!(NIM_APP_KEY);
+    ev["headers"]["curtime"] = json!(now);
+    ev["headers"]["checksum"] = json!(shared::nim::checksum::copy_checksum(NIM_SECRET, &md5, &now));
+    ev["headers"]["md5"] = json!(md5);
+    ev["body"] = Value::String(body);
+    ev.to_string().into_bytes()
+}
+
+/// Distinct pseudo-words of 5-9 letters.
+fn word(i: usize) -> String {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..5 + i % 5)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
+        .collect()
+}
+
+fn policy_json() -> String {
+    let patterns: Vec<String> =
+        (0..500).map(|i| word(10_000 + i)).map(|w| format!("{}[^a-z]?{}", &w[..2], &w[2..])).collect();
+    json!({"rules": [
+        {"words": (0..5_000).map(word).collect::<Vec<_>>(), "action": {"kind": "mask"}},
+        {"patterns": patterns, "action": {"kind": "mask"}},
+    ]})
+    .to_string()
+}
+
 type EventFn = fn(usize) -> Vec<u8>;
 
 /// Each function: binary, what it is fed, what its reply contains.
@@ -253,7 +299,7 @@ fn functions() -> Vec<(&'static str, EventFn, &'static str)> {
         ("group-after-create-group", |_| sample("group-after-create-group.community.json"), "batchItemFailures"),
         ("group-after-new-member-join", |_| sample("group-after-new-member-join.welcome.json"), "batchItemFailures"),
         ("group-team-events", |_| sample("group-team-events.group-full.json"), "batchItemFailures"),
-        ("nim-callback-router", |_| sample("nim-callback-router.person.json"), "statusCode"),
+        ("nim-callback-router", nim_event, "\\\"outcome\\\":\\\"queued"),
         ("usersig", |_| sample("usersig.request.json"), "statusCode"),
     ]
 }
@@ -285,9 +331,17 @@ async fn measure() -> Result<(), String> {
     let moto = devtools::moto::moto()?;
     let aws = local_config(&moto.endpoint).await;
     let secret = json!({"SdkAppId": APP_ID, "SecretKey": KEY, "AdminIdentifier": "administrator",
-        "WebhookToken": TOKEN, "LlmApiKey": "k", "NimAppKey": "nim-key", "NimAppSecret": "nim-secret"})
+        "WebhookToken": TOKEN, "LlmApiKey": "k", "NimAppKey": NIM_APP_KEY, "NimAppSecret": NIM_SECRET})
     .to_string();
     let stack = create_stack(&aws, &format!("deploy{}", std::process::id()), &secret).await?;
+    // The moderation functions read the app's policy: 5,000 words and 500 patterns (the size the
+    // hot-path bench uses), so that their memory and start include compiling it.
+    let store = shared::store::DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &stack.table);
+    if std::env::var_os("DEPLOY_NO_POLICY").is_none() {
+        shared::store::Store::put_doc(&store, &shared::moderation::Policy::app_key(), &policy_json(), None)
+            .await
+            .map_err(|e| format!("policy: {e}"))?;
+    }
     let tencent = TencentEmulator::start(APP_ID, KEY).await.map_err(|e| e.to_string())?;
     // A fast model: the LLM's wait is not ours to measure (the cost table states one).
     let llm = LlmEmulator::start(None, Duration::from_millis(1)).await.map_err(|e| e.to_string())?;
