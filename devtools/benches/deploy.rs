@@ -8,7 +8,7 @@
 //! - peak RSS (`VmHWM`) and the warm duration per invocation over `DEPLOY_LOAD` invocations of
 //!   one process (Lambda gives an instance one event at a time).
 //!
-//! Cold starts are measured for every profile in `DEPLOY_PROFILES` (binaries under
+//! Cold starts are measured for every profile in `DEPLOY_PROFILES` (the binaries built under
 //! `$DEPLOY_TARGET_DIR/<profile>/`), the load for the first. The router's job in Python
 //! (`benches/python-router/bootstrap.py`, run with `DEPLOY_PYTHON`) is measured the same way in
 //! the same run. Prints markdown tables; figures and the cost table: benches/RESULTS.md.
@@ -387,7 +387,10 @@ async fn measure() -> Result<(), String> {
     for profile in &profiles {
         for (bin, event, expect) in functions() {
             let path = format!("{target}/{profile}/{bin}");
-            let size = std::fs::metadata(&path).map_err(|e| format!("{path}: {e} (build it first)"))?.len();
+            let Ok(size) = std::fs::metadata(&path).map(|m| m.len()) else {
+                println!("| {profile} | {bin} | not built | |");
+                continue;
+            };
             let mut starts = Vec::new();
             for i in 0..cold {
                 let r = run(std::slice::from_ref(&path), &env, vec![event(10_000 * (i + 1))], expect).await?;
