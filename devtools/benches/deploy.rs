@@ -283,6 +283,12 @@ fn policy_json() -> String {
 
 type EventFn = fn(usize) -> Vec<u8>;
 
+/// A number not used before in this run: every event is a new message (a worker does not
+/// answer a message twice, so a repeated one would skip the work).
+fn unique() -> usize {
+    1_000_000 + next_id() as usize
+}
+
 /// Each function: binary, what it is fed, what its reply contains.
 fn functions() -> Vec<(&'static str, EventFn, &'static str)> {
     fn sample(name: &'static str) -> Vec<u8> {
@@ -392,8 +398,8 @@ async fn measure() -> Result<(), String> {
                 continue;
             };
             let mut starts = Vec::new();
-            for i in 0..cold {
-                let r = run(std::slice::from_ref(&path), &env, vec![event(10_000 * (i + 1))], expect).await?;
+            for _ in 0..cold {
+                let r = run(std::slice::from_ref(&path), &env, vec![event(unique())], expect).await?;
                 starts.push(r.start);
             }
             let (lo, hi) = (starts.iter().min().copied(), starts.iter().max().copied());
@@ -409,8 +415,8 @@ async fn measure() -> Result<(), String> {
     let python_cmd =
         vec![python.clone(), format!("{}/../benches/python-router/bootstrap.py", env!("CARGO_MANIFEST_DIR"))];
     let mut starts = Vec::new();
-    for i in 0..cold {
-        starts.push(run(&python_cmd, &env, vec![router_event(20_000 * (i + 1))], "ActionStatus").await?.start);
+    for _ in 0..cold {
+        starts.push(run(&python_cmd, &env, vec![router_event(unique())], "ActionStatus").await?.start);
     }
     let (lo, hi) = (starts.iter().min().copied(), starts.iter().max().copied());
     println!(
@@ -431,7 +437,7 @@ async fn measure() -> Result<(), String> {
         .collect();
     loaded.push(("python router (boto3 put + send)".into(), python_cmd, router_event, "ActionStatus"));
     for (name, cmd, event, expect) in loaded {
-        let events = (0..load).map(|i| event(100_000 + i)).collect();
+        let events = (0..load).map(|_| event(unique())).collect();
         let mut r = run(&cmd, &env, events, expect).await?;
         r.warm.sort_unstable();
         let p90 = r.warm.get(r.warm.len() * 9 / 10).copied().unwrap_or_default();
