@@ -28,8 +28,8 @@ RATIOS = [
 def fmt(ns):
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
         if ns >= scale:
-            return "%.3g %s" % (ns / scale, unit)
-    return "%.3g ns" % ns
+            return "%.4g %s" % (ns / scale, unit)
+    return "%.4g ns" % ns
 
 
 def main():
