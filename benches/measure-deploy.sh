@@ -40,8 +40,8 @@ for p in "${PROFILES[@]}"; do
   if [ -z "${SKIP_HOT:-}" ]; then
     echo "hot paths, $p:"
     cargo bench --quiet --profile "$p" -p shared --bench hot_paths -- \
-      'router_in_process/new_message_queued|usersig/generate|moderation_engine_5000_words/automaton/clean' >/dev/null
-    python3 benches/summarize.py "$TARGET" router_in_process/new_message_queued usersig/generate moderation_engine_5000_words/automaton/clean
+      'router_in_process/new_message_queued|usersig/generate|moderation_engine_5000_words/automaton/clean|moderation/compile/500_patterns' >/dev/null
+    python3 benches/summarize.py "$TARGET" router_in_process/new_message_queued usersig/generate moderation_engine_5000_words/automaton/clean moderation/compile/500_patterns
   fi
 done
 
