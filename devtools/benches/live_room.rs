@@ -3,10 +3,12 @@
 //! servers) through an in-process FIFO queue with 10 concurrent consumers (Lambda's concurrency
 //! on an SQS FIFO queue: one message group at a time each). Group scope puts every mention in one
 //! FIFO group; member scope gives each member their own. Printed: mentions answered and told the
-//! room is busy (`max_wait_secs`), and the delay of the last answer. Then 2,000 concurrent
-//! one-to-one webhooks through the router (in-process store and queue), in webhooks per second.
+//! room is busy (`max_wait_secs`), and the delay of the last answer (behaviour, printed as a
+//! table). Then, on criterion, 2,000 concurrent one-to-one webhooks through the router
+//! (in-process store and queue): the time per batch and webhooks per second, with their spread.
 //! Figures: benches/RESULTS.md.
 
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use devtools::llm_emu::LlmEmulator;
 use devtools::tencent_emu::TencentEmulator;
 use shared::bot::job::Job;
@@ -143,11 +145,13 @@ async fn room(scope: &str) -> (usize, usize, Duration, Duration) {
     (answered, overloaded, last, started.elapsed())
 }
 
-async fn router_throughput() -> f64 {
-    let router = Arc::new(devtools::memory_router());
+const BATCH: u64 = 2_000;
+
+/// `BATCH` signed one-to-one webhooks, each a new message.
+fn webhooks() -> (String, Vec<String>, i64) {
     let now = shared::store::now_secs() as i64;
     let q = CallbackQuery::encode(APP, "Bot.OnC2CMessage", Some(("local-dev-token", now)));
-    let bodies: Vec<String> = (0..2_000)
+    let bodies = (0..BATCH)
         .map(|i| {
             serde_json::json!({"CallbackCommand": "Bot.OnC2CMessage", "From_Account": format!("u{i}"), "To_Account": BOT,
                 "MsgSeq": i, "MsgRandom": i, "MsgTime": 1_700_000_000u64, "MsgKey": format!("{i}_{i}_1700000000"),
@@ -155,7 +159,13 @@ async fn router_throughput() -> f64 {
             .to_string()
         })
         .collect();
-    let started = Instant::now();
+    (q, bodies, now)
+}
+
+/// Sends the batch concurrently through a fresh router (in-process store and queue); every
+/// webhook must be acked OK.
+async fn router_batch((q, bodies, now): (String, Vec<String>, i64)) {
+    let router = Arc::new(devtools::memory_router());
     let tasks: Vec<_> = bodies
         .into_iter()
         .map(|b| {
@@ -169,7 +179,23 @@ async fn router_throughput() -> f64 {
         let r = t.await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.ok().as_deref(), Some("OK"));
     }
-    2_000.0 / started.elapsed().as_secs_f64()
+}
+
+fn router_throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let mut g = c.benchmark_group("router_concurrent");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+    g.bench_function("2000_one_to_one_webhooks", |b| {
+        b.iter_batched(webhooks, |w| rt.block_on(router_batch(w)), BatchSize::PerIteration)
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    targets = router_throughput
 }
 
 fn main() {
@@ -184,7 +210,7 @@ fn main() {
         let (answered, busy, last, total) = rt.block_on(room(scope));
         println!("| {scope} | {answered} | {busy} | {:.1} s | {:.1} s |", last.as_secs_f64(), total.as_secs_f64());
     }
-    let per_sec = rt.block_on(router_throughput());
-    println!("\n# Router: 2,000 concurrent one-to-one webhooks, in-process store and queue");
-    println!("{per_sec:.0} webhooks/s");
+    drop(rt);
+    benches();
+    Criterion::default().configure_from_args().final_summary();
 }

@@ -2,9 +2,12 @@
 //! last word, for answers of 50, 500 and 5,000 tokens at 20 and 100 tokens/s, comparing our
 //! coalescing pump with one call per token and with a fixed one-second throttle. Runs the real
 //! pump in virtual time (tokio's paused clock) with a sink that takes 30 ms per REST call, so the
-//! figures are exact and repeatable. Figures: benches/RESULTS.md.
+//! figures are exact and repeatable: they are printed as tables (behaviour, not timing). Then, on
+//! criterion, the real CPU time the pump spends on one answer (virtual time costs nothing).
+//! Figures: benches/RESULTS.md.
 
 use async_trait::async_trait;
+use criterion::{Criterion, criterion_group};
 use shared::bot::pump::{Control, PumpSettings, pump};
 use shared::bot::sink::{Limits, Sink, SinkError, StreamMode};
 use shared::bot::texts::Texts;
@@ -144,23 +147,13 @@ async fn run_in(n: usize, rate: f64, cfg: &PumpSettings, limits: Limits, final_o
     (l.calls, l.max_per_second, wait)
 }
 
-fn main() {
+fn tables() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let ours = PumpSettings {
-        interval: Duration::from_millis(400),
-        max_chunk_bytes: 600,
-        max_message_bytes: usize::MAX / 2,
-        overflow: OverflowPolicy::Continue,
-        last_call: None,
-        apology: Texts::en().apology,
-        truncated_notice: Texts::en().truncated_notice,
-    };
-    let per_token = PumpSettings { interval: Duration::ZERO, max_chunk_bytes: 1, ..ours.clone() };
-    let throttle = PumpSettings { interval: Duration::from_secs(1), max_chunk_bytes: usize::MAX / 2, ..ours.clone() };
+    let (ours, per_token, throttle) = strategies();
     println!(
         "# REST calls per answer and wait for the last word (virtual time, {} ms per REST call)",
         REST_LATENCY.as_millis()
@@ -200,4 +193,51 @@ fn main() {
             }
         }
     }
+}
+
+/// Our pump settings (a chunk at most every 400 ms or at 600 bytes), one call per token, and a
+/// fixed one-second throttle.
+fn strategies() -> (PumpSettings, PumpSettings, PumpSettings) {
+    let ours = PumpSettings {
+        interval: Duration::from_millis(400),
+        max_chunk_bytes: 600,
+        max_message_bytes: usize::MAX / 2,
+        overflow: OverflowPolicy::Continue,
+        last_call: None,
+        apology: Texts::en().apology,
+        truncated_notice: Texts::en().truncated_notice,
+    };
+    let per_token = PumpSettings { interval: Duration::ZERO, max_chunk_bytes: 1, ..ours.clone() };
+    let throttle = PumpSettings { interval: Duration::from_secs(1), max_chunk_bytes: usize::MAX / 2, ..ours.clone() };
+    (ours, per_token, throttle)
+}
+
+/// The CPU time of one 500-token answer through the pump (the clock is virtual, so only the
+/// work is timed), ours against one call per token.
+fn pump_cpu(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ours, per_token, _) = strategies();
+    let mut g = c.benchmark_group("pump_cpu_500_tokens_100_tok_s");
+    for (name, cfg) in [("ours", &ours), ("one_call_per_token", &per_token)] {
+        g.bench_function(name, |b| b.iter(|| rt.block_on(run(500, 100.0, cfg))));
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = pump_cpu
+}
+
+fn main() {
+    tables();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
 }

@@ -3,8 +3,10 @@
 //! for our answer and allows 2 s for. Two setups: in process (the in-memory store, a queue that
 //! drops messages), which is our own CPU time, and through a local moto server (the DynamoDB
 //! store and the SQS FIFO queue), which adds the network calls on the ack path. Every webhook
-//! is a message not seen before. Figures: benches/RESULTS.md.
+//! is a message not seen before. On criterion: medians with their spread. Figures:
+//! benches/RESULTS.md.
 
+use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use devtools::aws::{create_stack, local_config};
 use shared::queue::SqsQueue;
 use shared::router::Router;
@@ -12,7 +14,7 @@ use shared::secrets::SecretString;
 use shared::store::DynamoStore;
 use shared::webhook::CallbackQuery;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const APP_ID: u64 = 1_400_000_000;
 const TOKEN: &str = "local-dev-token";
@@ -31,29 +33,18 @@ fn c2c_body(seq: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends `warmup` then `n` new webhooks through `router`, calling `reset` (untimed) before
-/// each, and times each `handle` of the latter; prints the median and p99.
-async fn run(name: &str, router: &Router, warmup: u64, n: u64, reset: impl AsyncFn()) {
-    let mut samples = Vec::with_capacity(n as usize);
-    for seq in 0..warmup + n {
-        reset().await;
-        let now = shared::store::now_secs() as i64;
-        let query = CallbackQuery::encode(APP_ID, "Bot.OnC2CMessage", Some((TOKEN, now)));
-        let body = c2c_body(seq);
-        let started = Instant::now();
-        let result = router.handle(&query, &body, now, "bench").await;
-        let took = started.elapsed();
-        match result {
-            Ok((_, outcome)) if outcome.kind() == "queued" => {}
-            other => panic!("webhook {seq} was not queued: {other:?}"),
-        }
-        if seq >= warmup {
-            samples.push(took);
-        }
+/// The signed query, the body and the time of new webhook `seq` (made outside the timing).
+fn webhook(seq: u64) -> (String, Vec<u8>, i64) {
+    let now = shared::store::now_secs() as i64;
+    (CallbackQuery::encode(APP_ID, "Bot.OnC2CMessage", Some((TOKEN, now))), c2c_body(seq), now)
+}
+
+/// Acks one webhook through `router`: asserts it was queued.
+async fn ack(router: &Router, (query, body, now): &(String, Vec<u8>, i64)) {
+    match router.handle(query, body, *now, "bench").await {
+        Ok((_, outcome)) if outcome.kind() == "queued" => {}
+        other => panic!("webhook was not queued: {other:?}"),
     }
-    samples.sort_unstable();
-    let pct = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
-    println!("{name:<52} median {:>10.2?}   p99 {:>10.2?}", pct(50), pct(99));
 }
 
 /// The router wired to the DynamoDB store and the SQS queues of a fresh stack on moto server,
@@ -74,22 +65,49 @@ async fn moto_router() -> (Router, aws_sdk_sqs::Client, String) {
     (router, aws_sdk_sqs::Client::new(&aws), stack.c2c_queue)
 }
 
-fn main() {
+fn router_ack(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+    let mut g = c.benchmark_group("router_ack");
     // No tracing subscriber is installed, so the router's log line costs nothing here.
-    println!(
-        "# Router ack latency, new Bot.OnC2CMessage webhooks ({} build)",
-        if cfg!(debug_assertions) { "debug" } else { "release" }
-    );
-    rt.block_on(async {
-        run("in process (MemoryStore, DiscardQueue), 2,000", &devtools::memory_router(), 200, 2_000, async || {}).await;
-        let (router, sqs, queue) = moto_router().await;
-        // moto 5's FIFO SendMessage takes about 0.13 ms longer for every message the queue
-        // holds, which SQS does not: the queue is emptied before each webhook (untimed) so that
-        // every send costs what it costs on an empty queue, the same in every run.
-        let empty = async || {
-            sqs.purge_queue().queue_url(&queue).send().await.unwrap_or_else(|e| panic!("purge: {e}"));
-        };
-        run("through moto (DynamoStore, SqsQueue FIFO), 300", &router, 30, 300, empty).await;
+    let memory = devtools::memory_router();
+    let mut seq = 0u64;
+    g.bench_function("in_process", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                webhook(seq)
+            },
+            |w| rt.block_on(ack(&memory, &w)),
+            BatchSize::SmallInput,
+        )
     });
+    let (router, sqs, queue) = rt.block_on(moto_router());
+    // moto 5's FIFO SendMessage takes about 0.13 ms longer for every message the queue holds,
+    // which SQS does not: the queue is emptied before each webhook (untimed) so that every send
+    // costs what it costs on an empty queue, the same in every run.
+    g.sampling_mode(SamplingMode::Flat).sample_size(30).measurement_time(Duration::from_secs(8));
+    g.bench_function("through_moto", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    sqs.purge_queue().queue_url(&queue).send().await.unwrap_or_else(|e| panic!("purge: {e}"));
+                    seq += 1;
+                    let w = webhook(seq);
+                    let started = Instant::now();
+                    ack(&router, &w).await;
+                    timed += started.elapsed();
+                }
+                timed
+            })
+        })
+    });
+    g.finish();
 }
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = router_ack
+}
+criterion_main!(benches);

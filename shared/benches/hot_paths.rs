@@ -1,8 +1,10 @@
-//! `cargo bench -p shared`: the in-process hot paths, each timed over many iterations, printed
-//! as median and p99 per operation, with ratios measured in the same run where a comparison is
-//! the point. Figures: benches/RESULTS.md.
+//! `cargo bench -p shared --bench hot_paths`: the in-process hot paths on criterion, each
+//! figure a median with its confidence interval and spread; ratios (compile vs verdict, the
+//! automaton vs loops, generating vs reusing a UserSig) are of medians of the same run, computed
+//! by `benches/summarize.py` from criterion's estimates. Figures: benches/RESULTS.md.
 
 use async_trait::async_trait;
+use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use shared::moderation::{Action, Engine, Moderator, Policy, Rule, Scope, Verdict, normalize};
 use shared::msg::MsgElement;
 use shared::queue::{Queue, QueueError, QueueMessage};
@@ -12,30 +14,10 @@ use shared::store::{MemoryStore, Store};
 use shared::webhook::CallbackQuery;
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Figures {
-    median: Duration,
-    p99: Duration,
-}
-
-fn measure(iters: usize, mut f: impl FnMut(usize)) -> Figures {
-    for i in 0..iters.min(100) {
-        f(i);
-    }
-    let mut samples: Vec<Duration> = (0..iters)
-        .map(|i| {
-            let t = Instant::now();
-            f(i);
-            t.elapsed()
-        })
-        .collect();
-    samples.sort_unstable();
-    Figures { median: samples[samples.len() / 2], p99: samples[samples.len() * 99 / 100] }
-}
-
-fn report(name: &str, f: &Figures) {
-    println!("{name:<58} median {:>10.2?}   p99 {:>10.2?}", f.median, f.p99);
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A queue that accepts everything (the router's enqueue without a network).
@@ -83,90 +65,94 @@ fn policy_of(words: &[String], patterns: &[String]) -> Policy {
     }
 }
 
-fn moderation(rt: &tokio::runtime::Runtime) {
-    println!("\n## Moderation: compile once, then a verdict per message (a 200-character message)");
+const CLEAN: &str = "Hello everyone, the meeting moved to Friday at three. Please bring the slides and the \
+                     quarterly numbers; we will also plan the offsite and pick a restaurant for dinner afterwards!";
+
+/// Compile once, then a verdict per message (a 200-character message), for 5,000 word rules and
+/// for 500 pattern rules, through the moderation function's own path (`Moderator`: the policy
+/// read from the store and compiled on the first message, then kept by version).
+fn moderation(c: &mut Criterion) {
+    let rt = runtime();
     let words: Vec<String> = (0..5_000).map(word).collect();
     let patterns: Vec<String> = (0..500).map(pattern).collect();
-    let clean = "Hello everyone, the meeting moved to Friday at three. Please bring the slides and the \
-                 quarterly numbers; we will also plan the offsite and pick a restaurant for dinner afterwards!";
-    let body_clean = vec![MsgElement::text(clean)];
-    let body_dirty = vec![MsgElement::text(format!("{clean} {}", words[4_321]))];
+    let body_clean = vec![MsgElement::text(CLEAN)];
+    let body_dirty = vec![MsgElement::text(format!("{CLEAN} {}", words[4_321]))];
     let w = word(321);
-    let body_dirty_pattern = vec![MsgElement::text(format!("{clean} {}1{}", &w[..2], &w[2..]))];
+    let body_dirty_pattern = vec![MsgElement::text(format!("{CLEAN} {}1{}", &w[..2], &w[2..]))];
     for (name, policy, body_dirty) in [
-        ("5,000 words", policy_of(&words, &[]), &body_dirty),
-        ("500 patterns", policy_of(&[], &patterns), &body_dirty_pattern),
+        ("5000_words", policy_of(&words, &[]), &body_dirty),
+        ("500_patterns", policy_of(&[], &patterns), &body_dirty_pattern),
     ] {
-        let compile = measure(20, |_| {
-            black_box(Engine::compile(std::slice::from_ref(black_box(&policy))).ok());
+        let mut g = c.benchmark_group("moderation");
+        g.sampling_mode(SamplingMode::Flat).sample_size(20);
+        g.bench_function(format!("compile/{name}"), |b| {
+            b.iter(|| black_box(Engine::compile(std::slice::from_ref(black_box(&policy))).ok()))
         });
-        report(&format!("compile, {name}"), &compile);
-        // The moderation function's path: the policy read from the store and compiled on the
-        // first message, then kept (a 60 s read cache, the compiled policy by version).
+        g.finish();
         let store = Arc::new(MemoryStore::new());
         let doc = serde_json::to_string(&policy).unwrap_or_default();
         rt.block_on(store.put_doc(&Policy::app_key(), &doc, None)).unwrap_or_else(|e| panic!("{e}"));
         let m = Moderator::new(store, None, Duration::from_millis(800), Verdict::Allow, Duration::from_secs(60));
         let v = rt.block_on(m.moderate(Scope::Group, None, body_dirty));
         assert!(matches!(v, Verdict::Rewrite(_)), "{name}: the dirty message is masked: {v:?}");
-        let warm = measure(20_000, |_| {
-            black_box(rt.block_on(m.moderate(Scope::Group, None, black_box(&body_clean))));
+        let mut g = c.benchmark_group("moderation");
+        let mut verdicts = 1u64;
+        g.bench_function(format!("verdict_warm/{name}/clean"), |b| {
+            b.iter(|| {
+                verdicts += 1;
+                black_box(rt.block_on(m.moderate(Scope::Group, None, black_box(&body_clean))))
+            })
         });
-        report(&format!("verdict, warm cache, {name}, clean message"), &warm);
-        let warm_dirty = measure(20_000, |_| {
-            black_box(rt.block_on(m.moderate(Scope::Group, None, black_box(body_dirty))));
+        g.bench_function(format!("verdict_warm/{name}/masked"), |b| {
+            b.iter(|| {
+                verdicts += 1;
+                black_box(rt.block_on(m.moderate(Scope::Group, None, black_box(body_dirty))))
+            })
         });
-        report(&format!("verdict, warm cache, {name}, masked word"), &warm_dirty);
-        println!(
-            "{name}: compiled {} time(s) for {} verdicts; compiling per message would cost {:.0}x the warm verdict",
-            m.compiles(),
-            2 * (20_000 + 100),
-            (compile.median + warm.median).as_secs_f64() / warm.median.as_secs_f64()
-        );
+        g.finish();
+        // A behaviour, not a timing: the policy is compiled once however many verdicts follow.
+        println!("moderation {name}: compiled {} time(s) for {verdicts} verdicts", m.compiles());
     }
 
-    println!("\n## Moderation verdict against alternatives, 5,000 word rules");
+    // The engine alone against the alternatives it replaced, 5,000 word rules.
     let engine = Engine::compile(&[policy_of(&words, &[])]).unwrap_or_else(|e| panic!("{e}"));
-    let auto = measure(20_000, |_| {
-        black_box(engine.judge(black_box(&body_clean), Scope::Group));
-    });
-    report("automaton (Aho-Corasick), clean message", &auto);
-    let auto_dirty = measure(20_000, |_| {
-        black_box(engine.judge(black_box(&body_dirty), Scope::Group));
-    });
-    report("automaton (Aho-Corasick), message with a masked word", &auto_dirty);
     let normalized: Vec<String> = words.iter().map(|w| normalize(w).0).collect();
-    let naive = measure(2_000, |_| {
-        let (n, _) = normalize(black_box(clean));
-        black_box(normalized.iter().filter(|w| n.contains(w.as_str())).count());
-    });
-    report("loop of 5,000 substring searches, clean message", &naive);
     let regexes: Vec<regex::Regex> = words.iter().filter_map(|w| regex::Regex::new(&regex::escape(w)).ok()).collect();
-    let loop_re = measure(500, |_| {
-        let (n, _) = normalize(black_box(clean));
-        black_box(regexes.iter().filter(|r| r.is_match(&n)).count());
+    let mut g = c.benchmark_group("moderation_engine_5000_words");
+    g.bench_function("automaton/clean", |b| b.iter(|| black_box(engine.judge(black_box(&body_clean), Scope::Group))));
+    g.bench_function("automaton/masked", |b| b.iter(|| black_box(engine.judge(black_box(&body_dirty), Scope::Group))));
+    g.bench_function("substring_loop/clean", |b| {
+        b.iter(|| {
+            let (n, _) = normalize(black_box(CLEAN));
+            black_box(normalized.iter().filter(|w| n.contains(w.as_str())).count())
+        })
     });
-    report("loop of 5,000 regexes, clean message", &loop_re);
-    println!(
-        "ratio: substring loop / automaton = {:.1}x, regex loop / automaton = {:.1}x (medians)",
-        naive.median.as_secs_f64() / auto.median.as_secs_f64(),
-        loop_re.median.as_secs_f64() / auto.median.as_secs_f64()
-    );
+    g.bench_function("regex_loop/clean", |b| {
+        b.iter(|| {
+            let (n, _) = normalize(black_box(CLEAN));
+            black_box(regexes.iter().filter(|r| r.is_match(&n)).count())
+        })
+    });
+    g.finish();
 }
 
-fn usersig() {
-    println!("\n## UserSig and REST URL signing");
+/// UserSig generation against a REST URL signed with the cached UserSig.
+fn usersig(c: &mut Criterion) {
     let key = b"5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e";
-    let gen_ = measure(20_000, |i| {
-        black_box(shared::tencent::usersig::generate(
-            1_400_000_000,
-            key,
-            "administrator",
-            86_400,
-            1_700_000_000 + i as u64,
-        ));
+    let mut g = c.benchmark_group("usersig");
+    let mut i = 0u64;
+    g.bench_function("generate", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(shared::tencent::usersig::generate(
+                1_400_000_000,
+                key,
+                "administrator",
+                86_400,
+                1_700_000_000 + i,
+            ))
+        })
     });
-    report("UserSig generation (HMAC + JSON + zlib + base64)", &gen_);
     let client = shared::tencent::RestClient::new(
         reqwest::Client::new(),
         shared::tencent::client::RestOptions::default(),
@@ -175,18 +161,16 @@ fn usersig() {
         SecretString::new("k"),
     );
     let sig = shared::tencent::usersig::generate(1_400_000_000, key, "administrator", 86_400, 1_700_000_000);
-    let url = measure(50_000, |_| {
-        black_box(client.url("openim_robot_http_svc/send_stream_msg", black_box(&sig)));
+    g.bench_function("rest_url_cached_sig", |b| {
+        b.iter(|| black_box(client.url("openim_robot_http_svc/send_stream_msg", black_box(&sig))))
     });
-    report("REST URL with the cached UserSig (fresh random)", &url);
-    println!(
-        "ratio: generating a UserSig per call / reusing it = {:.0}x",
-        (gen_.median + url.median).as_secs_f64() / url.median.as_secs_f64()
-    );
+    g.finish();
 }
 
-fn router(rt: &tokio::runtime::Runtime) {
-    println!("\n## Router hot path in process (parse, verify, route, ack)");
+/// The router's whole in-process path (parse, verify, route, ack) with the in-memory store and a
+/// queue that accepts everything: a new message, a redelivery, a forged signature.
+fn router(c: &mut Criterion) {
+    let rt = runtime();
     let router = Router::new(
         1_400_000_000,
         Some(SecretString::new("token")),
@@ -197,34 +181,52 @@ fn router(rt: &tokio::runtime::Runtime) {
     );
     let now = shared::store::now_secs() as i64;
     let q = CallbackQuery::encode(1_400_000_000, "Bot.OnC2CMessage", Some(("token", now)));
-    let bodies: Vec<String> = (0..40_000)
-        .map(|i| {
-            serde_json::json!({"CallbackCommand": "Bot.OnC2CMessage", "From_Account": format!("user{}", i % 500),
-                "To_Account": "@RBT#001", "MsgSeq": i, "MsgRandom": i * 7, "MsgTime": 1_700_000_000,
-                "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "What is the weather like tomorrow in Shenzhen?"}}]})
-            .to_string()
-        })
-        .collect();
-    let fresh = measure(20_000, |i| {
-        black_box(rt.block_on(router.handle(&q, bodies[i].as_bytes(), now, "bench")).ok());
-    });
-    report("new message: queued", &fresh);
-    let dup = measure(20_000, |i| {
-        black_box(rt.block_on(router.handle(&q, bodies[i % 1000].as_bytes(), now, "bench")).ok());
-    });
-    report("redelivered message: queued again", &dup);
     let forged = CallbackQuery::encode(1_400_000_000, "Bot.OnC2CMessage", Some(("guess", now)));
-    let rej = measure(20_000, |i| {
-        black_box(rt.block_on(router.handle(&forged, bodies[i].as_bytes(), now, "bench")).ok());
+    let body = |i: u64| {
+        serde_json::json!({"CallbackCommand": "Bot.OnC2CMessage", "From_Account": format!("user{}", i % 500),
+            "To_Account": "@RBT#001", "MsgSeq": i, "MsgRandom": i * 7, "MsgTime": 1_700_000_000,
+            "MsgBody": [{"MsgType": "TIMTextElem", "MsgContent": {"Text": "What is the weather like tomorrow in Shenzhen?"}}]})
+        .to_string()
+    };
+    let mut g = c.benchmark_group("router_in_process");
+    let mut seq = 0u64;
+    g.bench_function("new_message_queued", |b| {
+        b.iter_batched(
+            || {
+                seq += 1;
+                body(seq)
+            },
+            |bd| {
+                let r = rt.block_on(router.handle(&q, bd.as_bytes(), now, "bench"));
+                assert!(matches!(&r, Ok((_, o)) if o.kind() == "queued"), "{r:?}");
+            },
+            BatchSize::SmallInput,
+        )
     });
-    report("forged signature: rejected", &rej);
+    let seen: Vec<String> = (0..1_000).map(body).collect();
+    for bd in &seen {
+        rt.block_on(router.handle(&q, bd.as_bytes(), now, "bench")).ok();
+    }
+    let mut i = 0usize;
+    g.bench_function("redelivered_message_queued", |b| {
+        b.iter(|| {
+            i = (i + 1) % seen.len();
+            black_box(rt.block_on(router.handle(&q, seen[i].as_bytes(), now, "bench")).ok())
+        })
+    });
+    g.bench_function("forged_signature_rejected", |b| {
+        b.iter(|| {
+            i = (i + 1) % seen.len();
+            black_box(rt.block_on(router.handle(&forged, seen[i].as_bytes(), now, "bench")).ok())
+        })
+    });
+    g.finish();
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+criterion_group! {
+    name = benches;
     // No tracing subscriber is installed, so the router's log line costs nothing here.
-    println!("# shared hot paths ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
-    moderation(&rt);
-    usersig();
-    router(&rt);
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = moderation, usersig, router
 }
+criterion_main!(benches);
