@@ -103,8 +103,7 @@ fn chatbot_timeouts_retries_and_queue_permissions_agree() {
                 Value::Sequence(v) => v.iter().filter_map(|a| a.as_str()).collect(),
                 _ => vec![],
             };
-            actions.contains(&"sqs:ChangeMessageVisibility")
-                && names(&s["Resource"]).as_deref() == Some(queue_id.as_str())
+            actions.contains(&"sqs:ChangeMessageVisibility") && resources(s).contains(&queue_id)
         });
         assert!(grants, "{name}: no sqs:ChangeMessageVisibility on {queue_id}");
     }

@@ -27,7 +27,9 @@
 
 use super::sink::{Limits, Sink, SinkError, StreamMode};
 use crate::config::ModerateAnswers;
-use crate::moderation::{Action, Engine, PolicyReadError, mask, merge_spans, normalize, policy_keys, read_policy};
+use crate::moderation::{
+    Action, Compiled, Engine, PolicyReadError, load_policy, mask, merge_spans, normalize, policy_keys,
+};
 use crate::store::Store;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -46,14 +48,15 @@ pub async fn answer_engine(
     store: &dyn Store,
     setting: ModerateAnswers,
     group_id: Option<&str>,
+    cache: &PolicyCache,
 ) -> Result<Option<Engine>, PolicyReadError> {
     if setting == ModerateAnswers::Off {
         return Ok(None);
     }
     let mut parts = Vec::new();
     for key in policy_keys(group_id) {
-        match read_policy(store, &key).await {
-            Ok(p) => parts.extend(p.map(Arc::new)),
+        match cache.policy(store, &key).await {
+            Ok(p) => parts.extend(p),
             // An invalid policy is skipped in `auto`; a store that cannot say whether a policy
             // exists fails the attempt (retried), never opening the answer unjudged.
             Err(e @ PolicyReadError::Invalid { .. }) if setting == ModerateAnswers::Auto => {
@@ -63,6 +66,43 @@ pub async fn answer_engine(
         }
     }
     Ok((!parts.is_empty()).then(|| Engine::of(parts)))
+}
+
+/// The policies a worker compiled, each kept with the document it was compiled from: every
+/// answer reads the documents (a changed policy applies to the next answer) but compiles one
+/// again only when it changed. Compiling a large policy takes far longer than the read.
+#[derive(Clone)]
+pub struct PolicyCache(moka::future::Cache<String, (Arc<str>, Arc<Compiled>)>);
+
+impl Default for PolicyCache {
+    fn default() -> Self {
+        PolicyCache(
+            moka::future::Cache::builder()
+                .max_capacity(1_000)
+                .time_to_idle(std::time::Duration::from_secs(3_600))
+                .build(),
+        )
+    }
+}
+
+impl PolicyCache {
+    /// The policy stored under `key`, compiled (`None`: there is none).
+    pub async fn policy(&self, store: &dyn Store, key: &str) -> Result<Option<Arc<Compiled>>, PolicyReadError> {
+        let Some(doc) =
+            store.get_doc(key).await.map_err(|source| PolicyReadError::Store { key: key.to_owned(), source })?
+        else {
+            return Ok(None);
+        };
+        if let Some((kept, compiled)) = self.0.get(key).await
+            && *kept == *doc
+        {
+            return Ok(Some(compiled));
+        }
+        let compiled =
+            Arc::new(load_policy(key, &doc).map_err(|error| PolicyReadError::Invalid { key: key.to_owned(), error })?);
+        self.0.insert(key.to_owned(), (Arc::from(doc.as_str()), compiled.clone())).await;
+        Ok(Some(compiled))
+    }
 }
 
 /// A whole answer as judged: masked, or `refusal`. This is what the conversation remembers.
@@ -374,6 +414,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_policy_is_compiled_again_only_when_its_document_changes() {
+        let store = MemoryStore::new();
+        let cache = PolicyCache::default();
+        let key = Policy::app_key();
+        let put = |word: &str| {
+            let doc = format!(r#"{{"rules":[{{"words":["{word}"],"action":{{"kind":"mask"}}}}]}}"#);
+            let (store, key) = (&store, key.clone());
+            async move { store.put_doc(&key, &doc, None).await.unwrap_or_else(|e| panic!("{e}")) }
+        };
+        assert!(matches!(cache.policy(&store, &key).await, Ok(None)));
+        put("apple").await;
+        let first = cache.policy(&store, &key).await.ok().flatten().unwrap_or_else(|| panic!("no policy"));
+        let again = cache.policy(&store, &key).await.ok().flatten().unwrap_or_else(|| panic!("no policy"));
+        assert!(Arc::ptr_eq(&first, &again), "the same document: the same compiled policy");
+        put("grape").await;
+        let changed = cache.policy(&store, &key).await.ok().flatten().unwrap_or_else(|| panic!("no policy"));
+        assert!(!Arc::ptr_eq(&first, &changed), "a changed document is compiled again");
+        let engine = Engine::of(vec![changed]);
+        assert_eq!(judge_answer(&engine, "apple grape", REFUSED), "apple *****");
+        store.delete_doc(&key).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(cache.policy(&store, &key).await, Ok(None)), "a deleted policy no longer judges");
+    }
+
+    #[tokio::test]
     async fn answers_are_judged_by_the_app_policy_and_in_a_group_by_the_groups_too() {
         let store = MemoryStore::new();
         let put = |key: String, word: &str| {
@@ -382,20 +446,23 @@ mod tests {
             async move { store.put_doc(&key, &doc, None).await.unwrap_or_else(|e| panic!("{e}")) }
         };
         use ModerateAnswers::{Auto, Off, On};
-        assert!(matches!(answer_engine(&store, Auto, Some("g")).await, Ok(None)), "no policy, nothing to judge");
+        assert!(
+            matches!(answer_engine(&store, Auto, Some("g"), &PolicyCache::default()).await, Ok(None)),
+            "no policy, nothing to judge"
+        );
         put(Policy::app_key(), "apple").await;
         put(Policy::group_key("g"), "grape").await;
         let judged = |e: Option<Engine>| e.map(|e| judge_answer(&e, "apple grape", REFUSED));
-        let c2c = answer_engine(&store, Auto, None).await.map(judged);
+        let c2c = answer_engine(&store, Auto, None, &PolicyCache::default()).await.map(judged);
         assert_eq!(c2c.ok().flatten().as_deref(), Some("***** grape"));
-        let group = answer_engine(&store, Auto, Some("g")).await.map(judged);
+        let group = answer_engine(&store, Auto, Some("g"), &PolicyCache::default()).await.map(judged);
         assert_eq!(group.ok().flatten().as_deref(), Some("***** *****"));
-        assert!(matches!(answer_engine(&store, Off, Some("g")).await, Ok(None)));
+        assert!(matches!(answer_engine(&store, Off, Some("g"), &PolicyCache::default()).await, Ok(None)));
         // An invalid policy: skipped in auto, an error (not worth retrying) when required.
         store.put_doc(&Policy::group_key("g"), "{not json", None).await.unwrap_or_else(|e| panic!("{e}"));
-        let auto = answer_engine(&store, Auto, Some("g")).await.map(judged);
+        let auto = answer_engine(&store, Auto, Some("g"), &PolicyCache::default()).await.map(judged);
         assert_eq!(auto.ok().flatten().as_deref(), Some("***** grape"));
-        let on = answer_engine(&store, On, Some("g")).await;
+        let on = answer_engine(&store, On, Some("g"), &PolicyCache::default()).await;
         assert!(on.as_ref().is_err_and(|e| !e.is_retryable()), "{:?}", on.map(|e| e.is_some()));
     }
 }

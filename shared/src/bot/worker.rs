@@ -20,7 +20,7 @@ use super::context;
 use super::dead_letter::DeadLetter;
 use super::fallback::FallbackSink;
 use super::job::{Job, Part, Place};
-use super::moderated::{ModeratedSink, answer_engine, judge_answer};
+use super::moderated::{ModeratedSink, PolicyCache, answer_engine, judge_answer};
 use super::profile::{BotProfile, GroupScope, Resolved};
 use super::pump::{Control, End, PumpSettings, pump};
 use super::sink::{Outbound, Sink, SinkError, StreamMode};
@@ -69,6 +69,8 @@ pub struct Worker {
     pub outbox: Option<crate::bus::Outbox>,
     /// Busy notes and bursts answered as one turn.
     pub busy: BusySettings,
+    /// The moderation policies compiled for judging answers, kept between answers.
+    policies: PolicyCache,
     /// Stream modes a platform refused, per robot and kind of conversation (a mode refused in
     /// groups may serve one-to-one chats), skipped for a while.
     refused_modes: moka::future::Cache<(String, bool, StreamMode), ()>,
@@ -329,6 +331,7 @@ impl Worker {
             finish_margin: settings.finish_margin,
             outbox: None,
             busy: settings.busy.clone(),
+            policies: PolicyCache::default(),
             refused_modes: moka::future::Cache::builder().time_to_live(REFUSAL_MEMORY).max_capacity(10_000).build(),
         }
     }
@@ -887,7 +890,7 @@ impl Worker {
         };
         let (history, engine, group_context) = tokio::join!(
             window::load(store, &conv, limits, now_ms()),
-            answer_engine(store, self.moderate_answers, job.place.group()),
+            answer_engine(store, self.moderate_answers, job.place.group(), &self.policies),
             group_context
         );
         let history = history.map_err(fail(true))?;
