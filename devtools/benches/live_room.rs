@@ -62,6 +62,8 @@ async fn worker(tencent: &TencentEmulator, llm: &LlmEmulator, store: Arc<MemoryS
         "TCBOT_TABLE_NAME" | "TCBOT_SECRET_ID" => Some("bench".to_owned()),
         "TCBOT_LLM_BASE_URL" => Some(llm.base_url()),
         "TCBOT_DAILY_QUOTA" => Some("0".to_owned()),
+        // One mention per member: no bursts to wait for.
+        "TCBOT_BURST_WINDOW_MS" => Some("0".to_owned()),
         _ => None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
