@@ -292,6 +292,11 @@ async fn a_thread_gets_its_server_s_members_follows_joins_and_exits_and_digests_
     assert_eq!((list[0]["count"].as_u64(), list[1]["count"].as_u64()), (Some(50), Some(0)));
     assert_eq!(list[0]["last"]["seq"], 50);
     assert_eq!(list[0]["root_seq"], roots[0]);
+    // Only the server's members read its threads: not a stranger, not one who left.
+    for (caller, status) in [("u0002", 200), ("newbie", 200), ("stranger", 403), ("u0007", 403)] {
+        let (got, body) = read_api(&api, &[("server", SERVER)], caller).await;
+        assert_eq!(got, status, "{caller}: {body}");
+    }
     let other = read_api(&api, &[("server", SERVER), ("channel", "elsewhere")], "u0002").await;
     assert_eq!(other.1["threads"].as_array().map(Vec::len), Some(0));
 }
@@ -359,6 +364,7 @@ async fn the_sample_thread_events_drive_their_functions_and_the_read_api() {
         serde_json::from_value(event("group-team-events.thread-server-exit.json")).unwrap_or_else(|e| panic!("{e}"));
     assert!(sqs_handler(&exited, ev).await.batch_item_failures.is_empty());
     assert_eq!(emu.group_members("@TGS#2thrDEMO1"), ["user1", "user2"]);
+    assert_eq!(call_api(&api, &event("threads-api.request.json")).await.0, 403, "user9 left the server");
     // No claim, no listing; no server, a clear error.
     let mut anonymous = event("threads-api.request.json");
     anonymous["requestContext"]["authorizer"]["jwt"]["claims"] = serde_json::json!({});

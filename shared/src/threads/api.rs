@@ -67,6 +67,8 @@ pub enum ApiError {
     NoIdentity(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("only the server's members read its threads")]
+    NotAMember,
     #[error("the threads could not be read")]
     Store(#[from] crate::store::StoreError),
 }
@@ -76,6 +78,7 @@ impl ApiError {
         match self {
             ApiError::NoIdentity(_) => 401,
             ApiError::BadRequest(_) => 400,
+            ApiError::NotAMember => 403,
             ApiError::Store(_) => 500,
         }
     }
@@ -111,6 +114,11 @@ impl ThreadsApi {
         let server = group_param("server", query.get("server"), true)?.unwrap_or_default();
         let channel = group_param("channel", query.get("channel"), false)?;
         let index: ServerIndex = parse(self.store.get_doc(&keys::server(&server)).await?).unwrap_or_default();
+        // A server's threads (names, last messages) are its members' to read. A server without
+        // threads lists nothing, to anyone.
+        if !index.threads.is_empty() && self.store.get_doc(&keys::member(&server, &user)).await?.is_none() {
+            return Err(ApiError::NotAMember);
+        }
         let wanted: Vec<&IndexEntry> =
             index.threads.iter().filter(|t| channel.is_none() || t.channel == channel).take(MAX_THREADS).collect();
         let mut threads = Vec::with_capacity(wanted.len());

@@ -38,6 +38,9 @@ use std::time::Duration;
 
 pub use digest::{Digest, LastMessage, Scheduler, SqsScheduler};
 
+/// How many member records are written at once.
+const MEMBER_WRITES: usize = 16;
+
 /// The command of a delayed digest edit, sent by this module to its own queue.
 pub const FLUSH_COMMAND: &str = "Thread.FlushDigest";
 
@@ -74,6 +77,10 @@ pub mod keys {
     /// The digest version last written to the root message.
     pub fn edited(thread: &str) -> String {
         format!("thread#edited#{thread}")
+    }
+    /// A member of a server that has threads: who may read its threads through the API.
+    pub fn member(server: &str, user: &str) -> String {
+        format!("thread#member#{server}#{user}")
     }
     /// A voice channel's marker.
     pub fn voice_channel(group: &str) -> String {
@@ -417,6 +424,7 @@ impl Threads {
             let members: Vec<String> =
                 page.member_list.iter().map(|m| m.member_account.trim().to_owned()).filter(|m| !m.is_empty()).collect();
             cur.added += self.add(&info.thread, &members).await?;
+            self.record_members(&info.server, &members).await?;
             let got = page.member_list.len() as u64;
             let next = if community {
                 page.next.filter(|n| !n.is_empty()).map(PageAt::Next)
@@ -433,6 +441,26 @@ impl Threads {
             self.store.put_doc(&key, &to_json(&cur)?, None).await?;
         }
         tracing::info!(thread = %info.thread, server = %info.server, pages = cur.pages, added = cur.added, "thread members copied");
+        Ok(())
+    }
+
+    /// Records `members` as members of `server`, for the read API (a few writes at a time).
+    async fn record_members(&self, server: &str, members: &[String]) -> Result<(), EventError> {
+        for chunk in members.chunks(MEMBER_WRITES) {
+            let keys: Vec<String> = chunk.iter().map(|m| keys::member(server, m)).collect();
+            let puts = keys.iter().map(|k| self.store.put_doc(k, "{}", None));
+            for written in futures_util::future::join_all(puts).await {
+                written?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets `members` as members of `server`.
+    async fn forget_members(&self, server: &str, members: &[String]) -> Result<(), EventError> {
+        for m in members {
+            self.store.delete_doc(&keys::member(server, m)).await?;
+        }
         Ok(())
     }
 
@@ -487,6 +515,7 @@ impl Threads {
             self.add(&t.thread, &members).await?;
         }
         if !threads.is_empty() {
+            self.record_members(&j.group_id, &members).await?;
             outcome = Some("added_to_threads");
         }
         Ok(outcome)
@@ -509,6 +538,10 @@ impl Threads {
             outcome = Some("voice_left");
         }
         let threads = self.server_threads(&x.group_id).await?;
+        if !threads.is_empty() {
+            // First: a leaver no longer reads the server's threads, even if a removal fails.
+            self.forget_members(&x.group_id, &members).await?;
+        }
         for t in &threads {
             self.remove(&t.thread, &members).await?;
         }
