@@ -296,9 +296,39 @@ impl Threads {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.put_doc(&keys::edited(thread), &digest.version.to_string(), None).await?;
+        self.set_edited(thread, digest.version).await?;
         tracing::info!(thread, count = digest.count, version = digest.version, "thread root message edited");
+        // A message counted while the edit was in flight (an edit may outlast its window): one
+        // more edit after the window, so the root does not stay behind.
+        let now: Option<Digest> = read_json(self.store.as_ref(), &keys::digest(thread)).await?;
+        if now.is_some_and(|d| d.version > digest.version)
+            && let Some(scheduler) = &self.scheduler
+        {
+            let secs = self.window_claim_secs();
+            if self.store.claim(&keys::flush(thread), secs).await?
+                && let Err(e) = scheduler.flush_later(thread, Duration::from_secs(secs)).await
+            {
+                self.store.release(&keys::flush(thread)).await?;
+                tracing::warn!(thread, error = %e, "could not schedule the next digest edit; the next message brings it");
+            }
+        }
         Ok(())
+    }
+
+    /// Records that the root shows digest `version`, never lowering it: of two edits that
+    /// overlapped, the older one finishing last does not make the root look older than it is.
+    pub(super) async fn set_edited(&self, thread: &str, version: u64) -> Result<(), EventError> {
+        let key = keys::edited(thread);
+        for _ in 0..super::CAS_ATTEMPTS {
+            let old = self.store.get_doc(&key).await?;
+            if old.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|v| v >= version) {
+                return Ok(());
+            }
+            if self.store.put_doc_if(&key, old.as_deref(), &version.to_string(), None).await? {
+                return Ok(());
+            }
+        }
+        Err(EventError::Contended(key))
     }
 }
 

@@ -151,3 +151,14 @@ fn settings_have_defaults_and_refuse_out_of_range_values() {
     let w = ThreadSettings::from_lookup(|k| (k == "TCBOT_THREAD_EDIT_WINDOW_SECS").then(|| "2".to_owned()));
     assert_eq!(w.map(|s| s.edit_window.as_secs()).ok(), Some(2));
 }
+
+#[tokio::test]
+async fn the_edited_version_never_goes_back() {
+    let t = service(Arc::new(FakeGroups::default()));
+    t.set_edited("@TGS#t", 5).await.unwrap_or_else(|e| panic!("{e}"));
+    // An older edit that finished last.
+    t.set_edited("@TGS#t", 3).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.store.get_doc(&keys::edited("@TGS#t")).await.ok().flatten().as_deref(), Some("5"));
+    t.set_edited("@TGS#t", 7).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(t.store.get_doc(&keys::edited("@TGS#t")).await.ok().flatten().as_deref(), Some("7"));
+}
