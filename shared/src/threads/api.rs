@@ -84,6 +84,9 @@ impl ApiError {
     }
 }
 
+/// How many threads' documents the API reads at once.
+const READS_AT_ONCE: usize = 16;
+
 /// A group or topic ID as a query parameter: present, at most 128 bytes, no control characters.
 fn group_param(name: &str, v: Option<&String>, required: bool) -> Result<Option<String>, ApiError> {
     let v = v.map(|s| s.trim()).filter(|s| !s.is_empty());
@@ -122,9 +125,21 @@ impl ThreadsApi {
         let wanted: Vec<&IndexEntry> =
             index.threads.iter().filter(|t| channel.is_none() || t.channel == channel).take(MAX_THREADS).collect();
         let mut threads = Vec::with_capacity(wanted.len());
-        for entry in wanted {
-            let info: Option<ThreadInfo> = parse(self.store.get_doc(&keys::thread(&entry.thread)).await?);
-            let digest: Digest = parse(self.store.get_doc(&keys::digest(&entry.thread)).await?).unwrap_or_default();
+        // Each thread's entry and digest, a few threads at a time (a large server lists many).
+        let mut read = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(READS_AT_ONCE) {
+            let docs = futures_util::future::join_all(chunk.iter().map(|entry| async move {
+                let info = self.store.get_doc(&keys::thread(&entry.thread)).await?;
+                let digest = self.store.get_doc(&keys::digest(&entry.thread)).await?;
+                Ok::<_, crate::store::StoreError>((info, digest))
+            }))
+            .await;
+            read.extend(chunk.iter().copied().zip(docs));
+        }
+        for (entry, docs) in read {
+            let (info, digest) = docs?;
+            let info: Option<ThreadInfo> = parse(info);
+            let digest: Digest = parse(digest).unwrap_or_default();
             threads.push(ThreadView {
                 thread: entry.thread.clone(),
                 channel: entry.channel.clone(),
