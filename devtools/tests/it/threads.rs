@@ -140,18 +140,7 @@ async fn webhook(router: &Router, command: &str, body: &serde_json::Value) {
 
 /// Delivers everything visible in `queue` to `handler`; returns how many records failed.
 async fn drain(env: &Env, queue: &str, handler: &dyn EventHandler) -> usize {
-    let mut failed = 0;
-    loop {
-        let stats = devtools::esm::poll_once(&env.sqs, queue, 10, 0, |ev| async {
-            Ok::<_, String>(sqs_handler(handler, ev).await)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        failed += stats.failed;
-        if stats.received == 0 {
-            return failed;
-        }
-    }
+    crate::teams::drain_with(env, queue, |ev| sqs_handler(handler, ev)).await
 }
 
 fn create_body(thread: &str, root_seq: u64) -> serde_json::Value {
