@@ -42,6 +42,21 @@ async fn setup(name: &str) -> Setup {
 }
 
 impl Setup {
+    /// Puts `job` in the one-to-one DLQ as a worker records it.
+    async fn dead_letter(&self, job: &str) {
+        let record = serde_json::json!({"reason": "LLM down", "job": job}).to_string();
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.stack.c2c_dlq)
+            .message_body(record)
+            .message_group_id("g")
+            .message_deduplication_id("d")
+            .send()
+            .await;
+        sent.unwrap_or_else(|e| panic!("{e}"));
+    }
+
     async fn tcbot(&self, args: &[&str]) -> (i32, String, String) {
         self.tcbot_in(std::path::Path::new("."), args).await
     }
@@ -294,16 +309,7 @@ async fn redrive_sends_back_every_readable_dead_letter_and_parks_the_unreadable_
 #[tokio::test]
 async fn when_a_redrive_cannot_send_back_the_record_stays_in_the_dlq() {
     let s = setup("redrivefail").await;
-    let record = serde_json::json!({"reason": "LLM down", "job": c2c_job("alice", 1)}).to_string();
-    s.sqs
-        .send_message()
-        .queue_url(&s.stack.c2c_dlq)
-        .message_body(record)
-        .message_group_id("g")
-        .message_deduplication_id("d")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.dead_letter(&c2c_job("alice", 1)).await;
     let missing = s.stack.c2c_queue.replace("bot-c2c", "no-such-queue");
 
     let (code, out, err) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &missing]).await;
@@ -720,16 +726,7 @@ async fn completions_are_generated_for_bash_zsh_and_fish() {
 #[tokio::test]
 async fn a_redrive_that_is_piped_shows_no_progress() {
     let s = setup("quiet").await;
-    let record = serde_json::json!({"reason": "LLM down", "job": c2c_job("alice", 1)}).to_string();
-    s.sqs
-        .send_message()
-        .queue_url(&s.stack.c2c_dlq)
-        .message_body(record)
-        .message_group_id("g")
-        .message_deduplication_id("d")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.dead_letter(&c2c_job("alice", 1)).await;
     let (code, out, err) = s.tcbot(&["dlq", "redrive", &s.stack.c2c_dlq, &s.stack.c2c_queue]).await;
     assert_eq!((code, out.trim()), (0, "redriven 1, parked 0, left 0"), "{err}");
     assert_eq!(err, "", "stderr is not a terminal: no progress line");

@@ -2,7 +2,7 @@
 //! SDK against a local Invoke API), statistics and draws, presence, community set-up (SQS on
 //! moto, then their functions' handlers).
 
-use crate::common::{APP_ID, Env, TOKEN, guarded, guarded_as, now};
+use crate::common::{APP_ID, Env, TOKEN, guarded, guarded_as, now, router_with};
 use devtools::llm_emu::Script;
 use devtools::tencent_emu::Fault;
 use shared::event_worker::{EventHandler, sqs_handler};
@@ -15,19 +15,6 @@ use shared::webhook::{Ack, CallbackQuery};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A router like `env.router` whose other commands go where `routes` says.
-fn router_with(env: &Env, routes: Routes) -> Router {
-    Router::new(
-        APP_ID,
-        Some(shared::secrets::SecretString::new(TOKEN)),
-        guarded("CallbackRouterFunction", &env.store),
-        Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
-        env.stack.c2c_queue.clone(),
-        env.stack.group_queue.clone(),
-    )
-    .with_routes(routes)
-}
 
 async fn send(router: &Router, command: &str, body: &serde_json::Value) -> Ack {
     let q = CallbackQuery::encode(APP_ID, command, Some((TOKEN, now())));

@@ -80,6 +80,20 @@ pub fn rest_options(base: &str) -> RestOptions {
     }
 }
 
+/// A router like `env.router` (signed, under the router's grants) whose other commands go where
+/// `routes` says.
+pub fn router_with(env: &Env, routes: shared::router::Routes) -> Router {
+    Router::new(
+        APP_ID,
+        Some(shared::secrets::SecretString::new(TOKEN)),
+        guarded("CallbackRouterFunction", &env.store),
+        Arc::new(SqsQueue::new(env.sqs.clone())),
+        env.stack.c2c_queue.clone(),
+        env.stack.group_queue.clone(),
+    )
+    .with_routes(routes)
+}
+
 /// `store` as `function` may use it under `template.yaml`'s IAM grants: a key outside its
 /// `dynamodb:LeadingKeys` fails as it would in AWS.
 pub fn guarded(function: &str, store: &Arc<DynamoStore>) -> Arc<dyn shared::store::Store> {

@@ -9,7 +9,6 @@ use shared::router::{Router, Routes};
 use shared::teams::Teams;
 use shared::webhook::{Ack, CallbackQuery};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const FULL: &str = "Group.CallbackAfterGroupFull";
 const EXIT: &str = "Group.CallbackAfterMemberExit";
@@ -40,15 +39,7 @@ pub(crate) async fn team_router_with(env: &Env, visibility_secs: u32) -> (Router
         event_queues: HashMap::from([(FULL.to_owned(), queue.clone()), (EXIT.to_owned(), queue.clone())]),
         ..Routes::default()
     };
-    let router = Router::new(
-        APP_ID,
-        Some(shared::secrets::SecretString::new(TOKEN)),
-        guarded("CallbackRouterFunction", &env.store),
-        Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
-        env.stack.c2c_queue.clone(),
-        env.stack.group_queue.clone(),
-    )
-    .with_routes(routes);
+    let router = crate::common::router_with(env, routes);
     (router, queue)
 }
 

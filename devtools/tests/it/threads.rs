@@ -103,15 +103,7 @@ async fn functions(env: &Env) -> Functions {
         ]),
         ..Routes::default()
     };
-    let router = Router::new(
-        APP_ID,
-        Some(shared::secrets::SecretString::new(TOKEN)),
-        guarded("CallbackRouterFunction", &env.store),
-        Arc::new(shared::queue::SqsQueue::new(env.sqs.clone())),
-        env.stack.c2c_queue.clone(),
-        env.stack.group_queue.clone(),
-    )
-    .with_routes(routes);
+    let router = crate::common::router_with(env, routes);
     let scheduler: Arc<dyn Scheduler> = Arc::new(SqsScheduler::new(env.sqs.clone(), sent.clone()));
     Functions {
         router,
