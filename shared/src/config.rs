@@ -251,6 +251,9 @@ pub fn parse_nim_robots(value: &str) -> Result<Vec<KnownRobot>, String> {
     Ok(robots)
 }
 
+/// The JWT claim that names an app user when `TCBOT_APP_USERSIG_CLAIM` is unset.
+pub const DEFAULT_USERSIG_CLAIM: &str = "sub";
+
 /// All settings. Which ones a function needs is checked by the `require_*` accessors in its
 /// `main`, so a missing queue URL fails the cold start of the function that uses it.
 #[derive(Debug, Clone)]
@@ -472,7 +475,7 @@ impl Settings {
             local_secret_file,
             tencent_endpoint,
             usersig_ttl: Duration::from_secs(env.bounded("TCBOT_USERSIG_TTL_SECS", DAY_SECS, TTL_SECS)?),
-            app_usersig_claim: env.opt("TCBOT_APP_USERSIG_CLAIM").unwrap_or_else(|| "sub".to_owned()),
+            app_usersig_claim: env.opt("TCBOT_APP_USERSIG_CLAIM").unwrap_or_else(|| DEFAULT_USERSIG_CLAIM.to_owned()),
             app_usersig_ttl: Duration::from_secs(env.bounded(
                 "TCBOT_APP_USERSIG_TTL_SECS",
                 7 * DAY_SECS,

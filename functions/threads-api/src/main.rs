@@ -17,7 +17,10 @@ async fn main() -> Result<(), Error> {
         .ok()
         .filter(|t| !t.trim().is_empty())
         .ok_or("TCBOT_TABLE_NAME is not set: the table that holds the threads")?;
-    let claim = std::env::var("TCBOT_APP_USERSIG_CLAIM").ok().filter(|c| !c.trim().is_empty()).unwrap_or("sub".into());
+    let claim = std::env::var("TCBOT_APP_USERSIG_CLAIM")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .unwrap_or(shared::config::DEFAULT_USERSIG_CLAIM.into());
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let service = ThreadsApi { store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table)), claim };
     let service = &service;
